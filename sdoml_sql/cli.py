@@ -1,0 +1,105 @@
+"""The ``sdoml-sql`` command line: a thin layer over the Python API, one command per function.
+
+Errors raised on purpose (:class:`sdoml_sql.exceptions.SdomlError`) print as one line on
+stderr and exit with status 1; usage errors exit with status 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sdoml_sql import __version__
+from sdoml_sql.exceptions import SdomlError
+
+
+class _Group(click.Group):
+    """A click group that turns :class:`SdomlError` into a one-line message and exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SdomlError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="sdoml-sql")
+def main():
+    """SQL over the SDO ML v2 dataset: build a Parquet catalog of every per-frame header,
+    query it with DuckDB, fetch frames as dask arrays, SunPy maps and movies."""
+
+
+store_options = [
+    click.option("--mirror", type=click.Choice(["aws", "gcs"]), default=None,
+                 help="Copy used for preset names (default: aws, the anonymous mirror; env SDOML_MIRROR)."),
+    click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
+                 help="Google Cloud project billed for the requester-pays GCS bucket."),
+]
+
+
+def with_store_options(function):
+    for option in reversed(store_options):
+        function = option(function)
+    return function
+
+
+# --- sources -----------------------------------------------------------------------------
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--frames", default=None, type=click.IntRange(1), help="AIA frames per channel and year.")
+@click.option("--hmi-frames", default=None, type=click.IntRange(1), help="HMI frames per component and year.")
+@click.option("--eve-samples", default=None, type=click.IntRange(1), help="EVE samples (about 1 per minute).")
+@click.option("--years", default=None, help="AIA years, comma separated (the last one carries the 2020 quirks).")
+@click.option("--channels", default=None, help="AIA channels, comma separated (default: all nine).")
+@click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
+@click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_images, seed):
+    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
+    from sdoml_sql.sample import write_sample
+
+    options = {
+        "aia_frames": frames,
+        "hmi_frames": hmi_frames,
+        "eve_samples": eve_samples,
+        "years": tuple(int(y) for y in years.split(",")) if years else None,
+        "channels": tuple(channels.split(",")) if channels else None,
+    }
+    paths = write_sample(directory, images=not no_images, seed=seed,
+                         **{k: v for k, v in options.items() if v is not None})
+    for name, path in paths.items():
+        click.echo(f"{name}\t{path}")
+
+
+@main.command()
+@click.argument("url")
+@with_store_options
+def tree(url, mirror, billing_project):
+    """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs)."""
+    from sdoml_sql.inspect import tree as tree_text
+
+    click.echo(tree_text(url, mirror=mirror, billing_project=billing_project))
+
+
+@main.command()
+@click.argument("url")
+@click.argument("array_path")
+@with_store_options
+def keywords(url, array_path, mirror, billing_project):
+    """List the per-frame header keys of ARRAY_PATH (e.g. 2010/171A) with types and an example."""
+    from sdoml_sql.inspect import keywords as keyword_rows
+
+    rows = keyword_rows(url, array_path, mirror=mirror, billing_project=billing_project)
+    width = max((len(r["key"]) for r in rows), default=3)
+    for row in rows:
+        click.echo(f"{row['key']:<{width}}  {row['type']:<9} {row['values']:>7}  {row['example']}")
+
+
+if __name__ == "__main__":
+    main()

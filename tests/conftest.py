@@ -1,0 +1,40 @@
+"""Shared fixtures: one sample store set and one catalog per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory):
+    """Sample AIA, HMI and EVE stores written by the project's generator (default sizes)."""
+    from sdoml_sql.sample import write_sample
+
+    directory = tmp_path_factory.mktemp("sample")
+    write_sample(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def sample_paths(sample_dir):
+    """``{"aia": path, "hmi": path, "eve": path}`` of the sample stores."""
+    return {
+        "aia": sample_dir / "sdomlv2_small.zarr",
+        "hmi": sample_dir / "sdomlv2_hmi_small.zarr",
+        "eve": sample_dir / "sdomlv2_eve.zarr",
+    }
+
+
+@pytest.fixture(scope="session")
+def catalog_dir(sample_paths, tmp_path_factory):
+    """A catalog built from the sample stores. Tests must not modify it (copy it first)."""
+    from sdoml_sql.build import build_catalog
+
+    directory = tmp_path_factory.mktemp("catalog") / "catalog"
+    build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),
+                  eve=str(sample_paths["eve"]), catalog=directory, progress=False)
+    return directory
