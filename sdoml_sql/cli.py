@@ -101,5 +101,58 @@ def keywords(url, array_path, mirror, billing_project):
         click.echo(f"{row['key']:<{width}}  {row['type']:<9} {row['values']:>7}  {row['example']}")
 
 
+# --- catalog ---------------------------------------------------------------------------------
+
+catalog_option = click.option(
+    "--catalog", type=click.Path(file_okay=False), default=None,
+    help="Catalog directory (default: $SDOML_CATALOG, else ~/.local/share/sdoml-sql/catalog).")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+@main.command()
+@click.option("--aia", default=None, help="AIA store: URL, path or preset (aia-small, aia, gcs:aia …).")
+@click.option("--hmi", default=None, help="HMI store: URL, path or preset (hmi-small, hmi …).")
+@click.option("--eve", default=None, help="EVE store: URL, path or preset (eve).")
+@catalog_option
+@click.option("--years", default=None, help="Only these years, comma separated.")
+@click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
+@click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Arrays harvested at once.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_store_options
+def build(aia, hmi, eve, catalog, years, channels, full, workers, quiet, mirror, billing_project):
+    """Harvest every per-frame header of the named stores into a Parquet catalog."""
+    from sdoml_sql.build import build_catalog
+
+    report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
+                           channels=_split(channels), full=full, progress=not quiet, workers=workers,
+                           mirror=mirror, billing_project=billing_project)
+    _print_report(report)
+
+
+@main.command()
+@catalog_option
+@click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Arrays harvested at once.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
+              help="Google Cloud project billed for the requester-pays GCS bucket.")
+def rebuild(catalog, full, workers, quiet, billing_project):
+    """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
+    from sdoml_sql.build import rebuild_catalog
+
+    report = rebuild_catalog(catalog, full=full, progress=not quiet, workers=workers, billing_project=billing_project)
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(report.summary())
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,445 @@
+"""Build and rebuild the Parquet catalog: incremental, atomic per partition, one build at a time.
+
+A build plans one partition per source array (``aia/year=2010/channel=171A``), skips those
+whose source fingerprint is unchanged, harvests the rest concurrently into a staging
+directory, and only when every partition succeeded swaps each file in with ``os.replace``
+(readers see the old or the new file, never half of one) and writes the manifest last.  A
+failed or interrupted build leaves the previous catalog as it was.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sdoml_sql import __version__
+from sdoml_sql.config import default_catalog_dir
+from sdoml_sql.exceptions import CatalogError, HarvestError, StoreError
+from sdoml_sql.harvest import harvest_array, harvest_eve
+from sdoml_sql.stores import Source, open_store
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+DATA_FILE = "data.parquet"
+LOCK_FILE = ".lock"
+STAGING_DIR = ".staging"
+INSTRUMENTS = ("aia", "hmi", "eve")
+SECRET_OPTION_WORDS = ("secret", "token", "key", "password", "credential")
+
+
+@dataclass
+class Partition:
+    """One unit of the catalog: a source array (or EVE group) and where its rows go."""
+
+    key: str  # "aia/year=2010/channel=171A"
+    instrument: str
+    array_path: str  # "2010/171A" or "MEGS-A"
+    year: int | None = None
+    channel: str | None = None
+    fingerprint: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildReport:
+    """What a build did: partitions written and skipped, rows, warnings, time taken."""
+
+    catalog: Path
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rows: int = 0
+    source_bytes: int = 0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for people: counts and speed."""
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        return (f"catalog {self.catalog}: {len(self.written)} partitions written, {len(self.skipped)} unchanged, "
+                f"{len(self.removed)} removed; {self.rows:,} rows in {self.seconds:.1f} s ({rate:,.0f} rows/s); "
+                f"{len(self.warnings)} warnings")
+
+
+def build_catalog(
+    aia: str | None = None,
+    hmi: str | None = None,
+    eve: str | None = None,
+    catalog: str | os.PathLike | None = None,
+    *,
+    years: list[int] | None = None,
+    channels: list[str] | None = None,
+    full: bool = False,
+    progress: bool = True,
+    workers: int = 2,
+    storage_options: dict[str, Any] | None = None,
+    billing_project: str | None = None,
+    mirror: str | None = None,
+) -> BuildReport:
+    """Harvest the named stores (URLs or preset names) into the catalog directory.
+
+    Partitions whose source is unchanged since the last build are kept (``full=True``
+    rewrites them).  ``years`` and ``channels`` limit which arrays are read; a channel
+    filter applies to the instruments that have arrays of those names.  Instruments not
+    named keep their partitions.  Raises :class:`HarvestError`, :class:`StoreError` or
+    :class:`CatalogError`; the catalog is then unchanged.
+    """
+    requests = {name: url for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
+    if not requests:
+        raise CatalogError("nothing to build: name at least one of the aia, hmi or eve stores")
+    directory = Path(catalog) if catalog else default_catalog_dir()
+    filters = {"years": sorted(set(map(int, years))) if years else None,
+               "channels": sorted(set(channels)) if channels else None}
+    plan = {
+        name: {"url": url, "storage_options": storage_options or {}, "billing_project": billing_project,
+               "mirror": mirror, "filters": filters}
+        for name, url in requests.items()
+    }
+    return _run_build(directory, plan, full=full, progress=progress, workers=workers)
+
+
+def rebuild_catalog(
+    catalog: str | os.PathLike | None = None,
+    *,
+    full: bool = False,
+    progress: bool = True,
+    workers: int = 2,
+    storage_options: dict[str, Any] | None = None,
+    billing_project: str | None = None,
+) -> BuildReport:
+    """Re-read the sources named in the catalog's manifest and rewrite what changed.
+
+    New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
+    ``full=True`` rewrites every partition.
+    """
+    directory = Path(catalog) if catalog else default_catalog_dir()
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise CatalogError(f"catalog {directory} has no {MANIFEST}: build it first with `sdoml-sql build`")
+    plan = {
+        name: {"url": entry["url"], "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
+               "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
+        for name, entry in manifest.get("sources", {}).items()
+    }
+    return _run_build(directory, plan, full=full, progress=progress, workers=workers)
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The catalog's manifest, or ``None`` if the directory has none."""
+    path = Path(directory) / MANIFEST
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as error:
+        raise CatalogError(f"catalog {directory}: {MANIFEST} is corrupt ({error})") from None
+
+
+# --- the build -----------------------------------------------------------------------------
+
+def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, workers: int) -> BuildReport:
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(catalog=directory)
+    with _exclusive(directory):
+        old = read_manifest(directory) or {"partitions": {}, "sources": {}, "warnings": []}
+        sources = {name: _open(name, entry) for name, entry in plan.items()}
+        planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
+        staging = directory / STAGING_DIR / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            todo, keep = _split_changed(planned, old["partitions"], full)
+            report.skipped = sorted(keep)
+            results = _harvest_all(sources, todo, staging, progress, workers)
+            new_manifest = _next_manifest(old, plan, sources, planned, results, keep)
+            report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
+            _swap_in(directory, staging, results, report.removed)
+            _write_manifest(directory, new_manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()
+    report.written = sorted(p.key for p in results)
+    report.rows = sum(p.meta["rows"] for p in results)
+    report.source_bytes = sum(p.meta.get("source_bytes", 0) for p in results)
+    report.warnings = [w for p in results for w in p.meta.get("warnings", [])]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold the catalog's build lock; a second build at the same time is refused."""
+    lock_path = directory / LOCK_FILE
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CatalogError(f"catalog {directory} is being built by {holder}; try again when it has finished") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {_now()}")
+        handle.flush()
+        shutil.rmtree(directory / STAGING_DIR, ignore_errors=True)  # leftovers of a killed build
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _open(name: str, entry: dict) -> Source:
+    try:
+        return open_store(entry["url"], storage_options=entry["storage_options"],
+                          billing_project=entry.get("billing_project"), mirror=entry.get("mirror"))
+    except StoreError as error:
+        raise StoreError(f"{name}: {error}") from None
+
+
+def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Partition]:
+    if instrument == "eve":
+        return _plan_eve(source)
+    years = filters.get("years")
+    wanted_channels = set(filters.get("channels") or ())
+    groups, _ = source.children()
+    year_names = sorted(g for g in groups if g.isdigit() and (not years or int(g) in years))
+    if not year_names:
+        raise StoreError(f"store {source.url} has no year groups" + (f" among {years}" if years else ""))
+    partitions = []
+    for year in year_names:
+        _, arrays = source.children(year)
+        chosen = [a for a in arrays if a in wanted_channels] if wanted_channels & set(arrays) else arrays
+        for channel in chosen:
+            path = f"{year}/{channel}"
+            partitions.append(Partition(
+                key=f"{instrument}/year={year}/channel={channel}", instrument=instrument,
+                array_path=path, year=int(year), channel=channel, fingerprint=fingerprint(source, [path]),
+            ))
+    return partitions
+
+
+def _plan_eve(source: Source) -> list[Partition]:
+    groups, _ = source.children()
+    if not groups:
+        raise StoreError(f"store {source.url} has no EVE group (expected MEGS-A)")
+    partitions = []
+    for group in groups:
+        _, arrays = source.children(group)
+        paths = [f"{group}/{a}" for a in arrays]
+        partitions.append(Partition(key=f"eve/group={group}", instrument="eve", array_path=group,
+                                    fingerprint=fingerprint(source, paths)))
+    return partitions
+
+
+def fingerprint(source: Source, array_paths: list[str]) -> str:
+    """A digest of the arrays' ``.zarray`` and of their ``.zattrs`` identity.
+
+    The attributes are identified by size plus what the backend offers (ETag, md5,
+    generation, mtime) so that an unchanged year costs a metadata request, not a 221 MB
+    download; backends that offer none are hashed by content.
+    """
+    digest = hashlib.sha256()
+    for path in array_paths:
+        digest.update(orjson.dumps(source.zarray(path), option=orjson.OPT_SORT_KEYS))
+        digest.update(_attrs_identity(source, f"{path}/.zattrs"))
+    return digest.hexdigest()[:32]
+
+
+IDENTITY_FIELDS = ("ETag", "etag", "md5", "md5Hash", "crc32c", "generation", "mtime", "LastModified",
+                   "last_modified", "updated", "created")
+
+
+def _attrs_identity(source: Source, key: str) -> bytes:
+    try:
+        info = source.info(key)
+    except FileNotFoundError:
+        attrs = (source.consolidated or {}).get(key)
+        return orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS) if attrs is not None else b"-"
+    stamp = {name: str(info[name]) for name in IDENTITY_FIELDS if info.get(name) is not None}
+    if not stamp:
+        stamp = {"sha256": hashlib.sha256(source.read_bytes(key)).hexdigest()}
+    stamp["size"] = str(info.get("size"))
+    return orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS)
+
+
+def _split_changed(planned: dict[str, list[Partition]], old: dict[str, dict], full: bool):
+    todo, keep = [], []
+    for partitions in planned.values():
+        for partition in partitions:
+            previous = old.get(partition.key)
+            if not full and previous and previous.get("fingerprint") == partition.fingerprint:
+                keep.append(partition.key)
+            else:
+                todo.append(partition)
+    return todo, keep
+
+
+def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, workers: int) -> list[Partition]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), unit="array", desc="harvest", disable=not progress or not todo, leave=True)
+    frames = 0
+    megabytes = 0.0
+    done: list[Partition] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_harvest_partition, sources[p.instrument], p, staging) for p in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                partition = future.result()
+                done.append(partition)
+                frames += partition.meta["rows"]
+                megabytes += partition.meta.get("source_bytes", 0) / 1e6
+                bar.set_postfix(frames=f"{frames:,}", MB=f"{megabytes:,.0f}")
+                bar.update()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    return sorted(done, key=lambda p: p.key)
+
+
+def _harvest_partition(source: Source, partition: Partition, staging: Path) -> Partition:
+    if partition.instrument == "eve":
+        return _harvest_eve_partition(source, partition, staging)
+    zarray = source.zarray(partition.array_path)
+    harvest = harvest_array(source, partition.array_path, frames=int(zarray["shape"][0]))
+    _write_parquet(harvest.table, staging / partition.key / DATA_FILE)
+    if harvest.ragged:
+        _write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
+    partition.meta = {
+        "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
+        "array_path": partition.array_path, "rows": harvest.table.num_rows,
+        "shape": zarray["shape"], "chunks": zarray["chunks"], "dtype": zarray["dtype"],
+        "fingerprint": partition.fingerprint, "built_at": _now(), "keys": harvest.keys,
+        "ragged_keys": sorted(harvest.ragged), "warnings": harvest.warnings,
+        "source_bytes": harvest.source_bytes,
+    }
+    return partition
+
+
+def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
+    samples, lines, warnings = harvest_eve(source, partition.array_path)
+    _write_parquet(samples, staging / partition.key / DATA_FILE)
+    _write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
+    partition.meta = {
+        "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
+        "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
+        "fingerprint": partition.fingerprint, "built_at": _now(), "warnings": warnings,
+    }
+    return partition
+
+
+def _array_attrs_key(partition: Partition) -> str:
+    return f"array_attrs/instrument={partition.instrument}/year={partition.year}/channel={partition.channel}"
+
+
+def _eve_lines_key(partition: Partition) -> str:
+    return partition.key.replace("eve/", "eve_lines/", 1)
+
+
+def _side_keys(partition_key: str) -> list[str]:
+    """Side-table directories that belong to a partition (rewritten or removed with it)."""
+    instrument, _, rest = partition_key.partition("/")
+    if instrument == "eve":
+        return [f"eve_lines/{rest}"]
+    return [f"array_attrs/instrument={instrument}/{rest}"]
+
+
+def _ragged_table(ragged: dict[str, list]) -> pa.Table:
+    return pa.table({
+        "key": pa.array(list(ragged), pa.string()),
+        "n_values": pa.array([len(v) for v in ragged.values()], pa.int64()),
+        "values": pa.array([orjson.dumps(v).decode() for v in ragged.values()], pa.string()),
+    })
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+
+
+def _swap_in(directory: Path, staging: Path, results: list[Partition], removed: list[str]) -> None:
+    """Move staged files over the catalog's, one ``os.replace`` each (atomic per file)."""
+    for partition in results:
+        for key in [partition.key, *_side_keys(partition.key)]:
+            staged, final = staging / key / DATA_FILE, directory / key / DATA_FILE
+            if staged.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+            elif final.exists():
+                _remove_partition_dir(directory, key)
+    for key in removed:
+        for side in [key, *_side_keys(key)]:
+            _remove_partition_dir(directory, side)
+
+
+def _remove_partition_dir(directory: Path, key: str) -> None:
+    path = directory / key
+    shutil.rmtree(path, ignore_errors=True)
+    for parent in list(path.parents)[: key.count("/")]:
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only if empty
+
+
+def _next_manifest(old, plan, sources, planned, results: list[Partition], keep: list[str]) -> dict[str, Any]:
+    rebuilt = set(plan)
+    partitions = {
+        key: entry for key, entry in old["partitions"].items()
+        if entry.get("instrument") not in rebuilt or key in keep
+    }
+    for partition in results:
+        partitions[partition.key] = {k: v for k, v in partition.meta.items() if k != "warnings"}
+        partitions[partition.key]["warnings"] = partition.meta.get("warnings", [])
+    source_entries = dict(old.get("sources", {}))
+    for name, entry in plan.items():
+        source_entries[name] = {
+            "url": sources[name].url,
+            "storage_options": _public_options(entry["storage_options"]),
+            "filters": entry["filters"],
+        }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "built_at": _now(),
+        "sources": source_entries,
+        "partitions": dict(sorted(partitions.items())),
+        "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
+    }
+
+
+def _public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Storage options worth recording: no secrets (keys, tokens, passwords)."""
+    return {k: v for k, v in options.items() if not any(word in k.lower() for word in SECRET_OPTION_WORDS)
+            and isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}"
+    temporary.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    os.replace(temporary, directory / MANIFEST)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "HarvestError"]
