@@ -19,6 +19,9 @@ from sdoml_sql.exceptions import (  # noqa: E402
     StoreError,
 )
 from sdoml_sql.stores import PRESETS, open_store, resolve_url  # noqa: E402
+from sdoml_sql.build import build_catalog, rebuild_catalog  # noqa: E402
+from sdoml_sql.catalog import Catalog, query  # noqa: E402
+from sdoml_sql.selection import Selection  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -33,4 +36,9 @@ __all__ = [
     "PRESETS",
     "open_store",
     "resolve_url",
+    "build_catalog",
+    "rebuild_catalog",
+    "Catalog",
+    "query",
+    "Selection",
 ]

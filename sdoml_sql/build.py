@@ -9,6 +9,7 @@ failed or interrupted build leaves the previous catalog as it was.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
@@ -85,7 +86,7 @@ def build_catalog(
     channels: list[str] | None = None,
     full: bool = False,
     progress: bool = True,
-    workers: int = 2,
+    read_ahead: int = 1,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     mirror: str | None = None,
@@ -109,7 +110,7 @@ def build_catalog(
                "mirror": mirror, "filters": filters}
         for name, url in requests.items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, workers=workers)
+    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead)
 
 
 def rebuild_catalog(
@@ -117,7 +118,7 @@ def rebuild_catalog(
     *,
     full: bool = False,
     progress: bool = True,
-    workers: int = 2,
+    read_ahead: int = 1,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
 ) -> BuildReport:
@@ -135,7 +136,7 @@ def rebuild_catalog(
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
         for name, entry in manifest.get("sources", {}).items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, workers=workers)
+    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -151,7 +152,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
 
 # --- the build -----------------------------------------------------------------------------
 
-def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, workers: int) -> BuildReport:
+def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int) -> BuildReport:
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
@@ -164,7 +165,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
         try:
             todo, keep = _split_changed(planned, old["partitions"], full)
             report.skipped = sorted(keep)
-            results = _harvest_all(sources, todo, staging, progress, workers)
+            results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, planned, results, keep)
             report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
             _swap_in(directory, staging, results, report.removed)
@@ -291,37 +292,62 @@ def _split_changed(planned: dict[str, list[Partition]], old: dict[str, dict], fu
     return todo, keep
 
 
-def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, workers: int) -> list[Partition]:
+def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, read_ahead: int) -> list[Partition]:
+    """Harvest partitions one at a time while the next ``read_ahead`` sources download.
+
+    Parsing holds the GIL, so parsing two arrays at once gains nothing and doubles peak
+    memory; overlapping the downloads (the slow part remotely) with parsing is what pays.
+    """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), unit="array", desc="harvest", disable=not progress or not todo, leave=True)
-    frames = 0
-    megabytes = 0.0
-    done: list[Partition] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_harvest_partition, sources[p.instrument], p, staging) for p in todo]
+    bar = tqdm(total=len(todo), unit="array", desc="harvest", disable=not progress or not todo)
+    frames, megabytes, done = 0, 0.0, []
+    pending = iter(todo)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
+        downloads: collections.deque = collections.deque()
+
+        def download_next() -> None:
+            partition = next(pending, None)
+            if partition is not None:
+                downloads.append((partition, pool.submit(_download, sources[partition.instrument], partition)))
+
+        for _ in range(max(1, read_ahead)):
+            download_next()
         try:
-            for future in concurrent.futures.as_completed(futures):
-                partition = future.result()
-                done.append(partition)
+            while downloads:
+                partition, future = downloads.popleft()
+                downloaded = future.result()
+                download_next()
+                done.append(_harvest_partition(sources[partition.instrument], partition, staging, downloaded))
+                del downloaded
                 frames += partition.meta["rows"]
                 megabytes += partition.meta.get("source_bytes", 0) / 1e6
                 bar.set_postfix(frames=f"{frames:,}", MB=f"{megabytes:,.0f}")
                 bar.update()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
         finally:
+            for _, future in downloads:
+                future.cancel()
             bar.close()
     return sorted(done, key=lambda p: p.key)
 
 
-def _harvest_partition(source: Source, partition: Partition, staging: Path) -> Partition:
+def _download(source: Source, partition: Partition) -> tuple[dict, bytes | None] | None:
+    """The array's ``.zarray`` and raw ``.zattrs`` bytes (None for EVE, read while harvesting)."""
+    if partition.instrument == "eve":
+        return None
+    zarray = source.zarray(partition.array_path)
+    try:
+        return zarray, source.read_bytes(f"{partition.array_path}/.zattrs")
+    except FileNotFoundError:
+        return zarray, None
+
+
+def _harvest_partition(source: Source, partition: Partition, staging: Path, downloaded=None) -> Partition:
     if partition.instrument == "eve":
         return _harvest_eve_partition(source, partition, staging)
-    zarray = source.zarray(partition.array_path)
-    harvest = harvest_array(source, partition.array_path, frames=int(zarray["shape"][0]))
+    zarray, raw = downloaded or _download(source, partition)
+    harvest = harvest_array(source, partition.array_path, frames=int(zarray["shape"][0]), raw=raw)
+    del raw
     _write_parquet(harvest.table, staging / partition.key / DATA_FILE)
     if harvest.ragged:
         _write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)

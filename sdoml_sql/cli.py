@@ -7,6 +7,7 @@ stderr and exit with status 1; usage errors exit with status 2 (click's conventi
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -120,15 +121,16 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--years", default=None, help="Only these years, comma separated.")
 @click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Arrays harvested at once.")
+@click.option("--read-ahead", default=1, show_default=True, type=click.IntRange(1),
+              help="Source arrays downloading while one is parsed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @with_store_options
-def build(aia, hmi, eve, catalog, years, channels, full, workers, quiet, mirror, billing_project):
+def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, mirror, billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog."""
     from sdoml_sql.build import build_catalog
 
     report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
-                           channels=_split(channels), full=full, progress=not quiet, workers=workers,
+                           channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
                            mirror=mirror, billing_project=billing_project)
     _print_report(report)
 
@@ -136,15 +138,16 @@ def build(aia, hmi, eve, catalog, years, channels, full, workers, quiet, mirror,
 @main.command()
 @catalog_option
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Arrays harvested at once.")
+@click.option("--read-ahead", default=1, show_default=True, type=click.IntRange(1),
+              help="Source arrays downloading while one is parsed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
-def rebuild(catalog, full, workers, quiet, billing_project):
+def rebuild(catalog, full, read_ahead, quiet, billing_project):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
     from sdoml_sql.build import rebuild_catalog
 
-    report = rebuild_catalog(catalog, full=full, progress=not quiet, workers=workers, billing_project=billing_project)
+    report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead, billing_project=billing_project)
     _print_report(report)
 
 
@@ -152,6 +155,129 @@ def _print_report(report) -> None:
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
+
+
+# --- SQL -------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("sql", required=False)
+@catalog_option
+@click.option("--file", "sql_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Read the SQL from this file (same as SQL = @FILE).")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json", "parquet"]),
+              default=None, help="Output format (default: table; parquet needs --output).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of stdout.")
+def query(sql, catalog, sql_file, output_format, output):
+    """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
+    from sdoml_sql.catalog import query as run_query
+
+    selection = run_query(_sql_text(sql, sql_file), catalog=catalog)
+    if output:
+        selection.write(output, output_format)
+    elif output_format == "parquet":
+        raise click.UsageError("--format parquet needs --output FILE")
+    else:
+        click.echo(selection.to_text(output_format or "table"), nl=False)
+
+
+def _sql_text(sql: str | None, sql_file: str | None) -> str:
+    if sql_file:
+        return Path(sql_file).read_text(encoding="utf-8")
+    if sql is None or sql == "-":
+        return sys.stdin.read()
+    if sql.startswith("@"):
+        return Path(sql[1:]).read_text(encoding="utf-8")
+    return sql
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@catalog_option
+@click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
+def shell(catalog, duckdb_args):
+    """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb)."""
+    from sdoml_sql.catalog import open_catalog
+
+    sys.exit(open_catalog(catalog).shell(duckdb_args))
+
+
+# --- fetch, maps, movies ---------------------------------------------------------------------
+
+def _selection(sql: str, catalog):
+    from sdoml_sql.catalog import query as run_query
+
+    return run_query(_sql_text(sql, None), catalog=catalog)
+
+
+downsample_option = click.option("--downsample", default=1, show_default=True, type=click.IntRange(1),
+                                 help="Keep 1 pixel in N along each axis (512 → 512/N).")
+method_option = click.option("--method", type=click.Choice(["stride", "mean"]), default="stride", show_default=True,
+                             help="Downsample by taking every Nth pixel or the mean of N×N blocks.")
+missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "drop"]), default="raise",
+                              show_default=True, help="Rows without a frame: fail, fill NaN frames, or drop them.")
+
+
+@main.command()
+@click.argument("sql")
+@catalog_option
+@click.option("--output", "-o", required=True, type=click.Path(),
+              help="OUT.npy, OUT.zarr (headers in OUT.headers.parquet) or a directory of FITS files.")
+@click.option("--format", "output_format", type=click.Choice(["npy", "zarr", "fits"]), default=None,
+              help="Output format (default: from the suffix; no suffix means FITS).")
+@downsample_option
+@method_option
+@missing_option
+@click.option("--quiet", is_flag=True, help="No plan line, no progress bar.")
+def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
+    """Fetch the frames of the rows SQL selects and write them to --output."""
+    from sdoml_sql.fetch import plan, write_frames
+
+    selection = _selection(sql, catalog)
+    if not quiet:
+        click.echo(f"plan: {plan(selection, downsample=downsample, method=method, missing=missing)}", err=True)
+    written = write_frames(selection, output, output_format, downsample, method, missing, progress=not quiet)
+    click.echo(f"wrote {len(written)} file(s): {written[0]}" + (" …" if len(written) > 1 else ""))
+
+
+@main.command()
+@click.argument("sql")
+@click.argument("output", type=click.Path(dir_okay=False))
+@catalog_option
+@downsample_option
+@method_option
+@click.option("--missing", type=click.Choice(["raise", "drop"]), default="raise", show_default=True,
+              help="Rows without a frame: fail or leave them out.")
+@click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Frames per second.")
+@click.option("--scaling", type=click.Choice(["fixed", "frame"]), default="fixed", show_default=True,
+              help="One colour range per channel, or one per frame.")
+@click.option("--sort-by-date", is_flag=True, help="Order frames by time instead of row order.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
+    """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
+    from sdoml_sql.movies import animate, save
+
+    animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
+                        fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
+    click.echo(f"wrote {save(animation, output, progress=not quiet)} ({animation.sdoml_frames} frames)")
+
+
+@main.command()
+@click.argument("sql")
+@click.argument("output", type=click.Path(dir_okay=False))
+@catalog_option
+@click.option("--lines", default=None, help="EVE lines to plot, comma separated (default: every selected line).")
+@click.option("--row", default=0, show_default=True, type=click.IntRange(0), help="Frame selections: the row to plot.")
+def plot(sql, output, catalog, lines, row):
+    """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map."""
+    from sdoml_sql.eve import plot_eve
+    from sdoml_sql.maps import plot_map
+
+    selection = _selection(sql, catalog)
+    if selection.kind == "eve":
+        plot_eve(selection, lines=_split(lines), output=output)
+    else:
+        plot_map(selection, row, output)
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":

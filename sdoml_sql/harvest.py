@@ -9,8 +9,9 @@ not index-aligned: they are returned whole as ``ragged`` and reported in ``warni
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import orjson
@@ -23,6 +24,7 @@ from sdoml_sql.times import TIME_KEYS, TimeParseError, looks_like_times, parse_t
 
 NAN_STRINGS = frozenset({"nan", "NaN", "NAN", "-nan", "+nan"})
 TIME_SUFFIX = "_STR"
+RESERVED_COLUMNS = frozenset({"idx", "year", "channel", "instrument"})
 TYPE_NAMES = {
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE",
@@ -56,30 +58,78 @@ class Column:
 
 def read_attrs(source: Source, array_path: str) -> tuple[dict[str, Any], int]:
     """Read and parse an array's ``.attrs`` (``.zattrs``, or ``.zmetadata`` without it)."""
+    items, size = iter_attrs(source, array_path)
+    return dict(items), size
+
+
+def iter_attrs(source: Source, array_path: str, raw: bytes | None = None) -> tuple[Iterator[tuple[str, Any]], int]:
+    """An array's attributes as ``(key, value)`` pairs parsed one key at a time, and the size.
+
+    A full-year AIA ``.zattrs`` is ~221 MB of JSON; parsing it whole holds every value as a
+    Python object at once (about 3× the file).  zarr writes indented JSON, where each
+    top-level key starts a line with exactly one indent, so the file is cut there and each
+    key parsed on its own; any other layout is parsed whole.
+    """
     where = f"store {source.url}: array {array_path}"
     try:
-        raw = source.read_bytes(f"{array_path}/.zattrs")
+        raw = raw if raw is not None else source.read_bytes(f"{array_path}/.zattrs")
     except FileNotFoundError:
         consolidated = source.consolidated or {}
         if f"{array_path}/.zattrs" in consolidated:
-            return consolidated[f"{array_path}/.zattrs"], 0
+            return iter(consolidated[f"{array_path}/.zattrs"].items()), 0
         if f"{array_path}/.zarray" in consolidated or source.exists(f"{array_path}/.zarray"):
-            return {}, 0
+            return iter(()), 0
         raise HarvestError(f"{where}: no such array") from None
-    size = len(raw)
+    segments = _top_level_segments(raw)
+    if segments is not None:
+        return _parse_segments(raw, segments, where), len(raw)
+    return iter(_parse_whole(raw, where).items()), len(raw)
+
+
+_TOP_LEVEL_KEY = re.compile(rb"^\{\n( +)\"")
+
+
+def _top_level_segments(raw: bytes) -> list[int] | None:
+    """Start offsets of the top-level key lines of indented JSON, or None for other layouts."""
+    head = _TOP_LEVEL_KEY.match(raw)
+    if not head:
+        return None
+    marker = b"\n" + head.group(1) + b'"'
+    return [m.start() + 1 for m in re.finditer(re.escape(marker), raw)]
+
+
+def _parse_segments(raw: bytes, starts: list[int], where: str) -> Iterator[tuple[str, Any]]:
+    ends = starts[1:] + [len(raw)]
+    done: set[str] = set()
+    for start, end in zip(starts, ends):
+        segment = raw[start:end].rstrip()
+        if end == len(raw):
+            segment = segment.removesuffix(b"}").rstrip()
+        try:
+            parsed = orjson.loads(b"{" + segment.removesuffix(b",") + b"}")
+        except orjson.JSONDecodeError:
+            # NaN literals, or a file that is not what it looked like: parse it whole.
+            yield from ((k, v) for k, v in _parse_whole(raw, where).items() if k not in done)
+            return
+        done.update(parsed)
+        yield from parsed.items()
+
+
+def _parse_whole(raw: bytes, where: str) -> dict[str, Any]:
     try:
         attrs = parse_json(raw, f"{where}: .zattrs")
     except StoreError as error:
         raise HarvestError(f"{error} (truncated or corrupt?)") from None
     if not isinstance(attrs, dict):
         raise HarvestError(f"{where}: .zattrs is a {type(attrs).__name__}, not an object of keyword lists")
-    return attrs, size
+    return attrs
 
 
-def harvest_array(source: Source, array_path: str, frames: int | None = None) -> Harvest:
+def harvest_array(source: Source, array_path: str, frames: int | None = None, raw: bytes | None = None) -> Harvest:
     """Harvest the per-frame headers of ``array_path`` (``"2010/171A"``) into a table.
 
-    ``frames`` is the array's length along time (read from ``.zarray`` if not given).  Raises
+    ``frames`` is the array's length along time (read from ``.zarray`` if not given); ``raw``
+    the ``.zattrs`` bytes if already downloaded.  Raises
     :class:`HarvestError` naming the store, array, key and frame when a header is unusable.
     """
     where = f"store {source.url}: array {array_path}"
@@ -88,28 +138,34 @@ def harvest_array(source: Source, array_path: str, frames: int | None = None) ->
             frames = int(source.zarray(array_path)["shape"][0])
         except StoreError as error:
             raise HarvestError(str(error)) from None
-    attrs, size = read_attrs(source, array_path)
+    attrs, size = iter_attrs(source, array_path, raw)
     columns: dict[str, pa.Array] = {"idx": pa.array(np.arange(frames, dtype=np.int64))}
     keys: dict[str, dict[str, Any]] = {}
     ragged: dict[str, list] = {}
     warnings: list[str] = []
-    for key in list(attrs):
-        values = attrs.pop(key)  # free each list as soon as it is converted
+    taken = {"idx"}  # DuckDB names are case-insensitive
+    for key, values in attrs:
         if not isinstance(values, list):
             raise HarvestError(f"{where}: key {key} is a {type(values).__name__}, not a list of per-frame values")
         if len(values) != frames:
             ragged[key] = values
             warnings.append(f"{where}: key {key} has {len(values)} values for {frames} frames: kept whole in array_attrs")
             continue
-        if key.lower() in {"idx", "year", "channel", "instrument"} or key.upper().endswith(TIME_SUFFIX):
-            warnings.append(f"{where}: key {key} collides with a catalog column name: kept in array_attrs")
+        if key.lower() in RESERVED_COLUMNS or key.lower() in taken:
+            warnings.append(f"{where}: key {key} collides with a catalog column name: kept whole in array_attrs")
             ragged[key] = values
             continue
         column = keyword_column(key, values, where)
         columns[key] = column.values
         keys[key] = column.info
+        taken.add(key.lower())
         if column.raw_strings is not None:
-            columns[key + TIME_SUFFIX] = column.raw_strings
+            raw_name = key + TIME_SUFFIX
+            if raw_name.lower() in taken:
+                warnings.append(f"{where}: key {key}: column {raw_name} for its raw strings is taken by a key")
+            else:
+                columns[raw_name] = column.raw_strings
+                taken.add(raw_name.lower())
         if column.warning:
             warnings.append(column.warning)
     return Harvest(pa.table(columns), keys, ragged, warnings, size)
