@@ -87,6 +87,7 @@ def build_catalog(
     full: bool = False,
     progress: bool = True,
     read_ahead: int = 1,
+    client=None,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     mirror: str | None = None,
@@ -96,8 +97,10 @@ def build_catalog(
     Partitions whose source is unchanged since the last build are kept (``full=True``
     rewrites them).  ``years`` and ``channels`` limit which arrays are read; a channel
     filter applies to the instruments that have arrays of those names.  Instruments not
-    named keep their partitions.  Raises :class:`HarvestError`, :class:`StoreError` or
-    :class:`CatalogError`; the catalog is then unchanged.
+    named keep their partitions.  ``client`` (a ``dask.distributed.Client``) spreads the
+    harvest over its workers, which must see the catalog directory (a shared filesystem).
+    Raises :class:`HarvestError`, :class:`StoreError` or :class:`CatalogError`; the catalog is
+    then unchanged.
     """
     requests = {name: url for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
@@ -110,7 +113,7 @@ def build_catalog(
                "mirror": mirror, "filters": filters}
         for name, url in requests.items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead)
+    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
 
 
 def rebuild_catalog(
@@ -119,6 +122,7 @@ def rebuild_catalog(
     full: bool = False,
     progress: bool = True,
     read_ahead: int = 1,
+    client=None,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
 ) -> BuildReport:
@@ -136,7 +140,7 @@ def rebuild_catalog(
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
         for name, entry in manifest.get("sources", {}).items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead)
+    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -152,7 +156,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
 
 # --- the build -----------------------------------------------------------------------------
 
-def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int) -> BuildReport:
+def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int,
+               client=None) -> BuildReport:
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
@@ -165,7 +170,10 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
         try:
             todo, keep = _split_changed(planned, old["partitions"], full)
             report.skipped = sorted(keep)
-            results = _harvest_all(sources, todo, staging, progress, read_ahead)
+            if client is not None:
+                results = _harvest_distributed(client, sources, todo, staging, progress)
+            else:
+                results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, planned, results, keep)
             report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
             _swap_in(directory, staging, results, report.removed)
@@ -298,10 +306,8 @@ def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, 
     Parsing holds the GIL, so parsing two arrays at once gains nothing and doubles peak
     memory; overlapping the downloads (the slow part remotely) with parsing is what pays.
     """
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(todo), unit="array", desc="harvest", disable=not progress or not todo)
-    frames, megabytes, done = 0, 0.0, []
+    bar = _ProgressBar(len(todo), progress)
+    done = []
     pending = iter(todo)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
         downloads: collections.deque = collections.deque()
@@ -320,15 +326,60 @@ def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, 
                 download_next()
                 done.append(_harvest_partition(sources[partition.instrument], partition, staging, downloaded))
                 del downloaded
-                frames += partition.meta["rows"]
-                megabytes += partition.meta.get("source_bytes", 0) / 1e6
-                bar.set_postfix(frames=f"{frames:,}", MB=f"{megabytes:,.0f}")
-                bar.update()
+                bar.advance(done[-1])
         finally:
             for _, future in downloads:
                 future.cancel()
             bar.close()
     return sorted(done, key=lambda p: p.key)
+
+
+def _harvest_distributed(client, sources, todo: list[Partition], staging: Path, progress: bool) -> list[Partition]:
+    """Harvest each partition as a task on a dask.distributed cluster; workers reopen the stores."""
+    from distributed import as_completed
+
+    bar = _ProgressBar(len(todo), progress)
+    futures = [
+        client.submit(_harvest_on_worker, sources[p.instrument].url, sources[p.instrument].storage_options,
+                      p, str(staging), key=f"harvest-{p.key}-{uuid.uuid4().hex[:8]}", pure=False)
+        for p in todo
+    ]
+    done = []
+    try:
+        for future in as_completed(futures):
+            done.append(future.result())
+            bar.advance(done[-1])
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        bar.close()
+    return sorted(done, key=lambda p: p.key)
+
+
+def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, staging: str) -> Partition:
+    source = open_store(url, storage_options=storage_options, check=False)
+    return _harvest_partition(source, partition, Path(staging))
+
+
+class _ProgressBar:
+    """Arrays done, frames and source megabytes harvested, on stderr (tqdm)."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="array", desc="harvest", disable=not enabled or not total)
+        self.frames = 0
+        self.megabytes = 0.0
+
+    def advance(self, partition: Partition) -> None:
+        self.frames += partition.meta["rows"]
+        self.megabytes += partition.meta.get("source_bytes", 0) / 1e6
+        self.bar.set_postfix(frames=f"{self.frames:,}", MB=f"{self.megabytes:,.0f}")
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _download(source: Source, partition: Partition) -> tuple[dict, bytes | None] | None:

@@ -6,6 +6,7 @@ stderr and exit with status 1; usage errors exit with status 2 (click's conventi
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -124,15 +125,33 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--read-ahead", default=1, show_default=True, type=click.IntRange(1),
               help="Source arrays downloading while one is parsed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--scheduler", default=None,
+              help="Address of a dask.distributed scheduler to spread the harvest over (shared filesystem).")
 @with_store_options
-def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, mirror, billing_project):
+def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, mirror, billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog."""
     from sdoml_sql.build import build_catalog
 
-    report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
-                           channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
-                           mirror=mirror, billing_project=billing_project)
+    with _client(scheduler) as client:
+        report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
+                               channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
+                               client=client, mirror=mirror, billing_project=billing_project)
     _print_report(report)
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None):
+    if scheduler is None:
+        yield None
+        return
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as error:
+        raise click.ClickException(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
+    with client:
+        yield client
 
 
 @main.command()
