@@ -1,0 +1,371 @@
+"""SQL over a catalog directory: DuckDB views and macros from ``sql/``, on a locked connection.
+
+``Catalog(dir)`` opens an in-memory DuckDB database whose views read the catalog's Parquet
+files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``)
+and whose table macros (``nearest``, ``nearest_frames``, ``nearest_eve``, ``aligned``,
+``coverage``) live in ``sql/macros.sql``.  The connection is then locked: only the catalog
+directory is readable (``allowed_directories``), nothing else is
+(``enable_external_access = false``), and settings cannot be changed
+(``lock_configuration``).  :meth:`Catalog.query` also refuses anything but one read-only
+statement (:mod:`sdoml_sql.sqlguard`).
+
+An instrument missing from the catalog still has its view, empty, with the locator and time
+columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``, ``time``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from sdoml_sql.config import default_catalog_dir
+from sdoml_sql.exceptions import CatalogError, QueryError
+from sdoml_sql.sqlguard import check_read_only, one_line
+
+#: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
+VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frames")
+
+#: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
+VIEW_FILES = {
+    "aia": "aia/*/*/*.parquet",
+    "hmi": "hmi/*/*/*.parquet",
+    "eve": "eve/*/*.parquet",
+    "eve_lines": "eve_lines/*/*.parquet",
+    "array_attrs": "array_attrs/*/*/*/*.parquet",
+}
+
+#: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
+FRAMES_LEAD = ("year", "channel", "idx")
+
+INIT_SQL = "init.sql"
+
+
+def sql_dir():
+    """The ``sql/`` directory: packaged as ``sdoml_sql/sql`` in a wheel, else the checkout's."""
+    packaged = resources.files("sdoml_sql") / "sql"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if checkout.is_dir():
+        return checkout
+    raise CatalogError("the sql/ directory of sdoml-sql is missing from the installation")
+
+
+def read_sql(name: str) -> str:
+    """The text of ``sql/<name>`` (e.g. ``"macros.sql"``, ``"views/aia.sql"``)."""
+    path = sql_dir()
+    for part in name.split("/"):
+        path = path / part
+    if not path.is_file():
+        raise CatalogError(f"no SQL file {name} in {sql_dir()}")
+    return path.read_text(encoding="utf-8")
+
+
+def example_names() -> list[str]:
+    """Names of the example queries in ``sql/examples`` (without ``.sql``), sorted."""
+    folder = sql_dir() / "examples"
+    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+def example(name: str) -> str:
+    """The text of example query ``name`` (``sql/examples/<name>.sql``)."""
+    return read_sql(f"examples/{name}.sql")
+
+
+def render(template: str, **values: str) -> str:
+    """Fill ``{name}`` placeholders of an SQL template (other braces are left alone)."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
+def sql_string(text: str) -> str:
+    """``text`` as the inside of a single-quoted SQL literal."""
+    return text.replace("'", "''")
+
+
+class Catalog:
+    """A catalog directory opened for SQL.
+
+    ``directory`` defaults to ``$SDOML_CATALOG``, then :func:`default_catalog_dir`.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory if directory is not None else default_catalog_dir()).expanduser().resolve()
+        self.manifest = _read_manifest(self.directory)
+        self._lock = threading.Lock()
+        self._sources: dict[str, Any] = {}
+        self._connection = self.connect()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.directory)!r})"
+
+    # --- SQL text ---------------------------------------------------------------------
+
+    def has(self, view: str) -> bool:
+        """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …)."""
+        return any(self.directory.glob(VIEW_FILES[view]))
+
+    def view_sql(self, view: str, frames_columns: str = "") -> str:
+        """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
+        name = f"views/{view}.sql" if view not in VIEW_FILES or self.has(view) else f"views/empty/{view}.sql"
+        return render(read_sql(name), catalog=sql_string(self.directory.as_posix()),
+                      frames_columns=frames_columns)
+
+    def script(self) -> str:
+        """Every view and macro as one SQL script (what ``init.sql`` holds)."""
+        return "\n".join(self._view_statements() + [read_sql("macros.sql")])
+
+    def _view_statements(self) -> list[str]:
+        statements = [self.view_sql(v) for v in VIEWS if v != "frames"]
+        scratch = duckdb.connect()
+        scratch.execute("\n".join(self.view_sql(v) for v in ("aia", "hmi")))
+        columns = common_columns(_describe(scratch, "aia"), _describe(scratch, "hmi"))
+        scratch.close()
+        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns)))
+        return statements
+
+    def write_init_sql(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the views and macros to ``path`` (default ``CATALOG/init.sql``) for the DuckDB
+        shell: ``duckdb -init CATALOG/init.sql``.  Falls back to a per-user cache file when
+        the catalog directory is read-only.  Returns the path written."""
+        text = self.script()
+        target = Path(path) if path else self.directory / INIT_SQL
+        try:
+            if not (target.is_file() and target.read_text(encoding="utf-8") == text):
+                target.write_text(text, encoding="utf-8")
+        except OSError:
+            if path:
+                raise CatalogError(f"cannot write {target}") from None
+            target = _cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return target
+
+    # --- connections ------------------------------------------------------------------
+
+    def connect(self, locked: bool = True) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the views and macros.
+
+        ``locked`` (the default) restricts file access to the catalog directory and locks
+        the configuration; an unlocked connection is for your own scripts.
+        """
+        connection = duckdb.connect(":memory:")
+        try:
+            connection.execute(self.script())
+        except duckdb.Error as error:
+            raise CatalogError(f"catalog {self.directory}: cannot create views: {one_line(error)}") from None
+        if locked:
+            lock_down(connection, [self.directory])
+        return connection
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._connection.cursor()
+
+    # --- queries ----------------------------------------------------------------------
+
+    def query(self, sql: str, params: Any = None):
+        """Run one read-only statement; return a :class:`~sdoml_sql.selection.Selection`.
+
+        ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  Raises
+        :class:`QueryError` with a one-line message for refused or failing SQL.
+        """
+        from sdoml_sql.selection import Selection
+
+        checked = check_read_only(sql)
+        table = self._run(checked, params)
+        return Selection(table, self, checked)
+
+    def sql(self, sql: str, params: Any = None) -> duckdb.DuckDBPyRelation:
+        """Run one read-only statement and return the raw DuckDB relation (lazy; use
+        ``.df()``, ``.to_arrow_table()``, ``.show()`` …).  Same checks as :meth:`query`."""
+        checked = check_read_only(sql)
+        cursor = self._cursor()
+        try:
+            if params is None:
+                return cursor.sql(checked)
+            return cursor.sql(checked, params=params)
+        except duckdb.Error as error:
+            raise QueryError(one_line(error, checked, self.all_columns)) from None
+
+    def _run(self, sql: str, params: Any):
+        cursor = self._cursor()
+        try:
+            relation = cursor.sql(sql, params=params) if params is not None else cursor.sql(sql)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.Error as error:
+            raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
+        finally:
+            cursor.close()
+
+    def example(self, name: str, params: Any = None):
+        """Run the example query ``sql/examples/<name>.sql``."""
+        return self.query(example(name), params)
+
+    # --- introspection ----------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        """Names of the views (aia, hmi, frames, eve, eve_lines, array_attrs, partitions)."""
+        rows = self._cursor().execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name").fetchall()
+        return [r[0] for r in rows]
+
+    def macros(self) -> list[str]:
+        """Names of the table macros (nearest, nearest_frames, nearest_eve, aligned, coverage)."""
+        rows = self._cursor().execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() "
+            "WHERE function_type = 'table_macro' AND NOT internal ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, table: str) -> dict[str, str]:
+        """``{column: DuckDB type}`` of a view, in column order."""
+        if table not in self.tables():
+            raise QueryError(f"no view {table!r}: choose one of {', '.join(self.tables())}")
+        return dict(_describe(self._cursor(), table))
+
+    @cached_property
+    def all_columns(self) -> tuple[str, ...]:
+        """Every column name of every view (for "did you mean" suggestions)."""
+        names: dict[str, None] = {}
+        for view in self.tables():
+            names.update(dict.fromkeys(self.columns(view)))
+        return tuple(names)
+
+    def channels(self) -> dict[str, str]:
+        """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
+        rows = self._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall()
+        return dict(rows)
+
+    # --- DuckDB shell -----------------------------------------------------------------
+
+    def shell(self, args: list[str] | tuple[str, ...] = ()) -> int:
+        """Run the DuckDB CLI (PyPI ``duckdb-cli``) on an in-memory database with the views and
+        macros loaded from ``init.sql``; extra ``args`` go to ``duckdb`` (e.g. ``-c SQL``).
+        Returns its exit status.  The shell is not locked down: it is your own session."""
+        executable = find_duckdb_cli()
+        init = self.write_init_sql()
+        return subprocess.call([executable, "-init", str(init), *args])
+
+    # --- sources ----------------------------------------------------------------------
+
+    def source(self, instrument: str):
+        """The opened source store of ``instrument`` (aia, hmi, eve), from the manifest; cached."""
+        if instrument not in self._sources:
+            from sdoml_sql.stores import open_store
+
+            entry = (self.manifest.get("sources") or {}).get(instrument)
+            if not entry or not entry.get("url"):
+                raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
+            self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
+        return self._sources[instrument]
+
+
+def find_duckdb_cli() -> str:
+    """Path of the ``duckdb`` shell: next to this Python (a venv's bin), else on ``PATH``."""
+    beside = Path(sys.executable).parent / ("duckdb.exe" if os.name == "nt" else "duckdb")
+    found = str(beside) if beside.is_file() else shutil.which("duckdb")
+    if not found:
+        raise CatalogError("the DuckDB shell is not installed: pip install duckdb-cli")
+    return found
+
+
+def _with_position(cursor, error: duckdb.Error, sql: str, params: Any) -> duckdb.Error:
+    """The same error with DuckDB's ``LINE 1: … ^^^`` pointer: relation errors come trimmed,
+    so a parse, bind or catalog error (raised before anything runs) is re-raised by
+    ``execute``, which keeps it."""
+    if not isinstance(error, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+        return error
+    try:
+        cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+    except duckdb.Error as full:
+        return full
+    return error
+
+
+def lock_down(connection: duckdb.DuckDBPyConnection, directories: list[Path]) -> None:
+    """Allow file access under ``directories`` only, then lock the configuration."""
+    listed = ", ".join(f"'{sql_string(d.as_posix().rstrip('/') + '/')}'" for d in directories)
+    connection.execute("SET autoinstall_known_extensions = false")
+    connection.execute("SET autoload_known_extensions = false")
+    connection.execute(f"SET allowed_directories = [{listed}]")
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+
+
+def common_columns(aia: list[tuple[str, str]], hmi: list[tuple[str, str]]) -> list[str]:
+    """Columns of both views whose types agree (numeric types count as one), AIA order,
+    led by year, channel, idx."""
+    hmi_types = {name.upper(): kind for name, kind in hmi}
+    shared = [name for name, kind in aia
+              if name.upper() in hmi_types and _compatible(kind, hmi_types[name.upper()])]
+    lead = [c for c in FRAMES_LEAD if c in shared]
+    return lead + [c for c in shared if c not in lead]
+
+
+_NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "REAL"}
+
+
+def _compatible(a: str, b: str) -> bool:
+    if a == b or "NULL" in (a, b):
+        return True
+    return a in _NUMERIC and b in _NUMERIC
+
+
+def _describe(connection, view: str) -> list[tuple[str, str]]:
+    rows = connection.execute(f"DESCRIBE {_quote(view)}").fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise CatalogError(f"no catalog at {directory}: build one with `sdoml-sql build`")
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise CatalogError(f"{directory} is not a catalog: no manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise CatalogError(f"{path} is not valid JSON ({error})") from None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdoml-sql"
+
+
+_DEFAULT: dict[Path, Catalog] = {}
+
+
+def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
+    """``catalog`` itself, or the (cached) :class:`Catalog` of a directory / the default one."""
+    if isinstance(catalog, Catalog):
+        return catalog
+    directory = Path(catalog if catalog is not None else default_catalog_dir()).expanduser().resolve()
+    if directory not in _DEFAULT:
+        _DEFAULT[directory] = Catalog(directory)
+    return _DEFAULT[directory]
+
+
+def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: Any = None):
+    """Run one read-only SQL statement on a catalog and return a
+    :class:`~sdoml_sql.selection.Selection`.
+
+    ``catalog`` is a :class:`Catalog` or a directory; by default ``$SDOML_CATALOG``, then
+    :func:`sdoml_sql.config.default_catalog_dir`.
+    """
+    return open_catalog(catalog).query(sql, params)

@@ -1,0 +1,158 @@
+"""The read-only check on user SQL, and DuckDB errors turned into one readable line.
+
+:func:`check_read_only` accepts exactly one statement that only reads: ``SELECT``, ``WITH``,
+set operations (``UNION``/``INTERSECT``/``EXCEPT``), DuckDB's ``FROM … SELECT``, ``DESCRIBE``
+and ``SUMMARIZE``.  sqlglot parses the text; DuckDB's own parser confirms the statement
+count and type, so SQL that sqlglot reads differently from DuckDB cannot slip through.
+The catalog's connection is also locked to the catalog directory (see
+:mod:`sdoml_sql.catalog`): this check is the first of two walls, not the only one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from sdoml_sql.exceptions import QueryError
+
+#: sqlglot expression types a query may be.
+READ_ONLY_ROOTS = (exp.Select, exp.SetOperation, exp.Describe, exp.Summarize, exp.Subquery)
+
+#: Statement kinds that change something, looked for anywhere in the parsed tree.
+WRITING_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Copy,
+                 exp.Attach, exp.Detach, exp.Install, exp.Set, exp.Command, exp.Pragma, exp.Merge,
+                 exp.Use, exp.TruncateTable, exp.LoadData)
+
+_PARSER = duckdb.connect()
+
+
+def check_read_only(sql: str) -> str:
+    """Return ``sql`` without a trailing ``;`` if it is one read-only statement.
+
+    Raises :class:`QueryError` naming what was refused (a second statement, ``COPY``,
+    ``ATTACH``, ``INSTALL``, ``SET``, DDL or DML) or the token sqlglot cannot parse.
+    """
+    if not sql or not sql.strip().strip(";").strip():
+        raise QueryError("empty query: give one SELECT statement")
+    try:
+        statements = _parse(sql)
+    except QueryError:
+        _check_with_duckdb_parser(sql)  # DuckDB's own message, or SQL that sqlglot lacks
+        return sql.strip().rstrip(";").strip()
+    if len(statements) != 1:
+        raise QueryError(f"only one statement is allowed, got {len(statements)}: {_kinds(statements)}")
+    statement = statements[0]
+    if not isinstance(statement, READ_ONLY_ROOTS):
+        raise QueryError(f"only read-only queries are allowed (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE), "
+                         f"not {_kind(statement)}")
+    writer = next((node for node in statement.walk() if isinstance(node, WRITING_NODES)), None)
+    if writer is not None:
+        raise QueryError(f"only read-only queries are allowed: found {_kind(writer)} inside the query")
+    _check_with_duckdb_parser(sql)
+    return sql.strip().rstrip(";").strip()
+
+
+def _parse(sql: str) -> list[exp.Expression]:
+    try:
+        return [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.ParseError as error:
+        detail = error.errors[0] if error.errors else {}
+        token = detail.get("highlight") or ""
+        where = f" near {token!r} (line {detail.get('line')}, column {detail.get('col')})" if token else ""
+        message = str(detail.get("description") or error).splitlines()[0]
+        raise QueryError(f"SQL syntax error{where}: {message}") from None
+    except sqlglot.errors.SqlglotError as error:
+        raise QueryError(f"SQL syntax error: {str(error).splitlines()[0]}") from None
+
+
+def _check_with_duckdb_parser(sql: str) -> None:
+    try:
+        statements = _PARSER.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryError(one_line(error, sql)) from None
+    if len(statements) != 1:
+        raise QueryError(f"only one statement is allowed, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise QueryError(f"only read-only queries are allowed, not {statements[0].type.name}")
+
+
+def _kind(node: exp.Expression) -> str:
+    if isinstance(node, exp.Command):
+        return str(node.this).upper()
+    return node.key.upper()
+
+
+def _kinds(statements: list[exp.Expression]) -> str:
+    return ", ".join(_kind(s) for s in statements)
+
+
+_CANDIDATES = re.compile(r'Candidate bindings:\s*(.*)')
+_UNKNOWN_COLUMN = re.compile(r'(?:column|Column) (?:with name )?"?([^"\s]+)"? (?:not found|does not exist)')
+_LINE = re.compile(r"^LINE (\d+):")
+
+
+def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ...] = ()) -> str:
+    """A DuckDB error as one line: its first line, the offending token, close matches.
+
+    ``columns`` (names of the catalog's columns) are searched for close matches when DuckDB
+    reports an unknown column without candidates of its own.
+    """
+    lines = [line.rstrip() for line in str(error).splitlines()]
+    message = lines[0] if lines else type(error).__name__
+    message = re.sub(r"^\w+Exception:\s*", "", message)
+    suggestion = _suggestion(lines, message, columns)
+    token = _offending_token(lines, sql)
+    parts = [message.rstrip()]
+    if suggestion:
+        parts.append(f"did you mean {suggestion}?")
+    if token:
+        parts.append(f"at {token!r}")
+    return " — ".join(parts)
+
+
+def _suggestion(lines: list[str], message: str, columns) -> str:
+    for line in lines:
+        if line.startswith("Did you mean "):
+            return line[len("Did you mean "):].rstrip("?")
+        found = _CANDIDATES.search(line)
+        if found:
+            names = [_unqualified(n) for n in found.group(1).split(",") if n.strip()]
+            unknown = _UNKNOWN_COLUMN.search(message)
+            close = [n for n in names if unknown and difflib.SequenceMatcher(
+                None, unknown.group(1).upper(), n.strip('"').upper()).ratio() >= 0.6]
+            return " or ".join((close or names)[:3] if close else names[:1])
+    unknown = _UNKNOWN_COLUMN.search(message)
+    if unknown and columns:
+        close = difflib.get_close_matches(unknown.group(1), list(columns), n=3, cutoff=0.6)
+        if not close:
+            upper = {c.upper(): c for c in columns}
+            close = [upper[c] for c in difflib.get_close_matches(unknown.group(1).upper(), list(upper), n=3)]
+        return " or ".join(f'"{c}"' for c in close)
+    return ""
+
+
+def _unqualified(name: str) -> str:
+    """``"aia.EXPTIME"`` → ``"EXPTIME"`` (DuckDB qualifies candidate bindings)."""
+    name = name.strip()
+    bare = name.strip('"')
+    if "." in bare:
+        bare = bare.rsplit(".", 1)[1].strip('"')
+    return f'"{bare}"'
+
+
+def _offending_token(lines: list[str], sql: str) -> str:
+    """The text above DuckDB's caret line (``LINE 1: …`` followed by ``   ^``)."""
+    for number, line in enumerate(lines):
+        if _LINE.match(line) and number + 1 < len(lines):
+            caret = lines[number + 1]
+            start = caret.find("^")
+            if start < 0:
+                continue
+            width = max(caret.count("^"), 1)
+            token = line[start:start + width] if width > 1 else re.match(r"\S*", line[start:]).group(0)
+            return token.strip() or line[len(_LINE.match(line).group(0)):].strip()[:60]
+    return ""

@@ -1,0 +1,166 @@
+-- Table macros over the catalog views. Loaded after the views (views/*.sql).
+-- Times are TIMESTAMP UTC; start/stop accept TIMESTAMP or ISO strings ('2010-08-27' or
+-- '2010-08-27 12:00'), cadence/tolerance accept INTERVAL or strings ('12 minutes').
+-- A grid is start, start + cadence, ... < stop; grid rows are numbered from 0 in "row".
+-- cadence must have a fixed length (seconds to days, not months). Each frame is matched to the
+-- grid rows within tolerance of it, so a tolerance of a few cadences is fast; a huge one is slow.
+
+-- nearest_frames: for every grid time and every channel of the list (AIA and HMI channels
+-- may be mixed), the frame of that channel nearest to the grid time in either direction,
+-- across all years; ties go to the earlier frame (equal T_OBS: lowest year, then idx).
+-- A frame further than tolerance is a miss: year, idx, T_OBS, offset_s are NULL.
+-- Columns: row, time, channel_order (1-based position in channels), instrument, channel,
+-- year, idx, T_OBS, offset_s (T_OBS - time in seconds). Ordered by row, channel_order.
+CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance) AS TABLE
+WITH
+wanted AS (
+    SELECT c.n AS channel_order, c.channel,
+           coalesce(p.instrument, error('no channel ' || c.channel || ' in the catalog')) AS instrument
+    FROM unnest(channels) WITH ORDINALITY AS c(channel, n)
+    LEFT JOIN (SELECT DISTINCT channel, instrument FROM partitions) p USING (channel)
+),
+grid AS (
+    SELECT g.n - 1 AS row, g.time, w.channel_order, w.channel, w.instrument
+    FROM range(start::TIMESTAMP, stop::TIMESTAMP, cadence::INTERVAL) WITH ORDINALITY AS g(time, n)
+    CROSS JOIN wanted w
+),
+candidates AS (
+    SELECT f.channel, f.year, f.idx, f.T_OBS,
+           date_diff('microsecond', start::TIMESTAMP, f.T_OBS) / (epoch(cadence::INTERVAL) * 1e6) AS position
+    FROM frames f
+    WHERE list_contains(channels, f.channel)
+      AND f.T_OBS >= start::TIMESTAMP - tolerance::INTERVAL
+      AND f.T_OBS <= stop::TIMESTAMP + tolerance::INTERVAL
+),
+reach AS (  -- every grid row a frame may be within tolerance of (a superset; checked below)
+    SELECT c.*,
+           unnest(range(floor(c.position - epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT,
+                        ceil(c.position + epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT + 1)) AS row
+    FROM candidates c
+),
+best AS (
+    SELECT g.row, g.channel,
+           arg_min({'year': r.year, 'idx': r.idx, 'T_OBS': r.T_OBS},
+                   (abs(date_diff('microsecond', g.time, r.T_OBS)), r.T_OBS, r.year, r.idx)) AS frame
+    FROM reach r JOIN grid g USING (row, channel)
+    WHERE abs(date_diff('microsecond', g.time, r.T_OBS)) <= epoch(tolerance::INTERVAL) * 1000000
+    GROUP BY g.row, g.channel
+)
+SELECT g.row, g.time, g.channel_order, g.instrument, g.channel,
+       b.frame.year AS year, b.frame.idx AS idx, b.frame.T_OBS AS T_OBS,
+       date_diff('microsecond', g.time, b.frame.T_OBS) / 1e6 AS offset_s
+FROM grid g LEFT JOIN best b USING (row, channel)
+ORDER BY g.row, g.channel_order;
+
+-- nearest: the frames of one channel on a grid (the seed notebook's argmin loop, without
+-- dropping frame 0): one row per grid time, frame columns NULL where no frame is within
+-- tolerance. Columns: row, time, instrument, channel, year, idx, T_OBS, offset_s.
+-- Join aia/hmi/frames USING (year, channel, idx) for more keywords.
+CREATE OR REPLACE MACRO nearest(instrument, channel, start, stop, cadence, tolerance) AS TABLE
+SELECT n.* EXCLUDE (channel_order)
+FROM nearest_frames([channel], start, stop, cadence, tolerance) n
+WHERE CASE WHEN n.instrument = lower(instrument) THEN true
+           ELSE error('channel ' || n.channel || ' belongs to ' || n.instrument || ', not ' || instrument) END
+ORDER BY n.row;
+
+-- nearest_eve: the EVE sample nearest to each grid time (ties: the earlier sample), NULL
+-- beyond tolerance. Columns: row, time, idx, eve_time, offset_s. Join eve USING (idx).
+CREATE OR REPLACE MACRO nearest_eve(start, stop, cadence, tolerance) AS TABLE
+WITH
+grid AS (
+    SELECT g.n - 1 AS row, g.time
+    FROM range(start::TIMESTAMP, stop::TIMESTAMP, cadence::INTERVAL) WITH ORDINALITY AS g(time, n)
+),
+candidates AS (
+    SELECT e.idx, e.time AS eve_time,
+           date_diff('microsecond', start::TIMESTAMP, e.time) / (epoch(cadence::INTERVAL) * 1e6) AS position
+    FROM eve e
+    WHERE e.time >= start::TIMESTAMP - tolerance::INTERVAL
+      AND e.time <= stop::TIMESTAMP + tolerance::INTERVAL
+),
+reach AS (
+    SELECT c.*,
+           unnest(range(floor(c.position - epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT,
+                        ceil(c.position + epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT + 1)) AS row
+    FROM candidates c
+),
+best AS (
+    SELECT g.row,
+           arg_min({'idx': r.idx, 'eve_time': r.eve_time},
+                   (abs(date_diff('microsecond', g.time, r.eve_time)), r.eve_time, r.idx)) AS sample
+    FROM reach r JOIN grid g USING (row)
+    WHERE abs(date_diff('microsecond', g.time, r.eve_time)) <= epoch(tolerance::INTERVAL) * 1000000
+    GROUP BY g.row
+)
+SELECT g.row, g.time, b.sample.idx AS idx, b.sample.eve_time AS eve_time,
+       date_diff('microsecond', g.time, b.sample.eve_time) / 1e6 AS offset_s
+FROM grid g LEFT JOIN best b USING (row)
+ORDER BY g.row;
+
+-- aligned: one row per grid time with the nearest frame of every listed channel and the
+-- nearest EVE sample: multi-instrument ML samples in one query.
+-- Columns: row, time,
+--   frames MAP(VARCHAR, STRUCT(instrument, year, idx, T_OBS, offset_s)) keyed by channel in
+--          the order of channels (frames['171A'].idx; a miss has NULL fields),
+--   eve_idx, eve_time, eve_offset_s (NULL when no EVE sample is within tolerance).
+-- Selection.to_pandas() flattens frames into columns "171A.idx", "171A.year", ...
+CREATE OR REPLACE MACRO aligned(channels, start, stop, cadence, tolerance) AS TABLE
+WITH
+per_time AS (
+    SELECT n.row, any_value(n.time) AS time,
+           map_from_entries(list({'key': n.channel,
+                                  'value': {'instrument': n.instrument, 'year': n.year, 'idx': n.idx,
+                                            'T_OBS': n.T_OBS, 'offset_s': n.offset_s}}
+                                 ORDER BY n.channel_order)) AS frames
+    FROM nearest_frames(channels, start, stop, cadence, tolerance) n
+    GROUP BY n.row
+)
+SELECT p.row, p.time, p.frames, e.idx AS eve_idx, e.eve_time, e.offset_s AS eve_offset_s
+FROM per_time p LEFT JOIN nearest_eve(start, stop, cadence, tolerance) e USING (row)
+ORDER BY p.row;
+
+-- coverage: frames and gaps per AIA/HMI channel per bucket (INTERVAL '1 day', '1 hour', ...)
+-- of [start, stop), to find holes in the data. Every channel of the catalog gets every
+-- bucket, so an empty bucket shows as frames = 0.
+-- A step is the time between consecutive frames of a channel (start and stop count as
+-- frames at the ends); a gap is a step longer than `gap`, counted in the bucket where it
+-- starts. Columns: instrument, channel, bucket (TIMESTAMP), frames, gaps,
+-- longest_step_s (longest step starting in the bucket, seconds; NULL if none starts there).
+CREATE OR REPLACE MACRO coverage(start, stop, bucket, gap) AS TABLE
+WITH
+channels AS (
+    SELECT DISTINCT instrument, channel FROM partitions
+),
+buckets AS (
+    SELECT c.instrument, c.channel, b.bucket
+    FROM channels c CROSS JOIN range(start::TIMESTAMP, stop::TIMESTAMP, bucket::INTERVAL) AS b(bucket)
+),
+times AS (
+    SELECT f.instrument, f.channel, f.T_OBS AS t
+    FROM frames f
+    WHERE f.T_OBS >= start::TIMESTAMP AND f.T_OBS < stop::TIMESTAMP
+),
+points AS (
+    SELECT instrument, channel, t, true AS is_frame FROM times
+    UNION ALL SELECT instrument, channel, start::TIMESTAMP, false FROM channels
+    UNION ALL SELECT instrument, channel, stop::TIMESTAMP, false FROM channels
+),
+steps AS (
+    SELECT instrument, channel, t, is_frame,
+           lead(t) OVER (PARTITION BY instrument, channel ORDER BY t, is_frame) AS next_t
+    FROM points
+),
+per_bucket AS (
+    SELECT instrument, channel,
+           time_bucket(bucket::INTERVAL, t, start::TIMESTAMP) AS bucket,
+           count(*) FILTER (WHERE is_frame) AS frames,
+           count(*) FILTER (WHERE epoch(next_t) - epoch(t) > epoch(gap::INTERVAL)) AS gaps,
+           max(epoch(next_t) - epoch(t)) AS longest_step_s
+    FROM steps
+    WHERE t < stop::TIMESTAMP
+    GROUP BY ALL
+)
+SELECT b.instrument, b.channel, b.bucket,
+       coalesce(p.frames, 0) AS frames, coalesce(p.gaps, 0) AS gaps, p.longest_step_s
+FROM buckets b LEFT JOIN per_bucket p USING (instrument, channel, bucket)
+ORDER BY b.instrument, b.channel, b.bucket;
