@@ -242,7 +242,11 @@ class Source:
         if _protocol(self.url) == "file":
             return LocalStore(self.root, read_only=True)
         fs = self.fs
-        if not getattr(fs, "async_impl", False):
+        if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
+            # zarr runs its own event loop: an async filesystem (http, s3, gcs) bound to
+            # fsspec's loop fails there ("Timeout context manager should be used inside a task").
+            fs = type(fs)(**{**fs.storage_options, "asynchronous": True})
+        elif not getattr(fs, "async_impl", False):
             from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
             fs = AsyncFileSystemWrapper(fs)
