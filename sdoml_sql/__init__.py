@@ -22,6 +22,7 @@ from sdoml_sql.stores import PRESETS, open_store, resolve_url  # noqa: E402
 from sdoml_sql.build import build_catalog, rebuild_catalog  # noqa: E402
 from sdoml_sql.catalog import Catalog, query  # noqa: E402
 from sdoml_sql.selection import Selection  # noqa: E402
+from sdoml_sql.eve import plot_eve  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -41,4 +42,5 @@ __all__ = [
     "Catalog",
     "query",
     "Selection",
+    "plot_eve",
 ]

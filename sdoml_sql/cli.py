@@ -45,8 +45,43 @@ store_options = [
 ]
 
 
+def _to_env(name: str):
+    """A click callback that hands an option to :mod:`sdoml_sql.stores` through ``$name``
+    (so it reaches every store the command opens, including those named in a manifest)."""
+    def callback(ctx, param, value):
+        if value is not None:
+            import os
+
+            os.environ[name] = str(value)
+        return value
+    return callback
+
+
+access_options = [
+    click.option("--endpoint-url", default=None, expose_value=False, callback=_to_env("SDOML_ENDPOINT_URL"),
+                 help="Object-store endpoint for s3:// and gs:// stores, e.g. an emulator "
+                      "(env SDOML_ENDPOINT_URL; also SDOML_S3_ENDPOINT/AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, expose_value=False,
+                 callback=_to_env("SDOML_TIMEOUT"),
+                 help="Seconds one remote object may take, retries included (env SDOML_TIMEOUT; default 120)."),
+    click.option("--retries", type=click.IntRange(0, 20), default=None, expose_value=False,
+                 callback=_to_env("SDOML_RETRIES"), help="Retries of a failed remote read (env SDOML_RETRIES; default 5)."),
+    click.option("--cache-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
+                 callback=_to_env("SDOML_CACHE"), help="Keep fetched chunks here; repeated fetches read nothing "
+                                                      "remote (env SDOML_CACHE)."),
+]
+store_options += access_options
+
+
 def with_store_options(function):
     for option in reversed(store_options):
+        function = option(function)
+    return function
+
+
+def with_access_options(function):
+    """Endpoint, timeout, retries and cache options, for commands that reopen a catalog's stores."""
+    for option in reversed(access_options):
         function = option(function)
     return function
 
@@ -147,7 +182,7 @@ def _client(scheduler: str | None):
     from distributed import Client
 
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout="3s")
     except OSError as error:
         raise click.ClickException(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
     with client:
@@ -162,6 +197,7 @@ def _client(scheduler: str | None):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
+@with_access_options
 def rebuild(catalog, full, read_ahead, quiet, billing_project):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
     from sdoml_sql.build import rebuild_catalog
@@ -247,6 +283,7 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 @method_option
 @missing_option
 @click.option("--quiet", is_flag=True, help="No plan line, no progress bar.")
+@with_access_options
 def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
     """Fetch the frames of the rows SQL selects and write them to --output."""
     from sdoml_sql.fetch import plan, write_frames
@@ -271,6 +308,7 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
               help="One colour range per channel, or one per frame.")
 @click.option("--sort-by-date", is_flag=True, help="Order frames by time instead of row order.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
     """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
     from sdoml_sql.movies import animate, save
@@ -286,6 +324,7 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
 @catalog_option
 @click.option("--lines", default=None, help="EVE lines to plot, comma separated (default: every selected line).")
 @click.option("--row", default=0, show_default=True, type=click.IntRange(0), help="Frame selections: the row to plot.")
+@with_access_options
 def plot(sql, output, catalog, lines, row):
     """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map."""
     from sdoml_sql.eve import plot_eve

@@ -155,11 +155,11 @@ class Selection:
 
         return fetch.fetch(self, **kw)
 
-    def plan(self):
+    def plan(self, **kw):
         """Which chunks a fetch would read (see :func:`sdoml_sql.fetch.plan`)."""
         from sdoml_sql import fetch
 
-        return fetch.plan(self)
+        return fetch.plan(self, **kw)
 
     def to_xarray(self, **kw):
         """The selected frames as an xarray object (see :func:`sdoml_sql.fetch.to_xarray`)."""

@@ -1,0 +1,755 @@
+"""Selected catalog rows → lazily read frames: dask arrays, fetch plans and xarray.
+
+The graph is built by hand so that it stays small and reads each Zarr chunk once:
+
+* every distinct Zarr chunk the selection touches is one *read* (only the frames needed
+  from it are kept, already downsampled);
+* the output is cut along its first axis into *segments*: maximal runs of consecutive rows
+  that take their frames from one chunk per channel column.  One task per segment (and
+  channel) assembles its block from the read;
+* a read used by a single block is inlined into that block's task; a read shared by
+  several blocks (rows of one chunk that are not contiguous in the selection's order) is
+  its own task, computed once per ``compute()``.
+
+The graph holds plain module-level functions and read-only ``zarr.Array`` objects, so it
+pickles and runs unchanged on a ``dask.distributed`` cluster.
+
+Everything here is duck-typed: a *selection* is anything with ``.locators()`` (a pandas
+DataFrame with ``instrument``, ``year``, ``channel``, ``idx`` and, for aligned selections,
+``row`` and ``time``) and ``.catalog`` (with ``.source(instrument)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sdoml_sql.exceptions import FetchError
+
+MISSING_MODES = ("raise", "nan", "drop")
+DOWNSAMPLE_METHODS = ("stride", "mean")
+LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
+MAX_NAMED_ROWS = 5
+
+
+# --- locators → a (rows × columns) grid of frames ---------------------------------------
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """One source array: ``catalog.source(instrument).array(f"{year}/{channel}")``."""
+
+    instrument: str
+    year: int
+    channel: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.year}/{self.channel}"
+
+    def __str__(self) -> str:
+        return f"{self.instrument} {self.path}"
+
+
+@dataclass
+class FrameGrid:
+    """The frames to fetch as a grid: one row per output row (or grid time), one column per
+    channel (a single column for plain frame selections).
+
+    ``array_ids[r, c]`` indexes :attr:`arrays` (-1 where the row has no frame) and
+    ``idx[r, c]`` is the frame's position in that array.  ``table`` holds the locator rows
+    kept, in output order (long form for aligned grids).
+    """
+
+    arrays: list[ArrayRef]
+    array_ids: np.ndarray
+    idx: np.ndarray
+    aligned: bool
+    table: pd.DataFrame
+    times: pd.Index | None = None
+    columns: list[str] = field(default_factory=lambda: ["frame"])
+
+    @property
+    def missing(self) -> np.ndarray:
+        return self.array_ids < 0
+
+
+def selection_locators(selection) -> pd.DataFrame:
+    """The selection's locators, checked for the columns the fetch layer needs."""
+    locators = selection.locators() if hasattr(selection, "locators") else selection
+    absent = [c for c in LOCATOR_COLUMNS if c not in locators.columns]
+    if absent:
+        raise FetchError(f"selection has no frame locators: columns {', '.join(absent)} missing "
+                         "(select from aia/hmi frames, or an aligned grid)")
+    locators = locators.reset_index(drop=True)
+    if "time" not in locators.columns and hasattr(selection, "to_arrow"):
+        table = selection.to_arrow()
+        if "time" in table.column_names and table.num_rows == len(locators):
+            locators["time"] = table.column("time").to_pandas()  # grid times name missing rows
+    return locators
+
+
+def is_aligned(selection, locators: pd.DataFrame) -> bool:
+    """Whether a selection is an aligned grid (long form with ``row`` and ``time``)."""
+    kind = getattr(selection, "kind", None)
+    return kind == "aligned" or (kind is None and {"row", "time"} <= set(locators.columns))
+
+
+def frame_grid(selection, missing: str = "raise") -> FrameGrid:
+    """Lay the selection's frames out as a :class:`FrameGrid` and apply the ``missing`` mode."""
+    if missing not in MISSING_MODES:
+        raise FetchError(f"missing={missing!r}: choose one of {', '.join(MISSING_MODES)}")
+    locators = selection_locators(selection)
+    grid = _aligned_grid(locators) if is_aligned(selection, locators) else _flat_grid(locators)
+    return _apply_missing(grid, missing)
+
+
+def _array_ids(locators: pd.DataFrame) -> tuple[list[ArrayRef], np.ndarray]:
+    present = locators["idx"].notna().to_numpy()
+    refs = [ArrayRef(str(i), int(y), str(c)) if ok else None
+            for i, y, c, ok in zip(locators["instrument"], locators["year"], locators["channel"], present)]
+    arrays = list(dict.fromkeys(r for r in refs if r is not None))
+    number = {ref: n for n, ref in enumerate(arrays)}
+    return arrays, np.array([number[r] if r is not None else -1 for r in refs], dtype=np.int64)
+
+
+def _idx_values(locators: pd.DataFrame) -> np.ndarray:
+    return locators["idx"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+
+
+def _flat_grid(locators: pd.DataFrame) -> FrameGrid:
+    arrays, ids = _array_ids(locators)
+    return FrameGrid(arrays, ids[:, None], _idx_values(locators)[:, None], False, locators)
+
+
+def _aligned_grid(locators: pd.DataFrame) -> FrameGrid:
+    arrays, ids = _array_ids(locators)
+    rows = pd.Index(pd.unique(locators["row"]))
+    columns = list(dict.fromkeys(zip(locators["instrument"].astype(str), locators["channel"].astype(str))))
+    r = rows.get_indexer(locators["row"])
+    c = np.array([columns.index(key) for key in zip(locators["instrument"].astype(str),
+                                                    locators["channel"].astype(str))], dtype=np.int64)
+    if pd.Series(r * len(columns) + c).duplicated().any():
+        raise FetchError("aligned selection has two frames for one (grid time, channel) cell")
+    array_ids = np.full((len(rows), len(columns)), -1, dtype=np.int64)
+    idx = np.full(array_ids.shape, -1, dtype=np.int64)
+    array_ids[r, c], idx[r, c] = ids, _idx_values(locators)
+    times = pd.Index(locators.groupby(r, sort=True)["time"].first().to_numpy(), name="time")
+    return FrameGrid(arrays, array_ids, idx, True, locators, times, [ch for _, ch in columns])
+
+
+def _apply_missing(grid: FrameGrid, missing: str) -> FrameGrid:
+    absent = grid.missing.any(axis=1)
+    if not absent.any() or missing == "nan":
+        return grid
+    if missing == "raise":
+        raise FetchError(_missing_message(grid, absent))
+    keep = ~absent
+    table = grid.table
+    if grid.aligned:
+        kept_rows = set(pd.unique(table["row"])[keep]) if len(table) else set()
+        table = table[table["row"].isin(kept_rows)].reset_index(drop=True)
+        times = grid.times[keep]
+    else:
+        table, times = table[keep].reset_index(drop=True), None
+    return FrameGrid(grid.arrays, grid.array_ids[keep], grid.idx[keep], grid.aligned, table, times, grid.columns)
+
+
+def _missing_message(grid: FrameGrid, absent: np.ndarray) -> str:
+    rows = np.flatnonzero(absent)
+    named = [_describe_missing_row(grid, r) for r in rows[:MAX_NAMED_ROWS]]
+    more = f" and {len(rows) - MAX_NAMED_ROWS} more" if len(rows) > MAX_NAMED_ROWS else ""
+    what = "grid times" if grid.aligned else "selection rows"
+    what, verb = (what[:-1], "has") if len(rows) == 1 else (what, "have")
+    return (f"{len(rows)} {what} {verb} no frame (no match from nearest): {'; '.join(named)}{more}; "
+            "pass missing='nan' to fill NaN frames or missing='drop' to drop them")
+
+
+def _describe_missing_row(grid: FrameGrid, r: int) -> str:
+    if grid.aligned:
+        channels = [grid.columns[c] for c in np.flatnonzero(grid.missing[r])]
+        return f"{pd.Timestamp(grid.times[r])} ({', '.join(channels)})"
+    row = grid.table.iloc[r]
+    when = f" at {pd.Timestamp(row['time'])}" if "time" in grid.table.columns else ""
+    return f"row {r} ({row['instrument']} {row['channel']}{when})"
+
+
+# --- the graph ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChunkRead:
+    """The frames needed from one Zarr chunk: ``array[lo:hi][offsets]``."""
+
+    array_id: int
+    chunk: int
+    lo: int
+    hi: int
+    wanted: tuple[int, ...]
+
+
+@dataclass
+class Layout:
+    """How a grid maps onto chunk reads and output blocks (no data read)."""
+
+    reads: list[ChunkRead]
+    segments: list[tuple[int, int]]
+    block_reads: dict[tuple[int, int], int]
+    shape: tuple[int, int]
+    chunk_shapes: list[tuple[int, ...]]
+    itemsizes: list[int]
+
+
+def _open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
+    opened = []
+    for ref in arrays:
+        try:
+            opened.append(catalog.source(ref.instrument).array(ref.path))
+        except Exception as error:  # noqa: BLE001 - named in one line below
+            raise FetchError(f"cannot open array {ref}: {error}") from None
+    return opened
+
+
+def _check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
+    for n, (ref, array) in enumerate(zip(grid.arrays, zarrays)):
+        sel = grid.array_ids == n
+        bad = (grid.idx[sel] < 0) | (grid.idx[sel] >= array.shape[0])
+        if bad.any():
+            raise FetchError(f"{ref} has {array.shape[0]} frames; selection asks for idx "
+                             f"{', '.join(map(str, grid.idx[sel][bad][:MAX_NAMED_ROWS]))}")
+    shapes = {tuple(a.shape[1:]) for a in zarrays}
+    if len(shapes) > 1:
+        raise FetchError(f"frames of different sizes cannot be stacked: {sorted(shapes)} "
+                         f"from {', '.join(map(str, grid.arrays))}")
+
+
+def plan_layout(grid: FrameGrid, zarrays: list[Any]) -> Layout:
+    """Group the grid's frames into chunk reads and row segments."""
+    _check_frames(grid, zarrays)
+    chunk_t = np.array([a.chunks[0] for a in zarrays] or [1], dtype=np.int64)
+    chunk_of = np.where(grid.missing, -1, grid.idx // chunk_t[np.maximum(grid.array_ids, 0)])
+    segments = _segments(grid.array_ids, chunk_of)
+    reads, read_number = _reads(grid, chunk_of, chunk_t)
+    block_reads = {}
+    for s, (start, stop) in enumerate(segments):
+        for c in range(grid.array_ids.shape[1]):
+            ids = grid.array_ids[start:stop, c]
+            present = ids >= 0
+            if present.any():
+                first = np.flatnonzero(present)[0] + start
+                block_reads[s, c] = read_number[grid.array_ids[first, c], chunk_of[first, c]]
+    shape = tuple(zarrays[0].shape[1:]) if zarrays else (0, 0)
+    return Layout(reads, segments, block_reads, shape,
+                  [tuple(a.chunks) for a in zarrays], [a.dtype.itemsize for a in zarrays])
+
+
+def _segments(array_ids: np.ndarray, chunk_of: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal row runs in which each column takes its frames from a single chunk."""
+    segments, start = [], 0
+    current: list[tuple[int, int] | None] = [None] * array_ids.shape[1]
+    for r in range(array_ids.shape[0]):
+        row = [(int(a), int(k)) if a >= 0 else None for a, k in zip(array_ids[r], chunk_of[r])]
+        clash = any(new is not None and old is not None and new != old for new, old in zip(row, current))
+        if clash:
+            segments.append((start, r))
+            start, current = r, [None] * len(row)
+        current = [new if new is not None else old for new, old in zip(row, current)]
+    if array_ids.shape[0]:
+        segments.append((start, array_ids.shape[0]))
+    return segments
+
+
+def _reads(grid: FrameGrid, chunk_of: np.ndarray, chunk_t: np.ndarray):
+    present = ~grid.missing
+    frame = pd.DataFrame({"array": grid.array_ids[present], "chunk": chunk_of[present],
+                          "idx": grid.idx[present]})
+    reads, number = [], {}
+    for (array_id, chunk), group in frame.groupby(["array", "chunk"], sort=True):
+        wanted = np.unique(group["idx"].to_numpy())
+        lo = int(wanted[0])
+        hi = int(wanted[-1]) + 1
+        number[int(array_id), int(chunk)] = len(reads)
+        reads.append(ChunkRead(int(array_id), int(chunk), lo, hi, tuple(int(w - lo) for w in wanted)))
+    return reads, number
+
+
+def output_shape(shape: tuple[int, int], downsample: int, method: str) -> tuple[int, int]:
+    """The (H, W) of a frame of ``shape`` after downsampling."""
+    if method == "mean":
+        return shape[0] // downsample, shape[1] // downsample
+    return -(-shape[0] // downsample), -(-shape[1] // downsample)
+
+
+def _check_downsample(shape: tuple[int, int], downsample: int, method: str) -> None:
+    if method not in DOWNSAMPLE_METHODS:
+        raise FetchError(f"method={method!r}: choose one of {', '.join(DOWNSAMPLE_METHODS)}")
+    if not isinstance(downsample, (int, np.integer)) or downsample < 1:
+        raise FetchError(f"downsample={downsample!r}: give a positive integer factor")
+    if method == "mean" and (shape[0] % downsample or shape[1] % downsample):
+        raise FetchError(f"downsample={downsample} with method='mean' needs frames whose size "
+                         f"divides by it; frames are {shape[0]}x{shape[1]}")
+
+
+# --- task functions (module level: the graph must pickle) --------------------------------
+
+def downsample_frames(frames: np.ndarray, factor: int, method: str) -> np.ndarray:
+    """Downsample ``(n, H, W)`` frames by ``factor``: ``[::f, ::f]`` or the mean of f×f blocks."""
+    if factor == 1:
+        return frames
+    if method == "stride":
+        return frames[:, ::factor, ::factor]
+    n, height, width = frames.shape
+    blocks = frames.reshape(n, height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(2, 4), dtype=np.float32)
+
+
+def read_chunk_frames(array, label: str, lo: int, hi: int, offsets: tuple[int, ...],
+                      factor: int, method: str) -> np.ndarray:
+    """Read ``array[lo:hi]`` (inside one chunk), keep ``offsets`` and downsample to float32."""
+    try:
+        slab = np.asarray(array[lo:hi])
+    except Exception as error:  # noqa: BLE001 - turned into one named line
+        raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: "
+                         f"{type(error).__name__}: {error}") from None
+    if len(offsets) != hi - lo:
+        slab = slab[list(offsets)]
+    return np.ascontiguousarray(downsample_frames(slab, factor, method), dtype=np.float32)
+
+
+def assemble_block(frames: np.ndarray | None, positions: tuple[int, ...],
+                   shape: tuple[int, ...]) -> np.ndarray:
+    """One output block: ``frames[positions]`` with NaN frames where a position is -1.
+
+    ``shape`` is the block's full shape; its leading axis is the row count, and a
+    channel axis of length 1 is inserted for aligned blocks (``len(shape) == 4``).
+    """
+    positions_array = np.asarray(positions, dtype=np.int64)
+    if frames is not None and (positions_array >= 0).all():
+        if len(positions_array) == len(frames) and (positions_array == np.arange(len(frames))).all():
+            block = frames
+        else:
+            block = frames[positions_array]
+    else:
+        block = np.full((len(positions_array), *shape[-2:]), np.nan, dtype=np.float32)
+        present = positions_array >= 0
+        if present.any():
+            block[present] = frames[positions_array[present]]
+    return block.reshape(shape)
+
+
+# --- public API --------------------------------------------------------------------------
+
+def fetch(selection, downsample: int = 1, method: str = "stride", missing: str = "raise"):
+    """The selection's frames as a lazy float32 dask array, in the selection's row order.
+
+    Frame selections give ``(n, H, W)``; aligned selections give ``(time, channel, H, W)``.
+    ``downsample=f`` keeps every f-th pixel (``method="stride"``, as ``[::f, ::f]``) or
+    averages f×f blocks (``method="mean"``).  Rows without a frame (misses of ``nearest``)
+    raise :class:`FetchError` naming them (``missing="raise"``), become NaN frames
+    (``"nan"``) or are dropped (``"drop"``; for aligned grids, the whole grid time).
+
+    Each Zarr chunk touched is read once per ``compute()``; the graph has one task per run
+    of rows sharing a chunk (plus one per chunk shared by separated runs).
+    """
+    return _build(selection, downsample, method, missing)[0]
+
+
+def _build(selection, downsample: int, method: str, missing: str):
+    grid = frame_grid(selection, missing)
+    zarrays = _open_arrays(selection.catalog, grid.arrays)
+    layout = plan_layout(grid, zarrays)
+    _check_downsample(layout.shape, downsample, method)
+    return _dask_array(grid, zarrays, layout, downsample, method), grid, layout
+
+
+def _dask_array(grid: FrameGrid, zarrays, layout: Layout, factor: int, method: str):
+    import dask.array as da
+    from dask.base import tokenize
+
+    height, width = output_shape(layout.shape, factor, method)
+    token = tokenize([str(a) for a in grid.arrays], [getattr(z.store_path, "path", "") for z in zarrays],
+                     [str(getattr(z.store_path, "store", "")) for z in zarrays],
+                     grid.array_ids, grid.idx, factor, method)
+    name, read_name = f"sdoml-fetch-{token}", f"sdoml-read-{token}"
+    consumers = pd.Series(list(layout.block_reads.values()), dtype=np.int64).value_counts()
+    graph: dict[Any, Any] = {}
+
+    def read_task(n: int):
+        read = layout.reads[n]
+        task = (read_chunk_frames, zarrays[read.array_id], str(grid.arrays[read.array_id]),
+                read.lo, read.hi, read.wanted, factor, method)
+        if consumers.get(n, 0) > 1:
+            graph.setdefault((read_name, n), task)
+            return (read_name, n)
+        return task
+
+    columns = grid.array_ids.shape[1]
+    for s, (start, stop) in enumerate(layout.segments):
+        for c in range(columns):
+            block_shape = (stop - start, 1, height, width) if grid.aligned else (stop - start, height, width)
+            positions = _positions(grid, layout, s, c)
+            n = layout.block_reads.get((s, c))
+            source = read_task(n) if n is not None else None
+            key = (name, s, c, 0, 0) if grid.aligned else (name, s, 0, 0)
+            graph[key] = (assemble_block, source, positions, block_shape)
+    row_chunks = tuple(stop - start for start, stop in layout.segments) or (0,)
+    if grid.aligned:
+        chunks = (row_chunks, (1,) * columns, (height,), (width,))
+    else:
+        chunks = (row_chunks, (height,), (width,))
+    if not layout.segments:
+        empty = (0, columns, height, width) if grid.aligned else (0, height, width)
+        return da.zeros(empty, dtype=np.float32)
+    return da.Array(graph, name, chunks, dtype=np.float32)
+
+
+def _positions(grid: FrameGrid, layout: Layout, s: int, c: int) -> tuple[int, ...]:
+    """Where each row of block (segment s, column c) sits in its read's frames (-1: none)."""
+    start, stop = layout.segments[s]
+    n = layout.block_reads.get((s, c))
+    if n is None:
+        return (-1,) * (stop - start)
+    read = layout.reads[n]
+    wanted = np.asarray(read.wanted, dtype=np.int64) + read.lo
+    idx = grid.idx[start:stop, c]
+    where = np.searchsorted(wanted, idx)
+    return tuple(int(p) if grid.array_ids[start + i, c] >= 0 else -1 for i, p in enumerate(where))
+
+
+@dataclass
+class FetchPlan:
+    """What a fetch will read, known before reading anything."""
+
+    rows: int
+    missing_rows: int
+    arrays: list[str]
+    chunks: int
+    read_bytes: int
+    output_shape: tuple[int, ...]
+    output_bytes: int
+    tasks: int
+    stored_bytes: int | None = None
+    per_array: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        stored = f", {_size(self.stored_bytes)} stored" if self.stored_bytes is not None else ""
+        arrays = ", ".join(f"{a} ({n})" for a, n in self.per_array.items())
+        return (f"{self.rows} rows ({self.missing_rows} without frame) → output "
+                f"{'×'.join(map(str, self.output_shape))} float32 {_size(self.output_bytes)}; reads "
+                f"{self.chunks} chunks = {_size(self.read_bytes)} decoded{stored} from {arrays or 'no array'}; "
+                f"{self.tasks} tasks")
+
+
+def _size(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value} B"
+
+
+def plan(selection, downsample: int = 1, method: str = "stride", missing: str = "nan",
+         stored_sizes: bool = False) -> FetchPlan:
+    """How many chunks and bytes a fetch of ``selection`` reads, without reading pixels.
+
+    ``read_bytes`` counts decoded chunk bytes (each chunk is decompressed whole);
+    ``stored_sizes=True`` also asks the store for the compressed sizes of those chunks
+    (one batched listing; a HEAD per chunk on object stores).  Rows without a frame are
+    counted, not raised, unless ``missing="raise"``.
+    """
+    array, grid, layout = _build(selection, downsample, method, missing)
+    per_array: dict[str, int] = {}
+    read_bytes = 0
+    for read in layout.reads:
+        label = str(grid.arrays[read.array_id])
+        per_array[label] = per_array.get(label, 0) + 1
+        read_bytes += int(np.prod(layout.chunk_shapes[read.array_id])) * layout.itemsizes[read.array_id]
+    stored = _stored_bytes(selection.catalog, grid, layout) if stored_sizes else None
+    return FetchPlan(rows=int(grid.array_ids.size), missing_rows=int(grid.missing.sum()),
+                     arrays=[str(a) for a in grid.arrays], chunks=len(layout.reads), read_bytes=read_bytes,
+                     output_shape=tuple(int(s) for s in array.shape), output_bytes=int(array.nbytes),
+                     tasks=len(array.__dask_graph__()), stored_bytes=stored, per_array=per_array)
+
+
+def _stored_bytes(catalog, grid: FrameGrid, layout: Layout) -> int:
+    total = 0
+    for n, ref in enumerate(grid.arrays):
+        source = catalog.source(ref.instrument)
+        array = source.array(ref.path)
+        paths = [source.path(f"{ref.path}/{array.metadata.encode_chunk_key((r.chunk,) + (0,) * (array.ndim - 1))}")
+                 for r in layout.reads if r.array_id == n]
+        if paths:
+            total += sum(int(s or 0) for s in source.fs.sizes(paths))
+    return total
+
+
+def chunk_keys(selection) -> list[str]:
+    """The store keys (``2010/171A/3.0.0``) of the chunks a fetch of ``selection`` reads."""
+    grid = frame_grid(selection, "nan")
+    zarrays = _open_arrays(selection.catalog, grid.arrays)
+    layout = plan_layout(grid, zarrays)
+    keys = []
+    for read in layout.reads:
+        array = zarrays[read.array_id]
+        coords = (read.chunk,) + (0,) * (array.ndim - 1)
+        keys.append(f"{grid.arrays[read.array_id].path}/{array.metadata.encode_chunk_key(coords)}")
+    return keys
+
+
+def to_xarray(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
+              headers: bool = True):
+    """The fetch as a lazy ``xarray.DataArray`` with coordinates.
+
+    Frame selections: dims ``(frame, y, x)`` with ``instrument``, ``year``, ``channel``,
+    ``idx`` (and the selection's ``time`` if any) along ``frame``.  Aligned selections:
+    dims ``(time, channel, y, x)``.  With ``headers=True`` every header column of the
+    catalog becomes a coordinate along ``frame`` (or ``(time, channel)``), NaN/None where a
+    row has no frame.
+    """
+    import xarray as xr
+
+    data, grid, _ = _build(selection, downsample, method, missing)
+    header_table = frame_headers(selection.catalog, grid.table) if headers else None
+    if grid.aligned:
+        coords = _aligned_coords(grid, header_table)
+        dims = ("time", "channel", "y", "x")
+    else:
+        coords = _frame_coords(grid, header_table)
+        dims = ("frame", "y", "x")
+    attrs = {"downsample": downsample, "method": method, "missing": missing}
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="frames")
+
+
+def _frame_coords(grid: FrameGrid, header_table: pd.DataFrame | None) -> dict[str, Any]:
+    table = grid.table
+    coords: dict[str, Any] = {"frame": np.arange(len(table))}
+    for column in table.columns:
+        coords[column] = ("frame", _coord_values(table[column]))
+    if header_table is not None:
+        for column in header_table.columns:
+            if column not in coords:
+                coords[column] = ("frame", _coord_values(header_table[column]))
+    return coords
+
+
+def _aligned_coords(grid: FrameGrid, header_table: pd.DataFrame | None) -> dict[str, Any]:
+    coords: dict[str, Any] = {"time": grid.times.to_numpy(), "channel": np.array(grid.columns, dtype=object)}
+    if header_table is None:
+        return coords
+    table = grid.table
+    r = pd.Index(pd.unique(table["row"])).get_indexer(table["row"])
+    c = pd.Index(grid.columns).get_indexer(table["channel"].astype(str))
+    shape = (len(grid.times), len(grid.columns))
+    for column in ["instrument", "year", "idx", *header_table.columns]:
+        if column in coords or column in ("channel", "row", "time"):
+            continue
+        source = table[column] if column in table.columns else header_table[column]
+        values = _coord_values(source)
+        grid_values = np.full(shape, _blank(values), dtype=values.dtype if values.dtype.kind in "fMO" else object)
+        grid_values[r, c] = values
+        coords[column] = (("time", "channel"), grid_values)
+    return coords
+
+
+def _coord_values(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.to_numpy(dtype="datetime64[ns]")
+    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64").to_numpy(na_value=np.nan) if series.isna().any() else series.to_numpy()
+    return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
+
+
+def _blank(values: np.ndarray):
+    if values.dtype.kind == "f":
+        return np.nan
+    if values.dtype.kind == "M":
+        return np.datetime64("NaT")
+    return None
+
+
+# --- headers from the catalog ------------------------------------------------------------
+
+def partition_key(instrument: str, year: int, channel: str) -> str:
+    """The manifest partition key of an array (``aia/year=2010/channel=171A``)."""
+    return f"{instrument}/year={int(year)}/channel={channel}"
+
+
+def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
+    """The catalog rows of the given locators, in locator order (all header columns).
+
+    Rows without a frame give a row of nulls.  Reads only the partitions involved, and
+    only the rows whose ``idx`` is asked for.
+    """
+    pieces = []
+    wanted = locators.reset_index(drop=True).assign(_order=lambda t: np.arange(len(t)))
+    wanted = wanted[wanted["idx"].notna()]
+    for (instrument, year, channel), group in wanted.groupby(["instrument", "year", "channel"], sort=False):
+        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel),
+                                   group["idx"].astype("int64").tolist())
+        merged = group[["_order", "idx"]].astype({"idx": "int64"}).merge(rows, on="idx", how="left")
+        pieces.append(merged.drop(columns="idx"))
+    if not pieces:
+        return pd.DataFrame(index=range(len(locators)))
+    table = pd.concat(pieces, ignore_index=True).set_index("_order")
+    return table.reindex(range(len(locators))).reset_index(drop=True)
+
+
+def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> pd.DataFrame:
+    """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    directory = catalog.directory / instrument / f"year={int(year)}" / f"channel={channel}"
+    files = sorted(str(p) for p in directory.glob("*.parquet"))
+    if not files:
+        raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
+    dataset = ds.dataset(files, format="parquet")
+    table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
+    frame = table.to_pandas(types_mapper=_nullable_types)
+    missing = sorted(set(idx) - set(frame["idx"].tolist()))
+    if missing:
+        raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
+                         f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
+    return frame
+
+
+def _nullable_types(arrow_type):
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    return None
+
+
+# --- writing fetched frames --------------------------------------------------------------
+
+OUTPUT_FORMATS = ("npy", "zarr", "fits")
+BATCH_BYTES = 512 * 2**20
+FITS_STRUCTURAL_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION",
+                        "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM"}
+
+
+def output_format(output, format: str | None = None) -> str:
+    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix."""
+    from pathlib import Path
+
+    if format:
+        if format not in OUTPUT_FORMATS:
+            raise FetchError(f"format {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+        return format
+    suffix = Path(output).suffix.lower()
+    if suffix in (".npy", ".zarr"):
+        return suffix[1:]
+    if suffix in ("", ".fits"):
+        return "fits"
+    raise FetchError(f"cannot tell the output format of {output}: use .npy, .zarr or a directory for FITS")
+
+
+def compute_batches(array, budget: int = BATCH_BYTES, progress: bool = False):
+    """Compute ``array`` in groups of consecutive blocks along axis 0 of about ``budget``
+    bytes; yield ``(start_row, values)``.  Reads shared inside a group happen once."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=array.shape[0], unit="frame", desc="fetching", disable=not progress)
+    starts = np.concatenate([[0], np.cumsum(array.chunks[0])])
+    row_bytes = array.nbytes // max(array.shape[0], 1)
+    first = 0
+    try:
+        while first < len(array.chunks[0]):
+            last = first + 1
+            while last < len(array.chunks[0]) and (starts[last + 1] - starts[first]) * row_bytes <= budget:
+                last += 1
+            values = array[starts[first]:starts[last]].compute()
+            bar.update(len(values))
+            yield int(starts[first]), values
+            first = last
+    finally:
+        bar.close()
+
+
+def write_frames(selection, output, format: str | None = None, downsample: int = 1, method: str = "stride",
+                 missing: str = "raise", progress: bool = False) -> list:
+    """Fetch and write the frames: ``.npy`` or ``.zarr`` (plus ``<name>.headers.parquet``
+    with every selected row's locator and catalog header) or a directory of FITS files
+    (one per frame, headers included).  Returns the paths written."""
+    from pathlib import Path
+
+    output = Path(output)
+    kind = output_format(output, format)
+    if kind == "fits":
+        return _write_fits(selection, output, downsample, method, missing, progress)
+    array, grid, _ = _build(selection, downsample, method, missing)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    target = _open_target(output, kind, array)
+    for start, values in compute_batches(array, progress=progress):
+        target[start:start + len(values)] = values
+    if kind == "npy":
+        target.flush()
+        del target
+    sidecar = output.with_name(output.stem + ".headers.parquet")
+    headers_table(selection.catalog, grid.table).to_parquet(sidecar, index=False)
+    return [output, sidecar]
+
+
+def _open_target(output, kind: str, array):
+    if kind == "npy":
+        return np.lib.format.open_memmap(output, mode="w+", dtype=np.float32, shape=array.shape)
+    import zarr
+
+    chunks = (min(max(array.shape[0], 1), 16),) + tuple(array.shape[1:])
+    return zarr.create_array(str(output), shape=array.shape, chunks=chunks, dtype=np.float32,
+                             fill_value=np.nan, zarr_format=2, overwrite=True)
+
+
+def headers_table(catalog, table: pd.DataFrame) -> pd.DataFrame:
+    """Locators plus the catalog's header columns, one row per locator (Parquet-friendly)."""
+    extra = frame_headers(catalog, table)
+    extra = extra.drop(columns=[c for c in extra.columns if c in table.columns])
+    combined = pd.concat([table.reset_index(drop=True), extra], axis=1)
+    null_columns = [c for c in combined.columns if combined[c].isna().all() and combined[c].dtype == object]
+    return combined.astype({c: "string" for c in null_columns})
+
+
+def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:
+    from sdoml_sql.maps import FlatSelection, header_records, map_header
+
+    if missing == "nan":
+        raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
+    flat = FlatSelection(selection.catalog, selection_locators(selection))
+    array, grid, _ = _build(flat, downsample, method, missing)
+    raw, rows, keys = header_records(selection.catalog, grid.table)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for start, values in compute_batches(array, progress=progress):
+        for offset, frame in enumerate(values):
+            i = start + offset
+            meta = map_header(raw[i], rows[i], keys[i], downsample, method)
+            written.append(_write_fits_frame(directory, i, grid.table.iloc[i], frame, meta))
+    return written
+
+
+def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[str, Any]):
+    import warnings
+
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+
+    header = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        for key, value in meta.items():
+            if key.upper() in FITS_STRUCTURAL_KEYS or not isinstance(value, (str, int, float, bool)):
+                continue
+            if key.upper() in ("COMMENT", "HISTORY"):
+                if value:
+                    header.add_comment(value) if key.upper() == "COMMENT" else header.add_history(value)
+                continue
+            header[key] = value
+        stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
+        path = directory / f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
+        fits.PrimaryHDU(frame, header=header).writeto(path, overwrite=True)
+    return path
