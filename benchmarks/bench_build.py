@@ -22,17 +22,26 @@ import sys
 import time
 from pathlib import Path
 
+# The child's own high-water mark: VmHWM restarts at exec, unlike ru_maxrss, which keeps the
+# forked parent's peak.
+PEAK = """
+def peak_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+"""
+
 JSON_BOUND = """
-import json, sys, time, pathlib, resource
+import json, sys, time, pathlib
 started = time.perf_counter()
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*/*/.zattrs")):
     attrs = json.loads(path.read_bytes())
     del attrs
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - started, peak_kb())
 """
 
 SEED_WAY = """
-import sys, time, resource, numpy as np, zarr
+import sys, time, numpy as np, zarr
 started = time.perf_counter()
 root = zarr.open_group(sys.argv[1], mode="r", zarr_format=2)
 for year in root.group_keys():
@@ -40,21 +49,22 @@ for year in root.group_keys():
         attrs = root[year][channel].attrs.asdict()
         columns = {k: np.array(v) for k, v in attrs.items()}
         del attrs, columns
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - started, peak_kb())
 """
 
 BUILD = """
-import sys, time, resource
+import sys, time
 from sdoml_sql.build import build_catalog
 started = time.perf_counter()
 report = build_catalog(aia=sys.argv[1], catalog=sys.argv[2], progress=True, full=True)
-print(time.perf_counter() - started, report.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - started, report.rows, peak_kb())
 """
+
 
 
 def run(code: str, *args: str) -> tuple[list[str], float]:
     """Run ``code`` in a fresh Python; return its result words and its own peak RSS (MB)."""
-    result = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", PEAK + code, *args], stdout=subprocess.PIPE, text=True, check=True)
     *words, peak_kb = result.stdout.strip().splitlines()[-1].split()
     return words, int(peak_kb) / 1024
 

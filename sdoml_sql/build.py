@@ -9,7 +9,6 @@ failed or interrupted build leaves the previous catalog as it was.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
@@ -86,7 +85,7 @@ def build_catalog(
     channels: list[str] | None = None,
     full: bool = False,
     progress: bool = True,
-    read_ahead: int = 1,
+    read_ahead: int | None = None,
     client=None,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
@@ -121,7 +120,7 @@ def rebuild_catalog(
     *,
     full: bool = False,
     progress: bool = True,
-    read_ahead: int = 1,
+    read_ahead: int | None = None,
     client=None,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
@@ -156,7 +155,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
 
 # --- the build -----------------------------------------------------------------------------
 
-def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int,
+def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int | None,
                client=None) -> BuildReport:
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
@@ -300,35 +299,34 @@ def _split_changed(planned: dict[str, list[Partition]], old: dict[str, dict], fu
     return todo, keep
 
 
-def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool, read_ahead: int) -> list[Partition]:
+def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool,
+                 read_ahead: int | None) -> list[Partition]:
     """Harvest partitions one at a time while the next ``read_ahead`` sources download.
 
     Parsing holds the GIL, so parsing two arrays at once gains nothing and doubles peak
-    memory; overlapping the downloads (the slow part remotely) with parsing is what pays.
+    memory; overlapping remote downloads with parsing is what pays.  By default local
+    stores read nothing ahead (there is no latency to hide) and remote ones read one array
+    ahead.
     """
+    if read_ahead is None:
+        read_ahead = 0 if all(s.is_local for s in sources.values()) else 1
     bar = _ProgressBar(len(todo), progress)
     done = []
-    pending = iter(todo)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
-        downloads: collections.deque = collections.deque()
-
-        def download_next() -> None:
-            partition = next(pending, None)
-            if partition is not None:
-                downloads.append((partition, pool.submit(_download, sources[partition.instrument], partition)))
-
-        for _ in range(max(1, read_ahead)):
-            download_next()
+        downloads: dict[int, concurrent.futures.Future] = {}
         try:
-            while downloads:
-                partition, future = downloads.popleft()
-                downloaded = future.result()
-                download_next()
-                done.append(_harvest_partition(sources[partition.instrument], partition, staging, downloaded))
-                del downloaded
+            for position, partition in enumerate(todo):
+                for ahead in range(position + 1, min(position + 1 + read_ahead, len(todo))):
+                    if ahead not in downloads:
+                        downloads[ahead] = pool.submit(_download, sources[todo[ahead].instrument], todo[ahead])
+                source = sources[partition.instrument]
+                future = downloads.pop(position, None)
+                downloaded = future.result() if future else _download(source, partition)
+                done.append(_harvest_partition(source, partition, staging, downloaded))
+                del downloaded, future
                 bar.advance(done[-1])
         finally:
-            for _, future in downloads:
+            for future in downloads.values():
                 future.cancel()
             bar.close()
     return sorted(done, key=lambda p: p.key)
@@ -490,7 +488,7 @@ def _next_manifest(old, plan, sources, planned, results: list[Partition], keep: 
     for name, entry in plan.items():
         source_entries[name] = {
             "url": sources[name].url,
-            "storage_options": _public_options(entry["storage_options"]),
+            "storage_options": _public_options(sources[name].storage_options),
             "filters": entry["filters"],
         }
     return {

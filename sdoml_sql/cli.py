@@ -157,8 +157,8 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--years", default=None, help="Only these years, comma separated.")
 @click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
-@click.option("--read-ahead", default=1, show_default=True, type=click.IntRange(1),
-              help="Source arrays downloading while one is parsed.")
+@click.option("--read-ahead", default=None, type=click.IntRange(0),
+              help="Source arrays downloading while one is parsed (default: 1 for remote stores, 0 for local).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--scheduler", default=None,
               help="Address of a dask.distributed scheduler to spread the harvest over (shared filesystem).")
@@ -192,8 +192,8 @@ def _client(scheduler: str | None):
 @main.command()
 @catalog_option
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
-@click.option("--read-ahead", default=1, show_default=True, type=click.IntRange(1),
-              help="Source arrays downloading while one is parsed.")
+@click.option("--read-ahead", default=None, type=click.IntRange(0),
+              help="Source arrays downloading while one is parsed (default: 1 for remote stores, 0 for local).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
