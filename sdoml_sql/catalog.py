@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,7 @@ from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
-VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frames")
+VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
 
 #: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
 VIEW_FILES = {
@@ -49,6 +50,18 @@ VIEW_FILES = {
 FRAMES_LEAD = ("year", "channel", "idx")
 
 INIT_SQL = "init.sql"
+
+# Catalog._run fetches Arrow from an executed statement rather than from a relation
+# (con.sql(q).to_arrow_table()), which binds the statement twice: once to make the relation,
+# once to run it. Binding a view over many Parquet files costs milliseconds, while the copy
+# DuckDB warns about is cheap for all but very large and wide results; the warning is
+# silenced for this module's calls only.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                        module=r"sdoml_sql\.catalog")
+
+#: The narrow scan behind ``frame_times`` (``{files}``: an instrument's Parquet files).
+TIMES_SCAN = ("read_parquet('{files}', hive_partitioning = true, "
+              "hive_types = {'year': INTEGER, 'channel': VARCHAR})")
 
 
 def sql_dir():
@@ -120,8 +133,10 @@ class Catalog:
     def view_sql(self, view: str, frames_columns: str = "") -> str:
         """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
         name = f"views/{view}.sql" if view not in VIEW_FILES or self.has(view) else f"views/empty/{view}.sql"
-        return render(read_sql(name), catalog=sql_string(self.directory.as_posix()),
-                      frames_columns=frames_columns)
+        catalog = sql_string(self.directory.as_posix())
+        times = {f"{i}_times": render(TIMES_SCAN, files=f"{catalog}/{VIEW_FILES[i]}") if self.has(i) else i
+                 for i in ("aia", "hmi")}
+        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns, **times)
 
     def script(self) -> str:
         """Every view and macro as one SQL script (what ``init.sql`` holds)."""
@@ -162,6 +177,9 @@ class Catalog:
         the configuration; an unlocked connection is for your own scripts.
         """
         connection = duckdb.connect(":memory:")
+        # Keep Parquet footers between queries (re-read when a file changes): binding a view
+        # over many files otherwise re-reads every footer on every query.
+        connection.execute("SET GLOBAL parquet_metadata_cache = true")
         try:
             connection.execute(self.script())
         except duckdb.Error as error:
@@ -203,8 +221,8 @@ class Catalog:
     def _run(self, sql: str, params: Any):
         cursor = self._cursor()
         try:
-            relation = cursor.sql(sql, params=params) if params is not None else cursor.sql(sql)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
+            result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+            return result.to_arrow_table() if result.description is not None else pa.table({})
         except duckdb.Error as error:
             raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
         finally:

@@ -11,6 +11,12 @@
 -- A frame further than tolerance is a miss: year, idx, T_OBS, offset_s are NULL.
 -- Columns: row, time, channel_order (1-based position in channels), instrument, channel,
 -- year, idx, T_OBS, offset_s (T_OBS - time in seconds). Ordered by row, channel_order.
+-- How: the grid is regular, so the grid rows a frame is within tolerance of follow from its
+-- time by arithmetic: each frame is paired with those rows (one or two for a tolerance under
+-- half the cadence), the closest frame per (channel, row) is kept (a hash aggregate) and the
+-- grid is joined to it (a hash join): no sort, no search per grid time. Integer microseconds
+-- throughout, so distances and ties are exact. (Two ASOF joins, the last frame at or before
+-- and the first at or after each grid time, give the same rows ~1.5x slower.)
 CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance) AS TABLE
 WITH
 wanted AS (
@@ -24,27 +30,35 @@ grid AS (
     FROM range(start::TIMESTAMP, stop::TIMESTAMP, cadence::INTERVAL) WITH ORDINALITY AS g(time, n)
     CROSS JOIN wanted w
 ),
-candidates AS (
-    SELECT f.channel, f.year, f.idx, f.T_OBS,
-           date_diff('microsecond', start::TIMESTAMP, f.T_OBS) / (epoch(cadence::INTERVAL) * 1e6) AS position
-    FROM frames f
+candidates AS (  -- frames that may be within tolerance of the grid; us: T_OBS - start (microseconds)
+    SELECT f.channel, f.year, f.idx, f.T_OBS, epoch_us(f.T_OBS) - epoch_us(start::TIMESTAMP) AS us
+    FROM frame_times f
     WHERE list_contains(channels, f.channel)
       AND f.T_OBS >= start::TIMESTAMP - tolerance::INTERVAL
       AND f.T_OBS <= stop::TIMESTAMP + tolerance::INTERVAL
 ),
-reach AS (  -- every grid row a frame may be within tolerance of (a superset; checked below)
-    SELECT c.*,
-           unnest(range(floor(c.position - epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT,
-                        ceil(c.position + epoch(tolerance::INTERVAL) / epoch(cadence::INTERVAL))::BIGINT + 1)) AS row
+paired AS (
+    -- grid row r is at r * cadence from start; a frame at us is within tolerance of the rows
+    -- r with |us - r * cadence| <= tolerance, all among floor(us / cadence) + k for
+    -- k = -ceil(tolerance / cadence) .. floor(tolerance / cadence) + 1 (a superset)
+    SELECT c.*, floor(c.us / epoch_us(cadence::INTERVAL))::BIGINT + k.k AS row
     FROM candidates c
+    CROSS JOIN range(-ceil(epoch_us(tolerance::INTERVAL) / epoch_us(cadence::INTERVAL))::BIGINT,
+                     floor(epoch_us(tolerance::INTERVAL) / epoch_us(cadence::INTERVAL))::BIGINT + 2) AS k(k)
 ),
-best AS (
-    SELECT g.row, g.channel,
-           arg_min({'year': r.year, 'idx': r.idx, 'T_OBS': r.T_OBS},
-                   (abs(date_diff('microsecond', g.time, r.T_OBS)), r.T_OBS, r.year, r.idx)) AS frame
-    FROM reach r JOIN grid g USING (row, channel)
-    WHERE abs(date_diff('microsecond', g.time, r.T_OBS)) <= epoch(tolerance::INTERVAL) * 1000000
-    GROUP BY g.row, g.channel
+reach AS (
+    -- the pairs within tolerance, exactly; distance: |us - r * cadence| * 2, plus 1 for a
+    -- frame after the grid time, so the smallest is the closest and a tie goes to the earlier
+    SELECT p.channel, p.year, p.idx, p.T_OBS, p.row,
+           abs(p.us - p.row * epoch_us(cadence::INTERVAL)) * 2
+             + (p.us > p.row * epoch_us(cadence::INTERVAL))::INTEGER AS distance
+    FROM paired p
+    WHERE abs(p.us - p.row * epoch_us(cadence::INTERVAL)) <= epoch_us(tolerance::INTERVAL)
+),
+best AS (  -- the closest frame per channel and grid row (equal T_OBS: lowest year, then idx)
+    SELECT channel, row, arg_min({'year': year, 'idx': idx, 'T_OBS': T_OBS}, (distance, year, idx)) AS frame
+    FROM reach
+    GROUP BY channel, row
 )
 SELECT g.row, g.time, g.channel_order, g.instrument, g.channel,
        b.frame.year AS year, b.frame.idx AS idx, b.frame.T_OBS AS T_OBS,
@@ -137,7 +151,7 @@ buckets AS (
 ),
 times AS (
     SELECT f.instrument, f.channel, f.T_OBS AS t
-    FROM frames f
+    FROM frame_times f
     WHERE f.T_OBS >= start::TIMESTAMP AND f.T_OBS < stop::TIMESTAMP
 ),
 points AS (
