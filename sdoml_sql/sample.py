@@ -168,11 +168,11 @@ def write_sample(
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
-    aia_days = _write_aia(paths["aia"], counts, years, seed, images, bar)
+    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar)
     _write_hmi(paths["hmi"], hmi_frames, tuple(int(y) for y in hmi_years), aia_days, seed, images, bar)
     if eve:
         first_day = aia_days[years[0]][0] if years else np.datetime64("2010-05-01", "D")
-        _write_eve(paths["eve"], eve_samples, first_day, seed)
+        _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None)
     if bar is not None:
         bar.close()
     return paths
@@ -673,10 +673,10 @@ def _open_new_group(path: pathlib.Path):
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
-def _write_aia(path, counts, years, seed, images, bar) -> dict[int, np.ndarray]:
-    """Write the AIA store; return each year's days (datetime64[D], chronological)."""
+def _write_aia(path, counts, years, seed, images, bar) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """Write the AIA store; return each year's days (datetime64[D], chronological) and flare time (UTC ms)."""
     root = _open_new_group(path)
-    days_by_year = {}
+    days_by_year, flares = {}, {}
     for position, year in enumerate(years):
         quirky = len(years) > 1 and position == len(years) - 1
         rng = np.random.default_rng([seed, year, 0])
@@ -687,12 +687,12 @@ def _write_aia(path, counts, years, seed, images, bar) -> dict[int, np.ndarray]:
         group = root.create_group(str(year))
         first = _observer(np.array([_ms(days[0])]))["CRLN_OBS"][0]
         regions = _active_regions(seed, year, first)
-        flare_ms = int(slots[len(slots) // 3])
+        flare_ms = flares[year] = int(slots[len(slots) // 3])
         for channel, count in counts[year].items():
             _write_aia_channel(path, group, channel, year, slots, count, quirky, regions,
                                flare_ms, seed, images, bar)
     _consolidate(path)
-    return days_by_year
+    return days_by_year, flares
 
 
 def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions, flare_ms,
@@ -782,14 +782,16 @@ def _eve_times(n: int, first_day: np.datetime64, rng) -> np.ndarray:
     return _ms(first_day) + np.cumsum(steps)
 
 
-def _write_eve(path, n, first_day, seed) -> None:
+def _write_eve(path, n, first_day, seed, flare_ms: int | None = None) -> None:
+    """EVE lines with a flare at the AIA flare's time (when EVE covers it) so the two agree."""
     rng = np.random.default_rng([seed, 7])
     times = _eve_times(n, first_day, rng)
     root = _open_new_group(path)
     group = root.create_group("MEGS-A")
     chunks = (min(n, 2**17),)
     minutes = (times - times[0]) / 60_000
-    flare = np.exp(-0.5 * ((minutes - minutes[n // 3]) / 20) ** 2)
+    peak = (flare_ms - times[0]) / 60_000 if flare_ms is not None and times[0] <= flare_ms <= times[-1] else minutes[n // 3]
+    flare = np.exp(-0.5 * ((minutes - peak) / 20) ** 2)
     for number, (name, (ion, log_t, wavelength)) in enumerate(EVE_LINE_INFO.items()):
         base = 10 ** rng.uniform(-6, -4)
         hot = float(log_t) > 6.6

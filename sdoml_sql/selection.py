@@ -56,7 +56,7 @@ class Selection:
             return "aligned"
         if {"year", "channel", "idx"} <= names:
             return "frames"
-        if {"idx", "time"} <= names and "channel" not in names:
+        if "time" in names and not names & {"channel", "year"}:
             return "eve"
         return "table"
 

@@ -4,20 +4,34 @@
 A :class:`Source` gives raw access to a store's metadata files (so the harvester can parse
 ``.zattrs`` with a fast JSON parser and ``tree`` never reads attributes) and opens zarr
 arrays *without* reading their ``.zattrs`` (a full-year AIA ``.zattrs`` is ~221 MB).
+
+Every read of a remote store (metadata and chunks) is retried with exponential backoff on
+transient failures (timeouts, dropped connections, 5xx) and bounded in time by a
+:class:`ReadPolicy` (``SDOML_TIMEOUT``, ``SDOML_RETRIES``); when it gives up it raises
+:class:`StoreError` naming the store and the object.  Chunks can be cached on local disk
+(``cache_dir`` / ``SDOML_CACHE``) so that a repeated fetch reads nothing remote.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
+import hashlib
 import json
 import os
+import random
+import re
 import socket
+import tempfile
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import fsspec
+import fsspec.asyn
 import orjson
 
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError, StoreError
@@ -40,6 +54,73 @@ PRESETS = {
 DEFAULT_MIRROR = "aws"
 DNS_TIMEOUT_S = 1.5
 DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
+REMOTE_PROTOCOLS = frozenset({"http", "https", "s3", "s3a", "gs", "gcs"})
+
+#: Environment variables read by :func:`open_store` (command-line options set the same ones).
+ENDPOINT_ENV = "SDOML_ENDPOINT_URL"  # any remote protocol; wins over the protocol-specific ones
+S3_ENDPOINT_ENVS = ("SDOML_S3_ENDPOINT", "AWS_ENDPOINT_URL")
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+BILLING_ENV = "SDOML_BILLING_PROJECT"
+TIMEOUT_ENV = "SDOML_TIMEOUT"
+RETRIES_ENV = "SDOML_RETRIES"
+CACHE_ENV = "SDOML_CACHE"
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_RETRIES = 5
+FIRST_PAUSE_S = 0.2
+MAX_PAUSE_S = 5.0
+CHUNK_KEY = re.compile(r"(^|/)\d+(\.\d+)*$")
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How hard a remote read tries: ``retries`` after the first attempt, pauses doubling
+    from ``first_pause`` (with jitter, at most ``max_pause``), and a deadline of ``timeout``
+    seconds for one object, every attempt and pause included."""
+
+    timeout: float = DEFAULT_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
+    first_pause: float = FIRST_PAUSE_S
+    max_pause: float = MAX_PAUSE_S
+
+    @classmethod
+    def from_env(cls, timeout: float | None = None, retries: int | None = None) -> "ReadPolicy":
+        """The policy from the arguments, else ``SDOML_TIMEOUT`` / ``SDOML_RETRIES``, else defaults."""
+        timeout = _env_number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S) if timeout is None else float(timeout)
+        retries = _env_number(RETRIES_ENV, int, DEFAULT_RETRIES) if retries is None else int(retries)
+        if not timeout > 0 or retries < 0:
+            raise StoreError(f"timeout must be > 0 s and retries >= 0 (got {timeout}, {retries})")
+        return cls(timeout=timeout, retries=retries)
+
+    def pause(self, attempt: int) -> float:
+        """The pause before retry number ``attempt`` (1, 2 …): exponential with full jitter."""
+        ceiling = min(self.max_pause, self.first_pause * 2 ** (attempt - 1))
+        return ceiling / 2 + random.random() * ceiling / 2
+
+
+def _env_number(name: str, kind: type, default):
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise StoreError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed read is worth retrying: not a missing object, not a refusal."""
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return False
+    if isinstance(error, (ValueError, TypeError, KeyError)) or _looks_denied(error):
+        return False
+    return True
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    detail = text[0][:200] if text else ""
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
 def resolve_url(name_or_url: str, mirror: str | None = None) -> str:
@@ -66,42 +147,55 @@ def _protocol(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
-def default_storage_options(url: str, billing_project: str | None = None) -> dict[str, Any]:
+def default_storage_options(url: str, billing_project: str | None = None,
+                            timeout: float | None = None) -> dict[str, Any]:
     """Storage options that make the public stores work the way their users expect.
 
-    ``s3://`` is anonymous unless AWS credentials are in the environment; an endpoint comes
-    from ``SDOML_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL``.  ``gs://`` bills ``billing_project``
-    (or ``SDOML_BILLING_PROJECT``) for the requester-pays bucket; gcsfs itself honours
-    ``STORAGE_EMULATOR_HOST``.
+    ``s3://`` is anonymous unless AWS credentials are in the environment; its endpoint comes
+    from ``SDOML_ENDPOINT_URL``, ``SDOML_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL``.  ``gs://`` bills
+    ``billing_project`` (or ``SDOML_BILLING_PROJECT``) for the requester-pays bucket and is
+    anonymous without credentials; its endpoint comes from ``SDOML_ENDPOINT_URL`` or
+    ``STORAGE_EMULATOR_HOST`` (the variable gcsfs and the Google clients honour).  Socket
+    timeouts follow ``timeout`` (else ``SDOML_TIMEOUT``).
     """
     protocol = _protocol(url)
     options: dict[str, Any] = {}
-    if protocol == "s3":
+    if protocol in ("s3", "s3a"):
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             options["anon"] = True
-        endpoint = os.environ.get("SDOML_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = _first_env(ENDPOINT_ENV, *S3_ENDPOINT_ENVS)
         if endpoint:
             options["endpoint_url"] = endpoint
-        options["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 3}}
+        attempt_timeout = ReadPolicy.from_env(timeout).timeout / 2
+        options["config_kwargs"] = {"connect_timeout": min(10.0, attempt_timeout), "read_timeout": attempt_timeout,
+                                    "retries": {"max_attempts": 2, "mode": "standard"}}
     elif protocol in ("gs", "gcs"):
-        project = billing_project or os.environ.get("SDOML_BILLING_PROJECT")
+        project = billing_project or os.environ.get(BILLING_ENV)
         if project:
             options["requester_pays"] = project
             options["project"] = project
         elif not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             options["token"] = "anon"
+        endpoint = _first_env(ENDPOINT_ENV, GCS_EMULATOR_ENV)
+        if endpoint:
+            options["endpoint_url"] = endpoint if "://" in endpoint else "http://" + endpoint
+            options.setdefault("token", "anon")
     return options
+
+
+def _first_env(*names: str) -> str | None:
+    return next((os.environ[n].strip() for n in names if os.environ.get(n, "").strip()), None)
 
 
 def _remote_host(url: str, options: dict[str, Any]) -> str | None:
     protocol = _protocol(url)
     if protocol in ("http", "https"):
         return urllib.parse.urlsplit(url).hostname
-    if protocol == "s3":
+    if protocol in ("s3", "s3a"):
         endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
         return urllib.parse.urlsplit(endpoint).hostname if endpoint else DEFAULT_HOSTS["s3"]
     if protocol in ("gs", "gcs"):
-        emulator = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
+        emulator = options.get("endpoint_url") or os.environ.get(GCS_EMULATOR_ENV)
         if emulator:
             return urllib.parse.urlsplit(emulator if "://" in emulator else "http://" + emulator).hostname
         return DEFAULT_HOSTS["gs"]
@@ -131,30 +225,72 @@ def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> 
 
 @dataclass
 class Source:
-    """An opened store: its URL, the fsspec filesystem and the store's root path in it."""
+    """An opened store: its URL, the fsspec filesystem and the store's root path in it.
+
+    Reads of a remote store go through :attr:`policy` (retries, backoff, deadline);
+    ``cache_dir`` (optional) keeps fetched chunks on local disk.
+    """
 
     url: str
     fs: fsspec.AbstractFileSystem
     root: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    policy: ReadPolicy = field(default_factory=ReadPolicy)
+    cache_dir: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the opened zarr store (rebuilt on use; it refers back to us)."""
+        state = dict(self.__dict__)
+        state.pop("zarr_store", None)
+        return state
+
+    @property
+    def remote(self) -> bool:
+        """Whether reads cross the network (and so are retried and bounded in time)."""
+        return _protocol(self.url) in REMOTE_PROTOCOLS and getattr(self.fs, "async_impl", False)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is on a local filesystem (no network latency to hide)."""
+        return _protocol(self.url) == "file"
 
     def path(self, key: str) -> str:
         """The filesystem path of ``key`` (``"2010/171A/.zattrs"``) inside the store."""
         key = key.strip("/")
         return f"{self.root}/{key}" if key else self.root
 
+    def _call(self, method: str, key: str, *args, **kwargs):
+        """``fs.<method>(path(key), …)``, retried with backoff and bounded by the policy."""
+        path = self.path(key)
+        if not self.remote:
+            return getattr(self.fs, method)(path, *args, **kwargs)
+        coroutine = getattr(self.fs, "_" + method)
+        attempts = Attempts(self.policy)
+        while True:
+            try:
+                return fsspec.asyn.sync(self.fs.loop, coroutine, path, *args, timeout=attempts.budget(), **kwargs)
+            except Exception as error:  # noqa: BLE001 - classified below, re-raised or named
+                if not is_transient(error):
+                    raise
+                pause = attempts.failed(error)
+            if pause is None:
+                raise attempts.give_up(self.url, key)
+            time.sleep(pause)
+
     def read_bytes(self, key: str) -> bytes:
         """Read one object of the store, mapping access errors to :mod:`sdoml_sql.exceptions`."""
         try:
-            return self.fs.cat_file(self.path(key))
+            return self._call("cat_file", key)
         except FileNotFoundError:
             raise
         except PermissionError as error:
             raise _access_denied(self.url, error) from None
+        except StoreError:
+            raise
         except OSError as error:
             if _looks_denied(error):
                 raise _access_denied(self.url, error) from None
-            raise StoreError(f"store {self.url}: cannot read {key}: {error}") from None
+            raise StoreError(f"store {self.url}: cannot read {key}: {_one_line(error)}") from None
 
     def read_json(self, key: str) -> Any:
         """Parse a JSON metadata object (orjson; falls back to ``json`` for NaN literals)."""
@@ -164,18 +300,18 @@ class Source:
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists in the store."""
         try:
-            return self.fs.exists(self.path(key))
+            return self._call("exists", key)
         except PermissionError as error:
             raise _access_denied(self.url, error) from None
 
     def info(self, key: str) -> dict[str, Any]:
         """fsspec ``info`` of one object (size, and ETag/mtime/md5 where the backend has them)."""
-        return self.fs.info(self.path(key))
+        return self._call("info", key)
 
     def listdir(self, key: str = "") -> list[str]:
         """Names directly under ``key`` (groups, arrays and metadata files)."""
         try:
-            entries = self.fs.ls(self.path(key), detail=False)
+            entries = self._call("ls", key, detail=False)
         except FileNotFoundError:
             raise StoreError(f"store {self.url}: no such group {key or '/'}") from None
         except PermissionError as error:
@@ -213,11 +349,16 @@ class Source:
         return groups, arrays
 
     def zarray(self, path: str) -> dict[str, Any]:
-        """The ``.zarray`` dict of the array at ``path`` (``"2010/171A"``)."""
+        """The ``.zarray`` dict of the array at ``path`` (``"2010/171A"``), checked to have a
+        usable ``shape``, ``chunks`` and ``dtype`` (else :class:`StoreError` naming it)."""
         try:
-            return self.metadata(f"{path}/.zarray")
+            meta = self.metadata(f"{path}/.zarray")
         except FileNotFoundError:
             raise StoreError(f"store {self.url}: no array {path}") from None
+        problem = _zarray_problem(meta)
+        if problem:
+            raise StoreError(f"store {self.url}: array {path}: .zarray {problem}")
+        return meta
 
     def array(self, path: str):
         """A read-only ``zarr.Array`` for ``path`` built from ``.zarray`` alone.
@@ -236,21 +377,16 @@ class Source:
 
     @cached_property
     def zarr_store(self):
-        """The zarr 3 store object for this source (read-only)."""
+        """The zarr 3 store object for this source (read-only; remote reads retried, cached)."""
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
         from zarr.storage import FsspecStore, LocalStore
 
         if _protocol(self.url) == "file":
             return LocalStore(self.root, read_only=True)
-        fs = self.fs
-        if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
-            # zarr runs its own event loop: an async filesystem (http, s3, gcs) bound to
-            # fsspec's loop fails there ("Timeout context manager should be used inside a task").
-            fs = type(fs)(**{**fs.storage_options, "asynchronous": True})
-        elif not getattr(fs, "async_impl", False):
-            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-            fs = AsyncFileSystemWrapper(fs)
-        return FsspecStore(fs, read_only=True, path=self.root)
+        store = FsspecStore(AsyncFileSystemWrapper(self.fs, asynchronous=True), read_only=True, path=self.root)
+        if not self.remote:
+            return store
+        return GuardedStore(store, source=self)
 
     def group(self, path: str = ""):
         """The zarr group at ``path`` (read-only, ``zarr_format=2``)."""
@@ -260,6 +396,177 @@ class Source:
             return zarr.open_group(self.zarr_store, path=path, mode="r", zarr_format=2)
         except FileNotFoundError:
             raise StoreError(f"store {self.url}: no group {path or '/'}") from None
+
+
+class Attempts:
+    """The bookkeeping of one object's read under a :class:`ReadPolicy`: each attempt gets at
+    most half the policy's timeout (so a stalled answer leaves time for a retry), and the
+    whole read ends at the deadline."""
+
+    def __init__(self, policy: ReadPolicy):
+        self.policy = policy
+        self.deadline = time.monotonic() + policy.timeout
+        self.count = 0
+        self.last: BaseException | None = None
+
+    def budget(self) -> float:
+        """Seconds the next attempt may take."""
+        return max(0.001, min(self.deadline - time.monotonic(), self.policy.timeout / 2))
+
+    def failed(self, error: BaseException) -> float | None:
+        """Note a failed attempt; the pause before the next one, or ``None`` to give up."""
+        self.count += 1
+        self.last = error
+        if self.count > self.policy.retries:
+            return None
+        pause = self.policy.pause(self.count)
+        return pause if time.monotonic() + pause < self.deadline else None
+
+    def give_up(self, url: str, key: str) -> StoreError:
+        """The one-line error naming the store and the object."""
+        if isinstance(self.last, (asyncio.TimeoutError, TimeoutError)):
+            reason = f"timed out (SDOML_TIMEOUT={self.policy.timeout:g} s)"
+        else:
+            reason = _one_line(self.last)
+        return StoreError(f"store {url}: cannot read {key} after {self.count} attempt(s): {reason}")
+
+
+@functools.cache
+def _guarded_store_class():
+    """The :class:`GuardedStore` class, defined on first use (importing zarr costs ~0.5 s,
+    which ``tree`` and offline errors should not pay)."""
+    from zarr.storage import WrapperStore
+
+    class GuardedStore(WrapperStore):
+        """Chunk reads of a remote source, retried and bounded by its policy, maybe cached.
+
+        Reads run as coroutines on the filesystem's own event loop (where its HTTP session
+        lives), awaited from zarr's loop; a read past the deadline is cancelled there.
+        Everything but ``get`` goes to the wrapped ``FsspecStore``.
+        """
+
+        def __init__(self, store, *, source: Source):
+            super().__init__(store)
+            self.source = source
+            self.cache = ChunkCache(source.cache_dir, source.url) if source.cache_dir else None
+
+        def _with_store(self, store):
+            return type(self)(store, source=self.source)
+
+        def __reduce__(self):
+            return (_rebuild_guarded, (self._store, self.source))
+
+        async def get(self, key, prototype, byte_range=None):
+            """The object ``key`` (zarr ``Store.get``), from the cache or read with retries."""
+            cacheable = self.cache is not None and byte_range is None and CHUNK_KEY.search(key) is not None
+            if cacheable:
+                cached = self.cache.read(key)
+                if cached is not None:
+                    return prototype.buffer.from_bytes(cached)
+            data = await self._read_with_retries(key, byte_range)
+            if data is None:
+                return None
+            if cacheable:
+                self.cache.write(key, data)
+            return prototype.buffer.from_bytes(data)
+
+        async def _read_with_retries(self, key, byte_range):
+            attempts = Attempts(self.source.policy)
+            while True:
+                try:
+                    return await asyncio.wait_for(self._read_once(key, byte_range), attempts.budget())
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    return None  # zarr's rule: a missing chunk reads as the fill value
+                except Exception as error:  # noqa: BLE001 - classified below, re-raised or named
+                    if not is_transient(error):
+                        raise
+                    pause = attempts.failed(error)
+                if pause is None:
+                    raise attempts.give_up(self.source.url, key)
+                await asyncio.sleep(pause)
+
+        async def _read_once(self, key, byte_range):
+            fs = self.source.fs
+            start, end = _byte_bounds(byte_range)
+            coroutine = fs._cat_file(self.source.path(key), start=start, end=end)
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, fs.loop))
+
+    return GuardedStore
+
+
+def GuardedStore(store, *, source: Source):  # noqa: N802 - builds an instance of the class above
+    """A read-only zarr store for a remote ``source``: chunk reads retried with backoff,
+    bounded by ``source.policy``, named in the error when they give up, and kept in
+    ``source.cache_dir`` when it is set (so a second read of a chunk is local)."""
+    return _guarded_store_class()(store, source=source)
+
+
+def _rebuild_guarded(store, source):
+    return GuardedStore(store, source=source)
+
+
+def _byte_bounds(byte_range) -> tuple[int | None, int | None]:
+    """``(start, end)`` for ``fs._cat_file`` from a zarr ``ByteRequest`` (``None``: whole)."""
+    if byte_range is None:
+        return None, None
+    if hasattr(byte_range, "start") and hasattr(byte_range, "end"):
+        return byte_range.start, byte_range.end
+    if hasattr(byte_range, "offset"):
+        return byte_range.offset, None
+    if hasattr(byte_range, "suffix"):
+        return -byte_range.suffix, None
+    raise StoreError(f"unexpected byte range {byte_range!r}")
+
+
+class ChunkCache:
+    """Chunks of one store on local disk: ``ROOT/<digest of the store URL>/<chunk key>``.
+
+    Files are written to a temporary name and renamed, so a reader never sees half a chunk;
+    delete the directory at any time to empty the cache.
+    """
+
+    def __init__(self, root: str, url: str):
+        self.root = str(root)
+        self.directory = os.path.join(self.root, hashlib.sha256(url.encode()).hexdigest()[:24])
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self.directory, *key.strip("/").split("/"))
+
+    def read(self, key: str) -> bytes | None:
+        """The cached bytes of ``key``, or ``None``."""
+        try:
+            with open(self._file(key), "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        """Keep ``data`` as ``key`` (atomic rename; a full disk only costs the caching)."""
+        path = self._file(key)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except OSError:
+            pass
+
+
+def _zarray_problem(meta: Any) -> str | None:
+    """What makes a ``.zarray`` unusable (``None`` if nothing): shape, chunks, dtype."""
+    if not isinstance(meta, dict):
+        return f"is a {type(meta).__name__}, not an object"
+    for name in ("shape", "chunks"):
+        value = meta.get(name)
+        if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in value):
+            return f"has no valid {name} (a list of non-negative integers): {str(value)[:80]!r}"
+    if len(meta["shape"]) != len(meta["chunks"]) or 0 in meta["chunks"]:
+        return f"chunks {meta['chunks']} do not fit shape {meta['shape']}"
+    if not meta.get("dtype"):
+        return "has no dtype"
+    return None
 
 
 def parse_json(raw: bytes, what: str) -> Any:
@@ -292,42 +599,67 @@ def open_store(
     billing_project: str | None = None,
     mirror: str | None = None,
     check: bool = True,
+    timeout: float | None = None,
+    retries: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Source:
     """Open a store by preset name or URL and check that it is a Zarr v2 group.
 
     ``url`` may be a local path, ``file://``, ``memory://``, ``http(s)://``, ``gs://``,
     ``s3://`` or a preset name (see :data:`PRESETS`).  Remote hosts are checked with a DNS
-    look-up first so that offline use fails in under 2 s.  Raises :class:`StoreError`
-    (missing path, not a Zarr group), :class:`OfflineError` or :class:`AccessDeniedError`.
+    look-up first so that offline use fails in under 2 s.  ``timeout`` (seconds per object,
+    retries included; else ``SDOML_TIMEOUT``, default 120) and ``retries`` (else
+    ``SDOML_RETRIES``, default 5) bound remote reads; ``cache_dir`` (else ``SDOML_CACHE``)
+    keeps fetched chunks on local disk.  Raises :class:`StoreError` (missing path, not a
+    Zarr group, a read that failed every retry), :class:`OfflineError` or
+    :class:`AccessDeniedError`.
     """
     url = resolve_url(url, mirror)
-    options = {**default_storage_options(url, billing_project), **(storage_options or {})}
+    options = {**default_storage_options(url, billing_project, timeout), **(storage_options or {})}
+    policy = ReadPolicy.from_env(timeout, retries)
+    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
     check_reachable(url, options)
     protocol = _protocol(url)
     try:
         if protocol == "file":
             fs = fsspec.filesystem("file")
             root = fs._strip_protocol(os.path.abspath(os.path.expanduser(url.removeprefix("file://"))))
+        elif protocol in ("gs", "gcs"):
+            fs, root = _gcs_filesystem(url, options)
         else:
             fs, root = fsspec.core.url_to_fs(url, **options)
-    except (ImportError, ValueError) as error:
-        raise StoreError(f"cannot open store {url}: {error}") from None
-    source = Source(url=url, fs=fs, root=root.rstrip("/"), storage_options=options)
+    except (ImportError, ValueError, TypeError) as error:
+        raise StoreError(f"cannot open store {url}: {_one_line(error)}") from None
+    source = Source(url=url, fs=fs, root=root.rstrip("/"), storage_options=options, policy=policy,
+                    cache_dir=str(cache_dir) if cache_dir else None)
     if check:
         _check_is_group(source)
     return source
 
 
+def _gcs_filesystem(url: str, options: dict[str, Any]):
+    """gcsfs's plain ``GCSFileSystem``: its default (since 2025) ``ExtendedGcsFileSystem``
+    asks a gRPC control API for the bucket layout before listings and opens; for the
+    requester-pays SDOML bucket (and emulators) that call fails after a 60 s timeout, every
+    time, since a failed answer is not cached.  SDOML buckets are flat: the plain class is right."""
+    from gcsfs.core import GCSFileSystem
+
+    fs = GCSFileSystem(**options)
+    return fs, fs._strip_protocol(url)
+
+
 def _check_is_group(source: Source) -> None:
     try:
-        exists = source.fs.exists(source.root)
+        exists = source.exists("")
         has_group = source.exists(".zgroup") or source.consolidated is not None
     except PermissionError as error:
         raise _access_denied(source.url, error) from None
+    except StoreError:
+        raise
     except OSError as error:
         if _looks_denied(error):
             raise _access_denied(source.url, error) from None
-        raise StoreError(f"cannot open store {source.url}: {str(error).splitlines()[0]}") from None
+        raise StoreError(f"cannot open store {source.url}: {_one_line(error)}") from None
     if not exists and not has_group:
         raise StoreError(f"store {source.url} does not exist")
     if not has_group:

@@ -38,3 +38,7 @@ def catalog_dir(sample_paths, tmp_path_factory):
     build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),
                   eve=str(sample_paths["eve"]), catalog=directory, progress=False)
     return directory
+
+
+# Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.
+from emulators import gcs_remote, no_store_env, remote, s3_remote  # noqa: E402,F401

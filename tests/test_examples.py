@@ -14,8 +14,8 @@ from sdoml_sql import Catalog
 from sdoml_sql.catalog import example_names
 from sdoml_sql.sqlguard import check_read_only as guard
 
-#: The document whose ```sql blocks must all run (README.md once the SQL section is merged).
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "sql.md"
+#: The document whose ```sql blocks and `sdoml-sql query` lines must all run.
+DOCS = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +102,11 @@ def sql_blocks(text: str) -> list[str]:
 
 
 def cli_queries(text: str) -> list[str]:
-    """The SQL of every `sdoml-sql query "…"` line and `echo "…" | sdoml-sql query -` line."""
+    """The SQL of every `$ sdoml-sql query "…"` line and `$ echo "…" | sdoml-sql query -` line."""
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
-            words = shlex.split(line)
+            words = shlex.split(line.removeprefix("$ "))
             if "query" in words and words[0] == "sdoml-sql":
                 argument = words[words.index("query") + 1]
                 found.append(argument)
@@ -127,7 +127,7 @@ def test_documented_sql_runs(catalog, number):
 
 
 def test_documented_cli_queries_run(catalog):
-    root = DOCS.parent.parent
+    root = DOCS.parent
     for argument in cli_queries(DOCS.read_text()):
         sql = (root / argument[1:]).read_text() if argument.startswith("@") else argument
         assert len(catalog.query(guard(sql))) > 0, argument

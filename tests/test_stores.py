@@ -115,7 +115,7 @@ def test_offline_remote_store_fails_fast(url):
     start = time.perf_counter()
     with pytest.raises(OfflineError, match="offline"):
         open_store(url)
-    assert time.perf_counter() - start < 2.5
+    assert time.perf_counter() - start < 2
 
 
 def test_cli_tree_offline_fails_fast_with_one_line():
@@ -125,7 +125,7 @@ def test_cli_tree_offline_fails_fast_with_one_line():
     elapsed = time.perf_counter() - start
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and "offline" in result.stderr
-    assert elapsed < 2 + _cli_startup()
+    assert elapsed < 2, f"{elapsed:.2f} s, of which {_cli_startup():.2f} s start-up"
 
 
 @functools.lru_cache(maxsize=1)
