@@ -3,12 +3,15 @@
 The package follows the data's path: sources (:mod:`sdoml_sql.stores`) → harvest
 (:mod:`sdoml_sql.harvest`) → Parquet catalog (:mod:`sdoml_sql.build`) → SQL
 (:mod:`sdoml_sql.catalog`) → selection (:mod:`sdoml_sql.selection`) → fetch, maps and
-movies.
+movies.  The names below are imported on first use, so ``sdoml-sql tree`` does not pay for
+DuckDB, pandas and pyarrow.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from sdoml_sql.exceptions import (  # noqa: E402
+import importlib
+
+from sdoml_sql.exceptions import (
     AccessDeniedError,
     CatalogError,
     FetchError,
@@ -18,11 +21,20 @@ from sdoml_sql.exceptions import (  # noqa: E402
     SdomlError,
     StoreError,
 )
-from sdoml_sql.stores import PRESETS, open_store, resolve_url  # noqa: E402
-from sdoml_sql.build import build_catalog, rebuild_catalog  # noqa: E402
-from sdoml_sql.catalog import Catalog, query  # noqa: E402
-from sdoml_sql.selection import Selection  # noqa: E402
-from sdoml_sql.eve import plot_eve  # noqa: E402
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "PRESETS": "sdoml_sql.stores",
+    "open_store": "sdoml_sql.stores",
+    "resolve_url": "sdoml_sql.stores",
+    "build_catalog": "sdoml_sql.build",
+    "rebuild_catalog": "sdoml_sql.build",
+    "Catalog": "sdoml_sql.catalog",
+    "query": "sdoml_sql.catalog",
+    "Selection": "sdoml_sql.selection",
+    "plot_eve": "sdoml_sql.eve",
+}
 
 __all__ = [
     "__version__",
@@ -34,13 +46,17 @@ __all__ = [
     "QueryError",
     "SdomlError",
     "StoreError",
-    "PRESETS",
-    "open_store",
-    "resolve_url",
-    "build_catalog",
-    "rebuild_catalog",
-    "Catalog",
-    "query",
-    "Selection",
-    "plot_eve",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sdoml_sql' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -11,6 +11,7 @@ The catalog's connection is also locked to the catalog directory (see
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 
 import duckdb
@@ -28,6 +29,10 @@ WRITING_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.A
                  exp.Use, exp.TruncateTable, exp.LoadData)
 
 _PARSER = duckdb.connect()
+
+# sqlglot logs "unsupported syntax, falling back to a Command" for CALL/LOAD/RESET; the
+# refusal below already says what was wrong, in one line.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def check_read_only(sql: str) -> str:
@@ -67,6 +72,8 @@ def _parse(sql: str) -> list[exp.Expression]:
         raise QueryError(f"SQL syntax error{where}: {message}") from None
     except sqlglot.errors.SqlglotError as error:
         raise QueryError(f"SQL syntax error: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise QueryError("query nested too deeply to parse: flatten the nested parentheses or subqueries") from None
 
 
 def _check_with_duckdb_parser(sql: str) -> None:

@@ -224,13 +224,6 @@ def nested(depth: int) -> str:
     return "SELECT " + "(" * depth + "1" + ")" * depth
 
 
-SQLGLOT_WARNING = pytest.mark.xfail(strict=True, reason="sqlguard lets sqlglot log 'unsupported syntax' warnings "
-                                   "to stderr: a second stderr line (reported: silence the 'sqlglot' logger)")
-RECURSION = pytest.mark.xfail(strict=True, reason="deep nesting raises RecursionError in the SQL parser, shown as "
-                              "a traceback (reported: sqlguard should turn RecursionError into QueryError)")
-KNOWN = {"CALL": SQLGLOT_WARNING, "LOAD": SQLGLOT_WARNING, "RESET": SQLGLOT_WARNING,
-         "deep nesting": RECURSION, "deep subqueries": RECURSION}
-
 HOSTILE_SQL = {
     "two statements": "SELECT 1; SELECT 2",
     "statement after a comment": "SELECT 1 -- x\n; DROP VIEW aia",
@@ -261,7 +254,7 @@ HOSTILE_SQL = {
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=KNOWN.get(c, ())) for c in sorted(HOSTILE_SQL)])
+@pytest.mark.parametrize("case", sorted(HOSTILE_SQL))
 def test_hostile_sql_is_refused_in_one_line(catalog_dir, tmp_path, case):
     out = tmp_path / "written"
     sql = HOSTILE_SQL[case].replace("{out}", str(out))
