@@ -12,8 +12,9 @@ two selections:
 Methods: ``loop`` — ``np.array(da.from_array(zarr_array)[i])`` per frame (the notebook);
 ``fetch`` — ``selection.fetch().compute()``; ``raw`` — each needed chunk read once with
 zarr directly, sequentially (``array[lo:hi]`` over the frames needed from that chunk: the
-same chunks decoded, nothing else).  Best of ``--repeat`` runs for fetch and raw (warm OS
-cache), one run of the slow loop.  Chunk reads of ``fetch`` are
+same chunks decoded, nothing else).  Median of ``--repeat`` interleaved runs for fetch and
+raw (warm OS cache; the machine is shared, so single runs vary a lot), one run of the slow
+loop.  Chunk reads of ``fetch`` are
 counted with a store wrapper and compared with the number of distinct chunks.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -62,13 +64,10 @@ def prepare(workdir: Path, frames: int):
     return catalog
 
 
-def best_of(repeat: int, function) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+def timed(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
 
 
 def seed_loop(array, indices):
@@ -91,9 +90,14 @@ def measure(name: str, selection, array, repeat: int) -> dict:
     table = selection.locators()
     table = table[table["idx"].notna()]
     indices = table["idx"].astype(int).tolist()
-    t_loop, looped = best_of(1, lambda: seed_loop(array, indices))  # slow and steady: one run
-    t_fetch, fetched = best_of(repeat, lambda: selection.fetch(missing="drop").compute())
-    t_raw, _ = best_of(repeat, lambda: raw_bound(array, indices))
+    t_loop, looped = timed(lambda: seed_loop(array, indices))  # slow and steady: one run
+    fetch_times, raw_times, fetched = [], [], None
+    for _ in range(repeat):  # interleaved, so both see the same machine load
+        t, fetched = timed(lambda: selection.fetch(missing="drop").compute())
+        fetch_times.append(t)
+        raw_times.append(timed(lambda: raw_bound(array, indices))[0])
+    t_fetch, t_raw = statistics.median(fetch_times), statistics.median(raw_times)
+    paired = statistics.median(f / r for f, r in zip(fetch_times, raw_times))
     assert np.array_equal(looped, fetched), "fetch differs from the notebook loop"
     source = selection.catalog.source("aia")
     counter = CountingStore(source.zarr_store)
@@ -104,14 +108,14 @@ def measure(name: str, selection, array, repeat: int) -> dict:
     expected = chunk_keys(selection)
     return {"case": name, "frames": len(indices), "chunks": len(expected), "reads": len(counter.reads),
             "distinct": len(set(counter.reads)), "tasks": graph_tasks,
-            "loop": t_loop, "fetch": t_fetch, "raw": t_raw}
+            "loop": t_loop, "fetch": t_fetch, "raw": t_raw, "paired": paired}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--workdir", type=Path, default=Path("bench-data/fetch"))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
     from sdoml_sql.catalog import Catalog
@@ -135,7 +139,8 @@ def main() -> None:
         print(f"{r['case']:<28}{r['frames']:>7}{r['chunks']:>7}{r['reads']:>6}{r['tasks']:>6}{r['loop']:>9.2f}"
               f"{r['fetch']:>9.2f}{r['raw']:>8.2f}{r['loop'] / r['fetch']:>10.1f}×{r['fetch'] / r['raw']:>9.2f}×")
         ok_reads = r["reads"] == r["distinct"] == r["chunks"]
-        print(f"    chunk reads {'==' if ok_reads else '!='} distinct chunks ({r['reads']} vs {r['chunks']})")
+        print(f"    chunk reads {'==' if ok_reads else '!='} distinct chunks ({r['reads']} vs {r['chunks']}); "
+              f"median of per-run fetch/raw ratios {r['paired']:.2f}×")
 
 
 if __name__ == "__main__":

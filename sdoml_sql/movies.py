@@ -1,21 +1,35 @@
-"""Movies of selected frames: one matplotlib figure with WCS axes, updated in place.
+"""Movies of selected frames: one matplotlib figure with WCS axes, rendered by blitting.
 
-The seed notebook animates with ``MapSequence.plot()``, which redraws a map per frame.
-:func:`animate` builds the axes once (from the first frame's WCS) and per frame only swaps
-the image data (``set_data``), the colormap/normalisation when the channel changes, and the
-title text.  The result is a ``matplotlib.animation.FuncAnimation``: show it in Jupyter with
-``HTML(anim.to_jshtml())`` or write it with :func:`save` (MP4 through the ffmpeg shipped by
-``imageio-ffmpeg``, GIF through Pillow, or HTML).
+The seed notebook animates with ``MapSequence.plot()``, which redraws a whole map figure
+(WCS ticks and labels included) and encodes it per frame.  :func:`animate` builds the
+figure once (WCS axes from the first frame, the channel's colormap, a colour bar, the time
+in the title) as a :class:`MovieFigure`:
+
+* :meth:`MovieFigure.update` puts frame ``i`` on the artists (``set_data``, colormap and
+  normalisation when the channel changes, title text) — what a full ``savefig`` shows;
+* :meth:`MovieFigure.render` gives the same picture without redrawing the figure: the
+  static part is drawn once and kept as a background, the frame's colours are written
+  through the pixel map matplotlib itself uses for the image, the axes' overlay (frame,
+  inward ticks) is composited back, and only the title (and the colour bar, if it changes
+  along the movie) is drawn.  Tests check it against a full ``savefig`` pixel by pixel.
+
+:func:`animate` returns a :class:`MovieAnimation` (a ``FuncAnimation``): show it in
+Jupyter with ``HTML(anim.to_jshtml())`` (same player as matplotlib's, frames rendered
+fast) or write it with :func:`save`, which streams rendered frames to the encoder: MP4
+(H.264) piped to the ffmpeg shipped by ``imageio-ffmpeg``, GIF with Pillow (one adaptive
+palette), or HTML.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.animation import FuncAnimation
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.maps import load_frames, make_map, map_header
@@ -36,6 +50,7 @@ class Frames:
     times: list[pd.Timestamp | None]
     first_map: Any
     cmaps: dict[str, Any]
+    units: dict[str, str] = field(default_factory=dict)
 
 
 def animate(selection, downsample: int = 1, method: str = "stride", scaling: str = "fixed",
@@ -75,15 +90,16 @@ def movie_frames(selection, downsample: int = 1, method: str = "stride", missing
         raise FetchError(f"sortby={sortby!r}: use None (row order) or 'date'")
     instruments = [str(table["instrument"].iloc[i]) for i in order]
     channels = [str(table["channel"].iloc[i]) for i in order]
-    cmaps, first_map = {}, None
+    cmaps, units, first_map = {}, {}, None
     for position, i in enumerate(order):
         if channels[position] in cmaps:
             continue
         solar_map = make_map(pixels[i], map_header(raw[i], rows[i], keys[i], downsample, method), instruments[position])
         cmaps[channels[position]] = solar_map.plot_settings["cmap"]
+        units[channels[position]] = solar_map.unit.to_string() if solar_map.unit is not None else ""
         first_map = first_map or solar_map
     return Frames(pixels[order] if len(order) else pixels, instruments, channels,
-                  [times[i] for i in order], first_map, cmaps)
+                  [times[i] for i in order], first_map, cmaps, units)
 
 
 def _frame_time(row: dict[str, Any]) -> pd.Timestamp | None:
@@ -140,36 +156,297 @@ def frame_title(frames: Frames, i: int) -> str:
 
 
 def build_animation(frames: Frames, norms: list, fps: float = 10, figsize=(6, 6), dpi: int = 100):
-    """The ``FuncAnimation``: axes and image built once, then ``set_data`` per frame."""
+    """The animation: figure, axes, image and colour bar built once, then ``set_data`` per
+    frame (a :class:`MovieAnimation`, a ``FuncAnimation`` whose frames can also be rendered
+    fast by blitting: :meth:`MovieFigure.render`)."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
-    figure = plt.figure(figsize=figsize, dpi=dpi)
-    axes = figure.add_subplot(projection=frames.first_map.wcs)
-    image = axes.imshow(frames.pixels[0], origin="lower", cmap=frames.cmaps[frames.channels[0]],
-                        norm=norms[0], interpolation="nearest")
-    axes.coords[0].set_axislabel("Helioprojective longitude (Solar-X)")
-    axes.coords[1].set_axislabel("Helioprojective latitude (Solar-Y)")
-    title = axes.set_title(frame_title(frames, 0))
-    figure.tight_layout()
-    state = {"channel": frames.channels[0], "norm": norms[0]}
-
-    def update(i: int):
-        image.set_data(frames.pixels[i])
-        if frames.channels[i] != state["channel"]:
-            image.set_cmap(frames.cmaps[frames.channels[i]])
-            state["channel"] = frames.channels[i]
-        if norms[i] is not state["norm"]:
-            image.set_norm(norms[i])
-            state["norm"] = norms[i]
-        title.set_text(frame_title(frames, i))
-        return image, title
-
-    animation = FuncAnimation(figure, update, frames=len(frames.pixels), interval=1000 / fps, blit=False)
-    animation.sdoml_fps = fps
-    animation.sdoml_frames = len(frames.pixels)
-    plt.close(figure)
+    movie = MovieFigure(frames, norms, figsize, dpi)
+    animation = MovieAnimation(movie, fps)
+    plt.close(movie.figure)
     return animation
+
+
+class MovieFigure:
+    """The movie's figure and the artists that change per frame.
+
+    :meth:`update` sets frame ``i`` on the artists (what a full ``savefig`` then shows);
+    :meth:`render` gives the same picture as an RGBA array without redrawing the figure:
+    the static part (WCS axes, ticks, labels, colour bar) is drawn once and kept as a
+    background; per frame only the image and the title (and the colour bar, when the
+    colormap or range changes along the movie) are drawn onto it, then the axes' overlay
+    (frame, inward ticks: everything drawn above the image) is composited back from two
+    renders of the static part made with a black and a white axes background.
+    """
+
+    def __init__(self, frames: Frames, norms: list, figsize=(6, 6), dpi: int = 100):
+        import matplotlib.pyplot as plt
+
+        self.frames, self.norms = frames, norms
+        figure = plt.figure(figsize=figsize, dpi=dpi)
+        axes = figure.add_subplot(projection=frames.first_map.wcs)
+        self.image = axes.imshow(frames.pixels[0], origin="lower", cmap=frames.cmaps[frames.channels[0]],
+                                 norm=norms[0], interpolation="nearest")
+        axes.coords[0].set_axislabel("Helioprojective longitude (Solar-X)")
+        axes.coords[1].set_axislabel("Helioprojective latitude (Solar-Y)")
+        self.title = axes.set_title(frame_title(frames, 0))
+        self.colorbar = figure.colorbar(self.image, ax=axes, label=frames.units.get(frames.channels[0], ""),
+                                        fraction=0.046, pad=0.04)
+        _colorbar_ticks(self.colorbar, norms[0])
+        figure.tight_layout()
+        self.figure, self.axes = figure, axes
+        self.state = {"channel": frames.channels[0], "norm": norms[0]}
+        styles = {(c, id(n)) for c, n in zip(frames.channels, norms)}
+        self.colorbar_changes = len(styles) > 1
+        self._cache: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frames.pixels)
+
+    def update(self, i: int):
+        """Put frame ``i`` on the artists; return the artists changed."""
+        frames = self.frames
+        self.image.set_data(frames.pixels[i])
+        if frames.channels[i] != self.state["channel"]:
+            self.image.set_cmap(frames.cmaps[frames.channels[i]])
+            self.colorbar.set_label(frames.units.get(frames.channels[i], ""))
+            self.state["channel"] = frames.channels[i]
+        if self.norms[i] is not self.state["norm"]:
+            self.image.set_norm(self.norms[i])
+            _colorbar_ticks(self.colorbar, self.norms[i])
+            self.state["norm"] = self.norms[i]
+        self.title.set_text(frame_title(frames, i))
+        return self.image, self.title
+
+    # --- fast rendering ------------------------------------------------------------------
+
+    def _canvas(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        if not isinstance(self.figure.canvas, FigureCanvasAgg):
+            FigureCanvasAgg(self.figure)
+        return self.figure.canvas
+
+    def _prepare(self) -> dict[str, Any]:
+        """Draw the static figure and learn, from matplotlib itself, where the image lands.
+
+        * ``background``: the figure without the moving artists (image, title, and the
+          colour bar when it changes along the movie);
+        * the image's pixel map: an index-coded RGBA image drawn through the same artist
+          (nearest neighbour, so each screen pixel of the image shows one frame pixel) gives,
+          for every screen pixel it covers, the frame pixel shown there;
+        * the axes overlay (frame, inward ticks) over the image: renders of the static part
+          with black and with white backgrounds give its premultiplied colour and its
+          transparency per pixel.
+        """
+        key = (self.figure.dpi, tuple(float(s) for s in self.figure.get_size_inches()))
+        if self._cache is not None and self._cache["key"] == key:
+            return self._cache
+        canvas = self._canvas()
+        if self.frames.pixels[0].size > MAX_MAPPED_PIXELS:  # too big to index-code: full redraws
+            self._cache = {"key": key, "canvas": canvas, "background": None}
+            return self._cache
+        moving = [self.image, self.title] + ([self.colorbar.ax] if self.colorbar_changes else [])
+        patches = [self.figure.patch, self.axes.patch]
+        faces = [(p.get_facecolor(), p.get_edgecolor()) for p in patches]
+        data = self.image.get_array()
+        try:
+            for artist in moving:
+                artist.set_animated(True)
+            renders = []
+            for colour in ((0, 0, 0, 1), (1, 1, 1, 1)):
+                for p in patches:  # the axes patch's edge is under the image too
+                    p.set_facecolor(colour)
+                    p.set_edgecolor(colour)
+                canvas.draw()
+                renders.append(np.asarray(canvas.buffer_rgba())[..., :3].astype(np.int16))
+            for p, (face, edge) in zip(patches, faces):
+                p.set_facecolor(face)
+                p.set_edgecolor(edge)
+            canvas.draw()
+            background = canvas.copy_from_bbox(self.figure.bbox)
+            source = _pixel_map(self.image, canvas, background, data.shape)
+        finally:
+            for p, (face, edge) in zip(patches, faces):
+                p.set_facecolor(face)
+                p.set_edgecolor(edge)
+            for artist in moving:
+                artist.set_animated(False)
+            self.image.set_data(data)
+        black, white = renders
+        footprint = np.flatnonzero(source >= 0)
+        black = black.reshape(-1, 3)[footprint]
+        white = white.reshape(-1, 3)[footprint]
+        covered = np.flatnonzero((black != 0).any(axis=-1) | (white != 255).any(axis=-1))
+        face = np.round(np.asarray(faces[1][0][:3]) * 255).astype(np.uint32)
+        self._cache = {"key": key, "canvas": canvas, "background": background, "footprint": footprint,
+                       "source": source[footprint], "covered": covered, "face": face,
+                       "over": black[covered].astype(np.uint32),
+                       "through": (white - black)[covered].clip(0, 255).astype(np.uint32)}
+        return self._cache
+
+    def render(self, i: int) -> np.ndarray:
+        """Frame ``i`` as an ``(H, W, 4)`` uint8 RGBA array, the picture a full ``savefig``
+        of the figure shows (a view of the canvas, valid until the next call)."""
+        cache = self._prepare()
+        canvas = cache["canvas"]
+        if cache["background"] is None:
+            self.update(i)
+            canvas.draw()
+            return np.asarray(canvas.buffer_rgba())
+        canvas.restore_region(cache["background"])
+        self.update(i)
+        colours = self.image.to_rgba(self.frames.pixels[i], bytes=True).reshape(-1, 4)[cache["source"]]
+        alpha = colours[:, 3]
+        if (alpha != 255).any():  # NaN pixels (colormap "bad" colour) and the like: over the axes face
+            a = alpha[:, None].astype(np.uint32)
+            colours[:, :3] = (colours[:, :3] * a + cache["face"] * (255 - a) + 127) // 255
+            colours[:, 3] = 255
+        covered = cache["covered"]
+        colours[covered, :3] = cache["over"] + (cache["through"] * colours[covered, :3] + 127) // 255
+        pixels = np.asarray(canvas.buffer_rgba())
+        pixels.reshape(-1, 4)[cache["footprint"]] = colours
+        renderer = canvas.get_renderer()
+        self.title.draw(renderer)
+        if self.colorbar_changes:
+            self.colorbar.ax.draw(renderer)
+        return pixels
+
+    def rgba_frames(self, progress=None):
+        """Yield every frame as RGBA (views reused between frames: copy to keep)."""
+        for i in range(len(self)):
+            yield self.render(i)
+            if progress is not None:
+                progress(i)
+
+
+def _colorbar_ticks(colorbar, norm, n: int = 6) -> None:
+    """Ticks evenly spaced in the stretched (displayed) scale for non-linear (asinh) norms,
+    rounded to two significant digits; matplotlib's linear-in-data ticks crowd at the top."""
+    from astropy.visualization import LinearStretch
+
+    stretch = getattr(norm, "stretch", None)
+    if stretch is None or isinstance(stretch, LinearStretch) or not hasattr(norm, "inverse"):
+        return
+    values = np.asarray(norm.inverse(np.linspace(0, 1, n)), dtype=float).ravel()
+    digits = np.floor(np.log10(np.maximum(np.abs(values), 1e-30)))
+    scale = 10.0 ** (digits - 1)
+    rounded = np.unique(np.round(values / scale) * scale)
+    colorbar.set_ticks(rounded[(rounded >= norm.vmin) & (rounded <= norm.vmax)])
+
+
+MAX_MAPPED_PIXELS = 2**21  # 7 bits in each of R, G, B
+
+
+def _pixel_map(image, canvas, background, shape: tuple[int, int]) -> np.ndarray:
+    """For every canvas pixel, the flat index of the image pixel matplotlib draws there
+    (-1 where the image does not cover the pixel).  Two index-coded images (7 bits per
+    colour channel, stored as ``2 * code + 1`` so that matplotlib's float round trip cannot
+    change a code) are drawn through ``image``; a pixel counts only if both decode to the
+    same index.  Frames of at most :data:`MAX_MAPPED_PIXELS` pixels."""
+    height, width = shape
+    codes = np.arange(height * width, dtype=np.int64)
+    decoded = []
+    for flip in (False, True):
+        value = codes[::-1] if flip else codes
+        coded = np.empty((height * width, 4), dtype=np.uint8)
+        for channel, shift in enumerate((14, 7, 0)):
+            coded[:, channel] = ((value >> shift) & 127) * 2 + 1
+        coded[:, 3] = 255
+        canvas.restore_region(background)
+        image.set_data(coded.reshape(height, width, 4))
+        image.draw(canvas.get_renderer())
+        drawn = np.asarray(canvas.buffer_rgba())[..., :3].reshape(-1, 3).astype(np.int64) // 2
+        number = (drawn[:, 0] << 14) | (drawn[:, 1] << 7) | drawn[:, 2]
+        decoded.append(height * width - 1 - number if flip else number)
+    canvas.restore_region(background)
+    agree = (decoded[0] == decoded[1]) & (decoded[0] < height * width)
+    return np.where(agree, decoded[0], -1)
+
+
+class MovieAnimation(FuncAnimation):
+    """A ``FuncAnimation`` of a :class:`MovieFigure` whose ``to_jshtml`` renders by blitting."""
+
+    def __init__(self, movie: MovieFigure, fps: float = 10):
+        super().__init__(movie.figure, movie.update, frames=len(movie), interval=1000 / fps, blit=False)
+        self.sdoml_movie = movie
+        self.sdoml_fps = fps
+        self.sdoml_frames = len(movie)
+
+    def to_jshtml(self, fps=None, embed_frames=True, default_mode=None):
+        """The HTML/JavaScript player of ``Animation.to_jshtml`` (same template), frames
+        rendered by :meth:`MovieFigure.render` instead of a ``savefig`` per frame."""
+        if not embed_frames:
+            return super().to_jshtml(fps=fps, embed_frames=embed_frames, default_mode=default_mode)
+        if fps is None:
+            fps = 1000 / self._interval
+        if default_mode is None:
+            default_mode = "loop" if getattr(self, "_repeat", False) else "once"
+        if not hasattr(self, "_html_representation"):
+            try:
+                self._html_representation = jshtml(self.sdoml_movie, fps, default_mode)
+            except ImportError:  # matplotlib moved its private player template: the slow way
+                return super().to_jshtml(fps=fps, embed_frames=embed_frames, default_mode=default_mode)
+        return self._html_representation
+
+
+def _png_base64(rgb: np.ndarray) -> str:
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.fromarray(rgb).save(out, format="png", compress_level=3)  # about the size of savefig PNGs
+    return base64.encodebytes(out.getvalue()).decode("ascii")
+
+
+ENCODE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def encoded(function, frames, workers: int = ENCODE_WORKERS):
+    """``function(copy of frame)`` for each frame, in order, computed in a few threads while
+    the next frames render (Pillow encoders release the GIL); at most ``2 * workers``
+    frames in flight."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for frame in frames:
+            pending.append(pool.submit(function, np.array(frame[..., :3])))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def jshtml(movie: MovieFigure, fps: float, default_mode: str = "loop", progress=None) -> str:
+    """The self-contained HTML player of ``Animation.to_jshtml`` (same template, base64 PNG
+    frames), with frames from :meth:`MovieFigure.render`."""
+    import uuid
+
+    import matplotlib
+    from matplotlib._animation_data import DISPLAY_TEMPLATE, JS_INCLUDE, STYLE_INCLUDE
+
+    limit = matplotlib.rcParams["animation.embed_limit"] * 1024 * 1024
+    frames, total = [], 0
+    for data in encoded(_png_base64, movie.rgba_frames(progress)):
+        total += len(data)
+        if total >= limit:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "Animation size has reached %s bytes, exceeding the limit of %s (animation.embed_limit); "
+                "further frames are dropped.", total, limit)
+            break
+        frames.append(data)
+    fill = "\n" + "".join('  frames[{0}] = "data:image/png;base64,{1}"\n'.format(i, data.replace("\n", "\\\n"))
+                          for i, data in enumerate(frames))
+    modes = {"once_checked": "", "loop_checked": "", "reflect_checked": ""}
+    modes[f"{default_mode}_checked"] = "checked"
+    return JS_INCLUDE + STYLE_INCLUDE + DISPLAY_TEMPLATE.format(
+        id=uuid.uuid4().hex, Nframes=len(frames), fill_frames=fill, interval=int(1000 // fps), **modes)
 
 
 def ffmpeg_path() -> str:
@@ -183,18 +460,95 @@ def ffmpeg_path() -> str:
 
 
 def save(animation, path: str | Path, fps: float | None = None, progress: bool = False, dpi: int | None = None) -> Path:
-    """Write an animation as ``.mp4`` (H.264), ``.gif`` or ``.html`` (``to_jshtml``).
+    """Write an animation as ``.mp4`` (H.264), ``.gif`` or ``.html`` (the ``to_jshtml`` player).
 
-    ``progress=True`` shows a tqdm bar on stderr.
+    Animations from :func:`animate` are rendered by blitting (:meth:`MovieFigure.render`)
+    and streamed to the encoder: RGBA frames piped to the ffmpeg of ``imageio-ffmpeg``,
+    one adaptive palette for the whole GIF (Pillow), PNG frames for HTML.  Other matplotlib
+    animations go through ``Animation.save``.  ``progress=True`` shows a tqdm bar on stderr.
     """
-    from matplotlib.animation import FFMpegWriter, PillowWriter
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise FetchError(f"cannot write a movie as {path.name}: use {', '.join(FORMATS)}")
     fps = fps or getattr(animation, "sdoml_fps", 10)
     path.parent.mkdir(parents=True, exist_ok=True)
+    movie = getattr(animation, "sdoml_movie", None)
+    if movie is None:
+        return _save_slow(animation, path, suffix, fps, progress, dpi)
+    figure = movie.figure
+    saved_dpi = figure.dpi
+    if dpi is not None:
+        figure.set_dpi(dpi)
+    try:
+        with _progress(len(movie), progress, f"rendering {path.name}") as callback:
+            step = lambda i: callback(i, len(movie))  # noqa: E731
+            if suffix == ".html":
+                try:
+                    text = jshtml(movie, fps, "loop", progress=step)
+                except ImportError:  # matplotlib moved its private player template
+                    text = FuncAnimation.to_jshtml(animation, fps=fps)
+                path.write_text(text, encoding="utf-8")
+            elif suffix == ".mp4":
+                write_mp4(movie.rgba_frames(step), path, fps)
+            else:
+                write_gif(movie.rgba_frames(step), path, fps)
+    finally:
+        if dpi is not None:
+            figure.set_dpi(saved_dpi)
+    return path
+
+
+def write_mp4(frames, path: str | Path, fps: float) -> Path:
+    """Pipe RGBA frames (``(H, W, 4)`` uint8, all one size) to ffmpeg as H.264/yuv420p MP4
+    (an odd width or height loses its last column or row: yuv420p needs even sizes)."""
+    import imageio_ffmpeg
+
+    writer = None
+    try:
+        for rgba in frames:
+            if writer is None:
+                height, width = (rgba.shape[0] // 2) * 2, (rgba.shape[1] // 2) * 2
+                writer = imageio_ffmpeg.write_frames(
+                    str(path), (width, height), pix_fmt_in="rgba", pix_fmt_out="yuv420p", fps=fps,
+                    codec="libx264", quality=None, macro_block_size=1, ffmpeg_log_level="error")
+                writer.send(None)
+            writer.send(np.ascontiguousarray(rgba[:height, :width]))
+    finally:
+        if writer is not None:
+            writer.close()
+    return Path(path)
+
+
+GIF_PALETTE_SAMPLES = 8
+
+
+def write_gif(frames, path: str | Path, fps: float) -> Path:
+    """Write RGBA frames as a looping GIF: one adaptive palette (from a few frames spread
+    over the movie), every frame mapped to it without dithering."""
+    from PIL import Image
+
+    images = [Image.fromarray(rgb) for rgb in (np.array(rgba[..., :3]) for rgba in frames)]
+    if not images:
+        raise FetchError("nothing to write: the movie has no frames")
+    picks = np.unique(np.linspace(0, len(images) - 1, min(GIF_PALETTE_SAMPLES, len(images))).round().astype(int))
+    width, height = images[0].size
+    montage = Image.new("RGB", (width, height * len(picks)))
+    for n, i in enumerate(picks):
+        montage.paste(images[i], (0, n * height))
+    palette = montage.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=ENCODE_WORKERS) as pool:
+        indexed = list(pool.map(lambda image: image.quantize(palette=palette, dither=Image.Dither.NONE), images))
+    indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=1000 / fps, loop=0)
+    return Path(path)
+
+
+def _save_slow(animation, path: Path, suffix: str, fps: float, progress: bool, dpi: int | None) -> Path:
+    """Any matplotlib animation through ``Animation.save`` / ``to_jshtml``."""
+    from matplotlib.animation import FFMpegWriter, PillowWriter
+
     total = getattr(animation, "sdoml_frames", None)
     with _progress(total, progress, f"rendering {path.name}") as callback:
         if suffix == ".html":

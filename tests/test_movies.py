@@ -61,16 +61,17 @@ def test_html_and_unknown_format(movie, tmp_path):
 def test_frames_update_the_image_in_place(catalog):
     animation = animate(catalog.query(MIXED_SQL), figsize=(4, 4), dpi=60)
     figure = animation._fig
-    axes = figure.axes[0]
+    axes, colorbar_axes = figure.axes  # the image's axes and its colour bar
     image = axes.images[0]
     titles = []
     for i in range(animation.sdoml_frames):
         animation._draw_frame(i)
-        assert figure.axes == [axes] and list(axes.images) == [image]
+        assert figure.axes == [axes, colorbar_axes] and list(axes.images) == [image]
         titles.append(axes.get_title())
     assert image.get_cmap().name == "hmimag"  # last frame is Bz
     norm = image.norm
     assert norm.vmin == -norm.vmax
+    assert colorbar_axes.get_ylabel() == "G"  # the colour bar follows the channel
     assert titles[0].startswith("AIA 193A  2010-08-2") and titles[-1].startswith("HMI Bz  2010-08-2")
     assert titles[-1].endswith("UTC")
 
@@ -82,6 +83,36 @@ def test_missing_rows_raise_unless_dropped(catalog):
     present = int(strict.locators()["idx"].notna().sum())
     assert 0 < present < len(strict)
     assert animate(strict, missing="drop", downsample=8).sdoml_frames == present
+
+
+def test_fast_frames_equal_a_full_savefig_of_the_figure(catalog, tmp_path):
+    """The blitted frame (static background + image pixel map + overlay) is the picture a
+    plain full ``savefig`` of the animation's figure shows: AIA and HMI frames, per-frame
+    scaling (colour bar redrawn), an odd pixel size, and 64×64 frames upsampled 4× (where
+    matplotlib interpolates data, not RGBA)."""
+    import io
+
+    for animation in (animate(catalog.query(MIXED_SQL), figsize=(4, 4), dpi=80, scaling="frame"),
+                      animate(catalog.query(MOVIE_SQL), missing="drop", figsize=(5, 4), dpi=72),
+                      animate(catalog.query(MOVIE_SQL), missing="drop", downsample=8, figsize=(4, 4), dpi=80)):
+        movie = animation.sdoml_movie
+        for i in sorted({0, 1, animation.sdoml_frames - 1}):
+            fast = movie.render(i).copy()
+            animation._draw_frame(i)
+            buffer = io.BytesIO()
+            animation._fig.savefig(buffer, format="png")
+            buffer.seek(0)
+            with Image.open(buffer) as image:
+                slow = np.asarray(image.convert("RGBA"))
+            assert fast.shape == slow.shape
+            difference = np.abs(fast.astype(int) - slow.astype(int))
+            assert difference.max() <= 2 and (difference > 0).mean() < 0.01, (i, difference.max())
+
+
+def test_html_is_the_jshtml_player_with_every_frame(movie):
+    text = movie.to_jshtml()
+    assert text.count("data:image/png;base64") == movie.sdoml_frames
+    assert "anim-controls" in text and movie.to_jshtml() is text  # cached like Animation.to_jshtml
 
 
 def test_save_a_movie_frame_as_png(movie, tmp_path):
