@@ -21,6 +21,10 @@ DataFrame with ``instrument``, ``year``, ``channel``, ``idx`` and, for aligned s
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -685,19 +689,44 @@ def write_frames(selection, output, format: str | None = None, downsample: int =
 
     output = Path(output)
     kind = output_format(output, format)
-    if kind == "fits":
-        return _write_fits(selection, output, downsample, method, missing, progress)
-    array, grid, _ = _build(selection, downsample, method, missing)
     output.parent.mkdir(parents=True, exist_ok=True)
-    target = _open_target(output, kind, array)
-    for start, values in compute_batches(array, progress=progress):
-        target[start:start + len(values)] = values
-    if kind == "npy":
-        target.flush()
-        del target
+    if kind == "fits":
+        with _written_atomically(output) as partial:
+            written = _write_fits(selection, partial, downsample, method, missing, progress)
+        return [output / path.name for path in written]
+    array, grid, _ = _build(selection, downsample, method, missing)
     sidecar = output.with_name(output.stem + ".headers.parquet")
-    headers_table(selection.catalog, grid.table).to_parquet(sidecar, index=False)
+    with _written_atomically(output) as partial, _written_atomically(sidecar) as partial_sidecar:
+        target = _open_target(partial, kind, array)
+        for start, values in compute_batches(array, progress=progress):
+            target[start:start + len(values)] = values
+        if kind == "npy":
+            target.flush()
+            del target
+        headers_table(selection.catalog, grid.table).to_parquet(partial_sidecar, index=False)
     return [output, sidecar]
+
+
+@contextlib.contextmanager
+def _written_atomically(path):
+    """Yield a temporary sibling of ``path``, moved onto ``path`` only if the block succeeds,
+    so a fetch that fails part-way leaves no partial output behind."""
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield partial
+    except BaseException:
+        _remove(partial)
+        raise
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(partial, path)
+
+
+def _remove(path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _open_target(output, kind: str, array):

@@ -199,13 +199,12 @@ def test_a_corrupted_chunk_fails_fetch_naming_the_frames(built_small, tmp_path):
     assert_one_line_error(result, "aia 2010/171A frames 0..2")
 
 
-@pytest.mark.xfail(strict=True, reason="fetch.write_frames leaves a partial OUT.npy behind when a read fails "
-                                       "(reported to the lead: write to a temporary name, os.replace at the end)")
 def test_a_failed_fetch_leaves_no_output_file(built_small, tmp_path):
     store, catalog = built_small
     (store / ARRAY / "0.0.0").write_bytes(b"\x02\x01" + os.urandom(200))
-    run_cli("fetch", FETCH_SQL, "--catalog", str(catalog), "--output", str(tmp_path / "out.npy"), "--quiet")
-    assert not (tmp_path / "out.npy").exists()
+    result = run_cli("fetch", FETCH_SQL, "--catalog", str(catalog), "--output", str(tmp_path / "out.npy"), "--quiet")
+    assert result.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == []  # no output, no partial file
 
 
 def test_a_missing_chunk_reads_as_the_fill_value(built_small, tmp_path):
