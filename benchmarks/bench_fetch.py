@@ -21,9 +21,8 @@ counted with a store wrapper and compared with the number of distinct chunks.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -31,24 +30,9 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.storage import WrapperStore
 
-CHUNK_KEY = re.compile(r"(^|/)\d+(\.\d+)*$")
-
-
-class CountingStore(WrapperStore):
-    """Counts ``get`` calls on chunk keys."""
-
-    def __init__(self, store):
-        super().__init__(store)
-        self.reads: list[str] = []
-        self._lock = threading.Lock()
-
-    async def get(self, key, prototype, byte_range=None):
-        if CHUNK_KEY.search(key):
-            with self._lock:
-                self.reads.append(key)
-        return await self._store.get(key, prototype, byte_range)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fetch_helpers import CountingStore  # noqa: E402  (the tests' chunk-read counter)
 
 
 def prepare(workdir: Path, frames: int):

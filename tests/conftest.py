@@ -40,5 +40,29 @@ def catalog_dir(sample_paths, tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="module")
+def catalog(catalog_dir):
+    """The session catalog opened for SQL (one per test module)."""
+    from sdoml_sql import Catalog
+
+    return Catalog(catalog_dir)
+
+
+@pytest.fixture(scope="module")
+def source(sample_paths):
+    """Every AIA/HMI frame of the sample read straight from the stores' attrs (brute force)."""
+    import sql_brute
+
+    return sql_brute.source_frames(sample_paths)
+
+
+@pytest.fixture(scope="module")
+def eve_source(sample_paths):
+    """The sample's EVE samples read straight from the store (brute force)."""
+    import sql_brute
+
+    return sql_brute.source_eve(sample_paths)
+
+
 # Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.
 from emulators import gcs_remote, no_store_env, remote, s3_remote  # noqa: E402,F401

@@ -13,7 +13,6 @@ import dataclasses
 import http.client
 import http.server
 import json
-import os
 import re
 import shutil
 import socket

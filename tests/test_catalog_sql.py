@@ -15,21 +15,6 @@ from sdoml_sql.catalog import read_sql, sql_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
 
 
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    return Catalog(catalog_dir)
-
-
-@pytest.fixture(scope="module")
-def source(sample_paths):
-    return brute.source_frames(sample_paths)
-
-
-@pytest.fixture(scope="module")
-def eve_source(sample_paths):
-    return brute.source_eve(sample_paths)
-
-
 def nearest_sql(instrument, channel, start, stop, cadence, tolerance):
     return (f"SELECT * FROM nearest('{instrument}', '{channel}', '{start}', '{stop}', "
             f"INTERVAL '{cadence}', INTERVAL '{tolerance}')")

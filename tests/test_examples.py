@@ -10,27 +10,11 @@ import pandas as pd
 import pytest
 
 import sql_brute as brute
-from sdoml_sql import Catalog
 from sdoml_sql.catalog import example_names
 from sdoml_sql.sqlguard import check_read_only as guard
 
 #: The document whose ```sql blocks and `sdoml-sql query` lines must all run.
 DOCS = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    return Catalog(catalog_dir)
-
-
-@pytest.fixture(scope="module")
-def source(sample_paths):
-    return brute.source_frames(sample_paths)
-
-
-@pytest.fixture(scope="module")
-def eve_source(sample_paths):
-    return brute.source_eve(sample_paths)
 
 
 def test_every_example_is_checked():

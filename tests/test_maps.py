@@ -11,7 +11,6 @@ import pytest
 import sunpy.map
 
 from fetch_helpers import direct_frame
-from sdoml_sql.catalog import Catalog
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.maps import maps as make_maps
 
@@ -23,11 +22,6 @@ WHERE (channel = '171A' AND year = 2010 AND idx IN (3, 121))
    OR (channel = 'Bx' AND year = 2012 AND idx = 11)
 ORDER BY channel DESC, year, idx
 """
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    return Catalog(catalog_dir)
 
 
 def raw_attrs(catalog, instrument: str, year: int, channel: str) -> dict:

@@ -7,7 +7,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sdoml_sql.catalog import Catalog
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.movies import animate, save, save_frame
@@ -16,11 +15,6 @@ MOVIE_SQL = ("SELECT * FROM nearest('aia', '171A', '2010-08-27 00:00', '2010-08-
              "'12 minutes', '6 minutes')")
 MIXED_SQL = ("SELECT year, channel, idx FROM frames WHERE year = 2010 AND channel IN ('193A', 'Bz') "
              "AND idx < 3 ORDER BY channel, idx")
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    return Catalog(catalog_dir)
 
 
 @pytest.fixture(scope="module")

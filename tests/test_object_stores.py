@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from emulators import STORE_NAMES, Fault, FaultProxy
+from emulators import STORE_NAMES, FaultProxy
 from sdoml_sql.build import build_catalog, read_manifest, rebuild_catalog
 from sdoml_sql.catalog import Catalog
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import sql_brute as brute
-from sdoml_sql import Catalog
 from sdoml_sql.exceptions import QueryError
 from sdoml_sql.sqlguard import check_read_only
 
@@ -28,11 +27,6 @@ FORBIDDEN = {
     "EXPORT DATABASE '{catalog}/dump'": "read-only",
     "": "empty query",
 }
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    return Catalog(catalog_dir)
 
 
 @pytest.mark.parametrize("sql", list(FORBIDDEN))

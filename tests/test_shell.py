@@ -36,11 +36,6 @@ def shell_catalog(catalog_dir, tmp_path_factory):
     return copy
 
 
-@pytest.fixture(scope="module")
-def source(sample_paths):
-    return brute.source_frames(sample_paths)
-
-
 def test_duckdb_cli_runs_init_sql(shell_catalog, source):
     init = Catalog(shell_catalog).write_init_sql()
     result = subprocess.run([str(DUCKDB), "-init", str(init), "-csv", "-noheader", "-c",
