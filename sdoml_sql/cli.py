@@ -129,7 +129,7 @@ def tree(url, mirror, billing_project):
 @click.argument("array_path")
 @with_store_options
 def keywords(url, array_path, mirror, billing_project):
-    """List the per-frame header keys of ARRAY_PATH (e.g. 2010/171A) with types and an example."""
+    """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example."""
     from sdoml_sql.inspect import keywords as keyword_rows
 
     rows = keyword_rows(url, array_path, mirror=mirror, billing_project=billing_project)

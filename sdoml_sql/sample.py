@@ -166,6 +166,8 @@ def write_sample(
         "eve": directory / "sdomlv2_eve.zarr",
     }
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
+    if len(years) > 1:  # the quirky year's channels also get the previous year's frames
+        n_aia += PREVIOUS_YEAR_FRAMES * len(channels)
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
     aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar)
@@ -724,10 +726,13 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
     _write_frames(path / f"{year}" / channel, len(t_obs), AIA_CHUNK_FRAMES, draw, bar)
 
 
+PREVIOUS_YEAR_FRAMES = 2
+
+
 def _with_previous_year_frames(t_obs: np.ndarray, year: int, offset_s: float) -> np.ndarray:
-    """Insert two frames from Dec 31 of the previous year before the Jan 1 block (SDOMLv2#2)."""
+    """Insert frames from Dec 31 of the previous year before the Jan 1 block (SDOMLv2#2)."""
     new_year = _ms(f"{year}-01-01")
-    extra = new_year - np.array([2, 1]) * SLOT_MS + int(offset_s * 1000)
+    extra = new_year - np.arange(PREVIOUS_YEAR_FRAMES, 0, -1) * SLOT_MS + int(offset_s * 1000)
     first_of_day = np.flatnonzero((t_obs >= new_year) & (t_obs < new_year + DAY_MS))
     at = int(first_of_day[0]) if len(first_of_day) else 0
     return np.concatenate([t_obs[:at], extra, t_obs[at:]])
