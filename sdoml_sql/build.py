@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from sdoml_sql import __version__
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, HarvestError, StoreError
+from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.harvest import harvest_array, harvest_eve
 from sdoml_sql.stores import Source, open_store
 
@@ -173,7 +173,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
                 results = _harvest_distributed(client, sources, todo, staging, progress)
             else:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
-            new_manifest = _next_manifest(old, plan, sources, planned, results, keep)
+            new_manifest = _next_manifest(old, plan, sources, results, keep)
             report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
             _swap_in(directory, staging, results, report.removed)
             _write_manifest(directory, new_manifest)
@@ -475,15 +475,14 @@ def _remove_partition_dir(directory: Path, key: str) -> None:
             parent.rmdir()  # only if empty
 
 
-def _next_manifest(old, plan, sources, planned, results: list[Partition], keep: list[str]) -> dict[str, Any]:
+def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> dict[str, Any]:
     rebuilt = set(plan)
     partitions = {
         key: entry for key, entry in old["partitions"].items()
         if entry.get("instrument") not in rebuilt or key in keep
     }
     for partition in results:
-        partitions[partition.key] = {k: v for k, v in partition.meta.items() if k != "warnings"}
-        partitions[partition.key]["warnings"] = partition.meta.get("warnings", [])
+        partitions[partition.key] = dict(partition.meta)
     source_entries = dict(old.get("sources", {}))
     for name, entry in plan.items():
         source_entries[name] = {
@@ -517,4 +516,4 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "HarvestError"]
+__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport"]
