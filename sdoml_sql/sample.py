@@ -817,12 +817,15 @@ def _write_eve(path, n, first_day, seed, flare_ms: int | None = None) -> None:
 def _consolidate(path: pathlib.Path) -> None:
     """Write ``.zmetadata`` as zarr 2 did: every metadata object keyed by its path.
 
-    zarr's own ``consolidate_metadata`` re-encodes the (possibly huge) attributes with an
-    indented ``json.dumps``, which is slow; orjson writes the same document.
+    Each file's JSON text is copied in as it is, one file at a time, so a store with
+    hundreds of MB of attributes is consolidated without holding them all in memory (zarr's
+    own ``consolidate_metadata`` parses and re-encodes everything).
     """
-    metadata = {}
-    for file in sorted(path.rglob(".z*")):
-        if file.name in (".zgroup", ".zarray", ".zattrs"):
-            metadata[file.relative_to(path).as_posix()] = orjson.loads(file.read_bytes())
-    document = {"metadata": metadata, "zarr_consolidated_format": 1}
-    (path / ".zmetadata").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    files = [f for f in sorted(path.rglob(".z*")) if f.name in (".zgroup", ".zarray", ".zattrs")]
+    with open(path / ".zmetadata", "wb") as out:
+        out.write(b'{\n  "metadata": {')
+        for number, file in enumerate(files):
+            out.write(b"," if number else b"")
+            out.write(b"\n    " + orjson.dumps(file.relative_to(path).as_posix()) + b": ")
+            out.write(file.read_bytes())
+        out.write(b'\n  },\n  "zarr_consolidated_format": 1\n}')
