@@ -15,7 +15,6 @@ columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``,
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from sdoml_sql.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.sqlguard import check_read_only, one_line
@@ -353,13 +353,10 @@ def _quote(name: str) -> str:
 def _read_manifest(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise CatalogError(f"no catalog at {directory}: build one with `sdoml-sql build`")
-    path = directory / "manifest.json"
-    if not path.is_file():
+    manifest = read_manifest(directory)
+    if manifest is None:
         raise CatalogError(f"{directory} is not a catalog: no manifest.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise CatalogError(f"{path} is not valid JSON ({error})") from None
+    return manifest
 
 
 def _cache_dir() -> Path:

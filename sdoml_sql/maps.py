@@ -22,8 +22,8 @@ import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch import _build, frame_headers, partition_key, selection_locators
+from sdoml_sql.harvest import TIME_SUFFIX
 
-TIME_SUFFIX = "_STR"
 HMI_CMAP = "hmimag"
 HMI_PERCENTILE = 99.5
 TIME_KEY_FOR_DATE = "T_OBS"
@@ -61,7 +61,7 @@ def rebuild_header(row: dict[str, Any], keys: dict[str, dict[str, Any]],
     """A raw per-frame header (as in the store's attrs) from a catalog row and key info.
 
     ``extra`` adds per-frame keys kept in ``array_attrs`` (keys whose name collides with a
-    catalog column, such as AIA's ``WAVE_STR``).
+    catalog column, such as a key named ``IDX``).
     """
     header = {}
     for key, info in keys.items():
