@@ -54,7 +54,7 @@ print(time.perf_counter() - started, peak_kb())
 
 BUILD = """
 import sys, time
-from sdoml_sql.build import build_catalog
+from sdoml_sql.catalog_builder.build import build_catalog
 started = time.perf_counter()
 report = build_catalog(aia=sys.argv[1], catalog=sys.argv[2], progress=True, full=True)
 print(time.perf_counter() - started, report.rows, peak_kb())
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench-output/build"))
     args = parser.parse_args()
 
-    from sdoml_sql.sample import AIA_CHANNELS, write_sample
+    from sdoml_sql.stores.sample import AIA_CHANNELS, write_sample
 
     store = args.workdir / "sdomlv2_small.zarr"
     if not store.exists():

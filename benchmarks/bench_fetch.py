@@ -36,8 +36,8 @@ from fetch_helpers import CountingStore  # noqa: E402  (the tests' chunk-read co
 
 
 def prepare(workdir: Path, frames: int):
-    from sdoml_sql.build import build_catalog
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.stores.sample import write_sample
 
     stores, catalog = workdir / "stores", workdir / "catalog"
     if not (catalog / "manifest.json").exists():
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    from sdoml_sql.catalog import Catalog
+    from sdoml_sql.query.catalog import Catalog
 
     catalog = Catalog(prepare(args.workdir, args.frames))
     array = zarr.open_array(str(catalog.source("aia").root) + "/2010/171A", mode="r", zarr_format=2)

@@ -31,8 +31,8 @@ matplotlib.use("Agg")
 
 
 def prepare(workdir: Path) -> Path:
-    from sdoml_sql.build import build_catalog
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.stores.sample import write_sample
 
     catalog = workdir / "catalog"
     if not (catalog / "manifest.json").exists():
@@ -47,7 +47,7 @@ def seed_way(sequence, kind: str, out: Path) -> float:
     import matplotlib.pyplot as plt
     from matplotlib.animation import FFMpegWriter, PillowWriter
 
-    from sdoml_sql.movies import ffmpeg_path
+    from sdoml_sql.fetch.movies import ffmpeg_path
 
     start = time.perf_counter()
     animation = sequence.plot()
@@ -67,7 +67,7 @@ def set_data_way(frames, norms) -> float:
     """``animate``'s figure through ``FuncAnimation.to_jshtml`` (savefig per frame)."""
     from matplotlib.animation import FuncAnimation
 
-    from sdoml_sql.movies import build_animation
+    from sdoml_sql.fetch.movies import build_animation
 
     start = time.perf_counter()
     FuncAnimation.to_jshtml(build_animation(frames, norms))
@@ -75,7 +75,7 @@ def set_data_way(frames, norms) -> float:
 
 
 def fast_way(frames, norms, kind: str, out: Path) -> float:
-    from sdoml_sql.movies import build_animation, save
+    from sdoml_sql.fetch.movies import build_animation, save
 
     start = time.perf_counter()
     animation = build_animation(frames, norms)
@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from sdoml_sql.catalog import Catalog
-    from sdoml_sql.movies import frame_norms, movie_frames
+    from sdoml_sql.query.catalog import Catalog
+    from sdoml_sql.fetch.movies import frame_norms, movie_frames
 
     catalog = Catalog(prepare(args.workdir))
     selection = catalog.query(f"SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 "

@@ -1,8 +1,8 @@
 """Benchmark: the seed notebook's attrs scan and argmin loop against ``sdoml_sql.query``.
 
 Builds the catalog the real way, once (cached in ``--dir``, default ``bench-output/``):
-``sdoml_sql.sample.write_sample`` writes headers-only AIA and HMI stores with the real key set
-(175 AIA keywords per frame), then ``sdoml_sql.build.build_catalog`` harvests them.  Default:
+``sdoml_sql.stores.sample.write_sample`` writes headers-only AIA and HMI stores with the real key set
+(175 AIA keywords per frame), then ``sdoml_sql.catalog_builder.build.build_catalog`` harvests them.  Default:
 AIA 9 channels x 2 years x 56,000 frames and HMI Bx/By/Bz over one year (43,000 frames each,
 a 12-minute cadence, across the 2015 leap second): 1,137,000 frames.  Then times
 
@@ -47,8 +47,8 @@ def prepare(directory: Path, aia_frames: int, hmi_frames: int, years: tuple[int,
     stamp = directory / PARAMS_FILE
     if stamp.is_file() and json.loads(stamp.read_text()) == params and (catalog / "manifest.json").is_file():
         return catalog
-    from sdoml_sql.build import build_catalog
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.stores.sample import write_sample
 
     shutil.rmtree(stores, ignore_errors=True)
     shutil.rmtree(catalog, ignore_errors=True)

@@ -1,15 +1,17 @@
 """sdoml-sql: SQL over the SDO ML v2 dataset.
 
-The package follows the data's path: sources (:mod:`sdoml_sql.stores`) → harvest
-(:mod:`sdoml_sql.harvest`) → Parquet catalog (:mod:`sdoml_sql.build`) → SQL
-(:mod:`sdoml_sql.catalog`) → selection (:mod:`sdoml_sql.selection`) → fetch, maps and
-movies.  The names below are imported on first use, so ``sdoml-sql tree`` does not pay for
-DuckDB, pandas and pyarrow.
+The package follows the data's path, one subpackage per stage: sources
+(:mod:`sdoml_sql.stores`) → harvest and Parquet catalog (:mod:`sdoml_sql.catalog_builder`)
+→ frames, maps and movies (:mod:`sdoml_sql.fetch`) ← SQL and selections
+(:mod:`sdoml_sql.query`, the front door).  The names below are imported on first use, so
+``sdoml-sql tree`` does not pay for DuckDB, pandas and pyarrow.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from sdoml_sql.version import __version__
 
 from sdoml_sql.exceptions import (
     AccessDeniedError,
@@ -22,18 +24,16 @@ from sdoml_sql.exceptions import (
     StoreError,
 )
 
-__version__ = "0.1.0"
 
 _LAZY = {
-    "PRESETS": "sdoml_sql.stores",
-    "open_store": "sdoml_sql.stores",
-    "resolve_url": "sdoml_sql.stores",
-    "build_catalog": "sdoml_sql.build",
-    "rebuild_catalog": "sdoml_sql.build",
-    "Catalog": "sdoml_sql.catalog",
-    "query": "sdoml_sql.catalog",
-    "Selection": "sdoml_sql.selection",
-    "plot_eve": "sdoml_sql.eve",
+    "PRESETS": "sdoml_sql.stores.source",
+    "open_store": "sdoml_sql.stores.source",
+    "resolve_url": "sdoml_sql.stores.source",
+    "build_catalog": "sdoml_sql.catalog_builder.build",
+    "rebuild_catalog": "sdoml_sql.catalog_builder.build",
+    "Catalog": "sdoml_sql.query",
+    "Selection": "sdoml_sql.query",
+    "plot_eve": "sdoml_sql.fetch.eve",
 }
 
 __all__ = [
@@ -46,11 +46,14 @@ __all__ = [
     "QueryError",
     "SdomlError",
     "StoreError",
+    "query",
     *_LAZY,
 ]
 
 
 def __getattr__(name: str):
+    if name == "query":  # the subpackage, callable as the function query(sql, catalog, params)
+        return importlib.import_module("sdoml_sql.query")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from sdoml_sql import __version__
+from sdoml_sql.version import __version__
 from sdoml_sql.exceptions import SdomlError
 
 
@@ -46,7 +46,7 @@ store_options = [
 
 
 def _to_env(name: str):
-    """A click callback that hands an option to :mod:`sdoml_sql.stores` through ``$name``
+    """A click callback that hands an option to :mod:`sdoml_sql.stores.source` through ``$name``
     (so it reaches every store the command opens, including those named in a manifest)."""
     def callback(ctx, param, value):
         if value is not None:
@@ -99,7 +99,7 @@ def with_access_options(function):
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
 def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_images, seed):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.stores.sample import write_sample
 
     options = {
         "aia_frames": frames,
@@ -119,7 +119,7 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_image
 @with_store_options
 def tree(url, mirror, billing_project):
     """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs)."""
-    from sdoml_sql.inspect import tree as tree_text
+    from sdoml_sql.catalog_builder.inspect import tree as tree_text
 
     click.echo(tree_text(url, mirror=mirror, billing_project=billing_project))
 
@@ -130,7 +130,7 @@ def tree(url, mirror, billing_project):
 @with_store_options
 def keywords(url, array_path, mirror, billing_project):
     """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example."""
-    from sdoml_sql.inspect import keywords as keyword_rows
+    from sdoml_sql.catalog_builder.inspect import keywords as keyword_rows
 
     rows = keyword_rows(url, array_path, mirror=mirror, billing_project=billing_project)
     width = max((len(r["key"]) for r in rows), default=3)
@@ -165,7 +165,7 @@ def _split(text: str | None) -> list[str] | None:
 @with_store_options
 def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, mirror, billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog."""
-    from sdoml_sql.build import build_catalog
+    from sdoml_sql.catalog_builder.build import build_catalog
 
     with _client(scheduler) as client:
         report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
@@ -200,7 +200,7 @@ def _client(scheduler: str | None):
 @with_access_options
 def rebuild(catalog, full, read_ahead, quiet, billing_project):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
-    from sdoml_sql.build import rebuild_catalog
+    from sdoml_sql.catalog_builder.build import rebuild_catalog
 
     report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead, billing_project=billing_project)
     _print_report(report)
@@ -225,7 +225,7 @@ def _print_report(report) -> None:
               help="Write to this file instead of stdout.")
 def query(sql, catalog, sql_file, output_format, output):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
-    from sdoml_sql.catalog import query as run_query
+    from sdoml_sql.query.catalog import query as run_query
 
     selection = run_query(_sql_text(sql, sql_file), catalog=catalog)
     if output:
@@ -251,7 +251,7 @@ def _sql_text(sql: str | None, sql_file: str | None) -> str:
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def shell(catalog, duckdb_args):
     """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb)."""
-    from sdoml_sql.catalog import open_catalog
+    from sdoml_sql.query.catalog import open_catalog
 
     sys.exit(open_catalog(catalog).shell(duckdb_args))
 
@@ -259,7 +259,7 @@ def shell(catalog, duckdb_args):
 # --- fetch, maps, movies ---------------------------------------------------------------------
 
 def _selection(sql: str, catalog):
-    from sdoml_sql.catalog import query as run_query
+    from sdoml_sql.query.catalog import query as run_query
 
     return run_query(_sql_text(sql, None), catalog=catalog)
 
@@ -311,7 +311,7 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 @with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
     """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
-    from sdoml_sql.movies import animate, save
+    from sdoml_sql.fetch.movies import animate, save
 
     animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
                         fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
@@ -327,8 +327,8 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
 @with_access_options
 def plot(sql, output, catalog, lines, row):
     """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map."""
-    from sdoml_sql.eve import plot_eve
-    from sdoml_sql.maps import plot_map
+    from sdoml_sql.fetch.eve import plot_eve
+    from sdoml_sql.fetch.maps import plot_map
 
     selection = _selection(sql, catalog)
     if selection.kind == "eve":

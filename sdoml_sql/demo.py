@@ -60,13 +60,13 @@ def run(outdir: str | Path) -> dict[str, Path]:
     """Run the demo into ``outdir``; return the paths of its outputs."""
     from dask.diagnostics import ProgressBar
 
-    from sdoml_sql.build import build_catalog
-    from sdoml_sql.catalog import Catalog
-    from sdoml_sql.eve import plot_eve
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.query.catalog import Catalog
+    from sdoml_sql.fetch.eve import plot_eve
     from sdoml_sql.fetch import plan
-    from sdoml_sql.maps import plot_map
-    from sdoml_sql.movies import animate, save
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.fetch.maps import plot_map
+    from sdoml_sql.fetch.movies import animate, save
+    from sdoml_sql.stores.sample import write_sample
 
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
     """Sample AIA, HMI and EVE stores written by the project's generator (default sizes)."""
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.stores.sample import write_sample
 
     directory = tmp_path_factory.mktemp("sample")
     write_sample(directory)
@@ -32,7 +32,7 @@ def sample_paths(sample_dir):
 @pytest.fixture(scope="session")
 def catalog_dir(sample_paths, tmp_path_factory):
     """A catalog built from the sample stores. Tests must not modify it (copy it first)."""
-    from sdoml_sql.build import build_catalog
+    from sdoml_sql.catalog_builder.build import build_catalog
 
     directory = tmp_path_factory.mktemp("catalog") / "catalog"
     build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from sdoml_sql.build import read_manifest
+from sdoml_sql.catalog_builder.build import read_manifest
 
 PY = sys.executable
 ARRAY = "2010/171A"
@@ -26,7 +26,7 @@ FRAMES = 10
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory):
     """A two-channel, one-year AIA sample with images (frames per channel: about 10)."""
-    from sdoml_sql.sample import write_sample
+    from sdoml_sql.stores.sample import write_sample
 
     paths = write_sample(tmp_path_factory.mktemp("small"), years=(2010,), channels=("171A", "193A"),
                          aia_frames=FRAMES, hmi_frames=2, hmi_years=(2010,), eve=False)

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from astropy.time import Time
 
-from sdoml_sql.build import build_catalog, read_manifest, rebuild_catalog
+from sdoml_sql.catalog_builder.build import build_catalog, read_manifest, rebuild_catalog
 from sdoml_sql.exceptions import CatalogError, HarvestError
 
 PY = sys.executable
@@ -282,7 +282,7 @@ def test_a_second_build_at_once_is_refused(own_catalog):
 
 KILLABLE_BUILD = """
 import sys, time
-import sdoml_sql.build as build
+import sdoml_sql.catalog_builder.build as build
 real = build._harvest_partition
 def slow(*args):
     result = real(*args)

@@ -14,8 +14,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from sdoml_sql.build import build_catalog, rebuild_catalog
-from sdoml_sql.catalog import Catalog
+from sdoml_sql.catalog_builder.build import build_catalog, rebuild_catalog
+from sdoml_sql.query.catalog import Catalog
 
 PY = sys.executable
 ARRAYS = ("2010/171A", "2010/193A")
@@ -85,7 +85,7 @@ def test_readers_see_whole_partitions_while_rebuild_swaps_them(live_catalog):
 
 HOLD_THE_LOCK = """
 import sys, time
-import sdoml_sql.build as build
+import sdoml_sql.catalog_builder.build as build
 real = build._harvest_partition
 def slow(*args, **kwargs):
     result = real(*args, **kwargs)

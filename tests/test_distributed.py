@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from sdoml_sql.build import build_catalog, read_manifest
+from sdoml_sql.catalog_builder.build import build_catalog, read_manifest
 
 
 def comparable(manifest: dict) -> dict:

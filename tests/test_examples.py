@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import sql_brute as brute
-from sdoml_sql.catalog import example_names
-from sdoml_sql.sqlguard import check_read_only as guard
+from sdoml_sql.query.catalog import example_names
+from sdoml_sql.query.sqlguard import check_read_only as guard
 
 #: The document whose ```sql blocks and `sdoml-sql query` lines must all run.
 DOCS = Path(__file__).resolve().parent.parent / "README.md"

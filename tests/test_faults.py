@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from emulators import Fault, FaultProxy
-from sdoml_sql.build import build_catalog, read_manifest, rebuild_catalog
-from sdoml_sql.catalog import Catalog
+from sdoml_sql.catalog_builder.build import build_catalog, read_manifest, rebuild_catalog
+from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.exceptions import FetchError, StoreError
 from test_build import snapshot
 

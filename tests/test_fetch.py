@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from fetch_helpers import LocatorSelection, count_chunk_reads, direct_frame, locators
 from sdoml_sql import fetch as fetch_module
-from sdoml_sql.catalog import Catalog
+from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
 

@@ -12,7 +12,7 @@ import sunpy.map
 
 from fetch_helpers import direct_frame
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.maps import maps as make_maps
+from sdoml_sql.fetch.maps import maps as make_maps
 
 PICK_SQL = """
 SELECT channel, year, idx FROM frames
@@ -124,7 +124,7 @@ def test_maps_sorted_by_date_and_downsampled(catalog):
 
 
 def test_plot_map_png(catalog, tmp_path):
-    from sdoml_sql.maps import plot_map
+    from sdoml_sql.fetch.maps import plot_map
 
     selection = catalog.query(PICK_SQL)
     path = tmp_path / "map.png"

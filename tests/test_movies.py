@@ -9,7 +9,7 @@ from PIL import Image
 
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.movies import animate, save, save_frame
+from sdoml_sql.fetch.movies import animate, save, save_frame
 
 MOVIE_SQL = ("SELECT * FROM nearest('aia', '171A', '2010-08-27 00:00', '2010-08-27 03:00', "
              "'12 minutes', '6 minutes')")

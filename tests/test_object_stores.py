@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from emulators import STORE_NAMES, FaultProxy
-from sdoml_sql.build import build_catalog, read_manifest, rebuild_catalog
-from sdoml_sql.catalog import Catalog
+from sdoml_sql.catalog_builder.build import build_catalog, read_manifest, rebuild_catalog
+from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError
-from sdoml_sql.stores import check_reachable, open_store
+from sdoml_sql.stores.source import check_reachable, open_store
 
 PY = sys.executable
 VOLATILE_PARTITION_FIELDS = ("fingerprint", "built_at")

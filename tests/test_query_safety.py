@@ -6,7 +6,7 @@ import pytest
 
 import sql_brute as brute
 from sdoml_sql.exceptions import QueryError
-from sdoml_sql.sqlguard import check_read_only
+from sdoml_sql.query.sqlguard import check_read_only
 
 FORBIDDEN = {
     "SELECT * FROM read_csv('/etc/passwd')": "Permission Error",

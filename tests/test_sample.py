@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from sdoml_sql.sample import (
+from sdoml_sql.stores.sample import (
     AIA_CHANNELS, AIA_FLOAT_KEYS, AIA_INT_KEYS, AIA_NAN_STRING_KEYS, AIA_STR_KEYS, EVE_LINES,
     HMI_COMPONENTS, RAGGED_KEYS, write_sample,
 )

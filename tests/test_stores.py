@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sdoml_sql.exceptions import OfflineError, StoreError
-from sdoml_sql.stores import open_store
+from sdoml_sql.stores.source import open_store
 
 
 @pytest.fixture(scope="module")

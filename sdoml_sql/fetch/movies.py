@@ -32,7 +32,7 @@ import pandas as pd
 from matplotlib.animation import FuncAnimation
 
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.maps import load_frames, make_map, map_header
+from sdoml_sql.fetch.maps import load_frames, make_map, map_header
 
 SCALINGS = ("fixed", "frame")
 DEFAULT_PERCENTILES = (1.0, 99.9)

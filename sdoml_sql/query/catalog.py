@@ -7,7 +7,7 @@ and whose table macros (``nearest``, ``nearest_frames``, ``nearest_eve``, ``alig
 directory is readable (``allowed_directories``), nothing else is
 (``enable_external_access = false``), and settings cannot be changed
 (``lock_configuration``).  :meth:`Catalog.query` also refuses anything but one read-only
-statement (:mod:`sdoml_sql.sqlguard`).
+statement (:mod:`sdoml_sql.query.sqlguard`).
 
 An instrument missing from the catalog still has its view, empty, with the locator and time
 columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``, ``time``).
@@ -29,10 +29,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from sdoml_sql.build import read_manifest
+from sdoml_sql.catalog_builder.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
-from sdoml_sql.sqlguard import check_read_only, one_line
+from sdoml_sql.query.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
 VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
@@ -57,7 +57,7 @@ INIT_SQL = "init.sql"
 # DuckDB warns about is cheap for all but very large and wide results; the warning is
 # silenced for this module's calls only.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
-                        module=r"sdoml_sql\.catalog")
+                        module=r"sdoml_sql\.query\.catalog")
 
 #: The narrow scan behind ``frame_times`` (``{files}``: an instrument's Parquet files).
 TIMES_SCAN = ("read_parquet('{files}', hive_partitioning = true, "
@@ -69,7 +69,7 @@ def sql_dir():
     packaged = resources.files("sdoml_sql") / "sql"
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "sql"
+    checkout = Path(__file__).resolve().parents[2] / "sql"
     if checkout.is_dir():
         return checkout
     raise CatalogError("the sql/ directory of sdoml-sql is missing from the installation")
@@ -195,12 +195,12 @@ class Catalog:
     # --- queries ----------------------------------------------------------------------
 
     def query(self, sql: str, params: Any = None):
-        """Run one read-only statement; return a :class:`~sdoml_sql.selection.Selection`.
+        """Run one read-only statement; return a :class:`~sdoml_sql.query.selection.Selection`.
 
         ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  Raises
         :class:`QueryError` with a one-line message for refused or failing SQL.
         """
-        from sdoml_sql.selection import Selection
+        from sdoml_sql.query.selection import Selection
 
         checked = check_read_only(sql)
         table = self._run(checked, params)
@@ -281,7 +281,7 @@ class Catalog:
     def source(self, instrument: str):
         """The opened source store of ``instrument`` (aia, hmi, eve), from the manifest; cached."""
         if instrument not in self._sources:
-            from sdoml_sql.stores import open_store
+            from sdoml_sql.stores.source import open_store
 
             entry = (self.manifest.get("sources") or {}).get(instrument)
             if not entry or not entry.get("url"):
@@ -378,7 +378,7 @@ def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
 
 def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: Any = None):
     """Run one read-only SQL statement on a catalog and return a
-    :class:`~sdoml_sql.selection.Selection`.
+    :class:`~sdoml_sql.query.selection.Selection`.
 
     ``catalog`` is a :class:`Catalog` or a directory; by default ``$SDOML_CATALOG``, then
     :func:`sdoml_sql.config.default_catalog_dir`.

@@ -26,11 +26,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sdoml_sql import __version__
+from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
-from sdoml_sql.harvest import harvest_array, harvest_eve
-from sdoml_sql.stores import Source, open_store
+from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
+from sdoml_sql.stores.source import Source, open_store
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

@@ -5,7 +5,7 @@ set operations (``UNION``/``INTERSECT``/``EXCEPT``), DuckDB's ``FROM … SELECT`
 and ``SUMMARIZE``.  sqlglot parses the text; DuckDB's own parser confirms the statement
 count and type, so SQL that sqlglot reads differently from DuckDB cannot slip through.
 The catalog's connection is also locked to the catalog directory (see
-:mod:`sdoml_sql.catalog`): this check is the first of two walls, not the only one.
+:mod:`sdoml_sql.query.catalog`): this check is the first of two walls, not the only one.
 """
 
 from __future__ import annotations

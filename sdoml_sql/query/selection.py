@@ -147,7 +147,7 @@ class Selection:
         frame["time"] = pd.to_datetime(frame["time"])
         return _typed_locators(frame)
 
-    # --- fetch layer (implemented in sdoml_sql.fetch, maps, movies, eve) ---------------
+    # --- verbs: the fetch stage reads what the selection locates (sdoml_sql.fetch) --------
 
     def fetch(self, **kw):
         """Read the selected frames (see :func:`sdoml_sql.fetch.fetch`)."""
@@ -168,26 +168,26 @@ class Selection:
         return fetch.to_xarray(self, **kw)
 
     def header(self, i):
-        """The FITS header of selected row ``i`` (see :func:`sdoml_sql.maps.header`)."""
-        from sdoml_sql import maps
+        """The FITS header of selected row ``i`` (see :func:`sdoml_sql.fetch.maps.header`)."""
+        from sdoml_sql.fetch import maps
 
         return maps.header(self, i)
 
     def maps(self, **kw):
-        """The selected frames as SunPy maps (see :func:`sdoml_sql.maps.maps`)."""
-        from sdoml_sql import maps
+        """The selected frames as SunPy maps (see :func:`sdoml_sql.fetch.maps.maps`)."""
+        from sdoml_sql.fetch import maps
 
         return maps.maps(self, **kw)
 
     def animate(self, **kw):
-        """A movie of the selected frames (see :func:`sdoml_sql.movies.animate`)."""
-        from sdoml_sql import movies
+        """A movie of the selected frames (see :func:`sdoml_sql.fetch.movies.animate`)."""
+        from sdoml_sql.fetch import movies
 
         return movies.animate(self, **kw)
 
     def plot_eve(self, **kw):
-        """Plot selected EVE lines (see :func:`sdoml_sql.eve.plot_eve`)."""
-        from sdoml_sql import eve
+        """Plot selected EVE lines (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
+        from sdoml_sql.fetch import eve
 
         return eve.plot_eve(self, **kw)
 

@@ -1,4 +1,4 @@
-"""Selected catalog rows → lazily read frames: dask arrays, fetch plans and xarray.
+"""Selected catalog rows → lazily read frames: dask arrays and fetch plans.
 
 The graph is built by hand so that it stays small and reads each Zarr chunk once:
 
@@ -21,10 +21,6 @@ DataFrame with ``instrument``, ``year``, ``channel``, ``idx`` and, for aligned s
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,10 +357,10 @@ def fetch(selection, downsample: int = 1, method: str = "stride", missing: str =
     Each Zarr chunk touched is read once per ``compute()``; the graph has one task per run
     of rows sharing a chunk (plus one per chunk shared by separated runs).
     """
-    return _build(selection, downsample, method, missing)[0]
+    return build_stack(selection, downsample, method, missing)[0]
 
 
-def _build(selection, downsample: int, method: str, missing: str):
+def build_stack(selection, downsample: int, method: str, missing: str):
     grid = frame_grid(selection, missing)
     zarrays = _open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
@@ -468,7 +464,7 @@ def plan(selection, downsample: int = 1, method: str = "stride", missing: str = 
     (one batched listing; a HEAD per chunk on object stores).  Rows without a frame are
     counted, not raised, unless ``missing="raise"``.
     """
-    array, grid, layout = _build(selection, downsample, method, missing)
+    array, grid, layout = build_stack(selection, downsample, method, missing)
     per_array: dict[str, int] = {}
     read_bytes = 0
     for read in layout.reads:
@@ -507,283 +503,19 @@ def chunk_keys(selection) -> list[str]:
     return keys
 
 
-def to_xarray(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
-              headers: bool = True):
-    """The fetch as a lazy ``xarray.DataArray`` with coordinates.
+# --- selections seen as plain frame lists -------------------------------------------------
 
-    Frame selections: dims ``(frame, y, x)`` with ``instrument``, ``year``, ``channel``,
-    ``idx`` (and the selection's ``time`` if any) along ``frame``.  Aligned selections:
-    dims ``(time, channel, y, x)``.  With ``headers=True`` every header column of the
-    catalog becomes a coordinate along ``frame`` (or ``(time, channel)``), NaN/None where a
-    row has no frame.
-    """
-    import xarray as xr
+class FlatSelection:
+    """A selection seen as a plain list of frames (aligned selections in long form)."""
 
-    data, grid, _ = _build(selection, downsample, method, missing)
-    header_table = frame_headers(selection.catalog, grid.table) if headers else None
-    if grid.aligned:
-        coords = _aligned_coords(grid, header_table)
-        dims = ("time", "channel", "y", "x")
-    else:
-        coords = _frame_coords(grid, header_table)
-        dims = ("frame", "y", "x")
-    attrs = {"downsample": downsample, "method": method, "missing": missing}
-    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="frames")
+    kind = "frames"
 
+    def __init__(self, catalog, locators: pd.DataFrame):
+        self.catalog = catalog
+        self._locators = locators
 
-def _frame_coords(grid: FrameGrid, header_table: pd.DataFrame | None) -> dict[str, Any]:
-    table = grid.table
-    coords: dict[str, Any] = {"frame": np.arange(len(table))}
-    for column in table.columns:
-        coords[column] = ("frame", _coord_values(table[column]))
-    if header_table is not None:
-        for column in header_table.columns:
-            if column not in coords:
-                coords[column] = ("frame", _coord_values(header_table[column]))
-    return coords
+    def locators(self) -> pd.DataFrame:
+        return self._locators
 
-
-def _aligned_coords(grid: FrameGrid, header_table: pd.DataFrame | None) -> dict[str, Any]:
-    coords: dict[str, Any] = {"time": grid.times.to_numpy(), "channel": np.array(grid.columns, dtype=object)}
-    if header_table is None:
-        return coords
-    table = grid.table
-    r = pd.Index(pd.unique(table["row"])).get_indexer(table["row"])
-    c = pd.Index(grid.columns).get_indexer(table["channel"].astype(str))
-    shape = (len(grid.times), len(grid.columns))
-    for column in ["instrument", "year", "idx", *header_table.columns]:
-        if column in coords or column in ("channel", "row", "time"):
-            continue
-        source = table[column] if column in table.columns else header_table[column]
-        values = _coord_values(source)
-        grid_values = np.full(shape, _blank(values), dtype=values.dtype if values.dtype.kind in "fMO" else object)
-        grid_values[r, c] = values
-        coords[column] = (("time", "channel"), grid_values)
-    return coords
-
-
-def _coord_values(series: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return series.to_numpy(dtype="datetime64[ns]")
-    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
-        return series.to_numpy(dtype=bool)
-    if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64").to_numpy(na_value=np.nan) if series.isna().any() else series.to_numpy()
-    return series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
-
-
-def _blank(values: np.ndarray):
-    if values.dtype.kind == "f":
-        return np.nan
-    if values.dtype.kind == "M":
-        return np.datetime64("NaT")
-    return None
-
-
-# --- headers from the catalog ------------------------------------------------------------
-
-def partition_key(instrument: str, year: int, channel: str) -> str:
-    """The manifest partition key of an array (``aia/year=2010/channel=171A``)."""
-    return f"{instrument}/year={int(year)}/channel={channel}"
-
-
-def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
-    """The catalog rows of the given locators, in locator order (all header columns).
-
-    Rows without a frame give a row of nulls.  Reads only the partitions involved, and
-    only the rows whose ``idx`` is asked for.
-    """
-    pieces = []
-    wanted = locators.reset_index(drop=True).assign(_order=lambda t: np.arange(len(t)))
-    wanted = wanted[wanted["idx"].notna()]
-    for (instrument, year, channel), group in wanted.groupby(["instrument", "year", "channel"], sort=False):
-        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel),
-                                   group["idx"].astype("int64").tolist())
-        merged = group[["_order", "idx"]].astype({"idx": "int64"}).merge(rows, on="idx", how="left")
-        pieces.append(merged.drop(columns="idx"))
-    if not pieces:
-        return pd.DataFrame(index=range(len(locators)))
-    table = pd.concat(pieces, ignore_index=True).set_index("_order")
-    return table.reindex(range(len(locators))).reset_index(drop=True)
-
-
-def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> pd.DataFrame:
-    """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    directory = catalog.directory / instrument / f"year={int(year)}" / f"channel={channel}"
-    files = sorted(str(p) for p in directory.glob("*.parquet"))
-    if not files:
-        raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
-    dataset = ds.dataset(files, format="parquet")
-    table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
-    frame = table.to_pandas(types_mapper=_nullable_types)
-    missing = sorted(set(idx) - set(frame["idx"].tolist()))
-    if missing:
-        raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
-                         f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
-    return frame
-
-
-def _nullable_types(arrow_type):
-    import pyarrow as pa
-
-    if pa.types.is_integer(arrow_type):
-        return pd.Int64Dtype()
-    return None
-
-
-# --- writing fetched frames --------------------------------------------------------------
-
-OUTPUT_FORMATS = ("npy", "zarr", "fits")
-BATCH_BYTES = 512 * 2**20
-FITS_STRUCTURAL_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION",
-                        "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM"}
-
-
-def output_format(output, format: str | None = None) -> str:
-    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix."""
-    from pathlib import Path
-
-    if format:
-        if format not in OUTPUT_FORMATS:
-            raise FetchError(f"format {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
-        return format
-    suffix = Path(output).suffix.lower()
-    if suffix in (".npy", ".zarr"):
-        return suffix[1:]
-    if suffix in ("", ".fits"):
-        return "fits"
-    raise FetchError(f"cannot tell the output format of {output}: use .npy, .zarr or a directory for FITS")
-
-
-def compute_batches(array, budget: int = BATCH_BYTES, progress: bool = False):
-    """Compute ``array`` in groups of consecutive blocks along axis 0 of about ``budget``
-    bytes; yield ``(start_row, values)``.  Reads shared inside a group happen once."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=array.shape[0], unit="frame", desc="fetching", disable=not progress)
-    starts = np.concatenate([[0], np.cumsum(array.chunks[0])])
-    row_bytes = array.nbytes // max(array.shape[0], 1)
-    first = 0
-    try:
-        while first < len(array.chunks[0]):
-            last = first + 1
-            while last < len(array.chunks[0]) and (starts[last + 1] - starts[first]) * row_bytes <= budget:
-                last += 1
-            values = array[starts[first]:starts[last]].compute()
-            bar.update(len(values))
-            yield int(starts[first]), values
-            first = last
-    finally:
-        bar.close()
-
-
-def write_frames(selection, output, format: str | None = None, downsample: int = 1, method: str = "stride",
-                 missing: str = "raise", progress: bool = False) -> list:
-    """Fetch and write the frames: ``.npy`` or ``.zarr`` (plus ``<name>.headers.parquet``
-    with every selected row's locator and catalog header) or a directory of FITS files
-    (one per frame, headers included).  Returns the paths written."""
-    from pathlib import Path
-
-    output = Path(output)
-    kind = output_format(output, format)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "fits":
-        with _written_atomically(output) as partial:
-            written = _write_fits(selection, partial, downsample, method, missing, progress)
-        return [output / path.name for path in written]
-    array, grid, _ = _build(selection, downsample, method, missing)
-    sidecar = output.with_name(output.stem + ".headers.parquet")
-    with _written_atomically(output) as partial, _written_atomically(sidecar) as partial_sidecar:
-        target = _open_target(partial, kind, array)
-        for start, values in compute_batches(array, progress=progress):
-            target[start:start + len(values)] = values
-        if kind == "npy":
-            target.flush()
-            del target
-        headers_table(selection.catalog, grid.table).to_parquet(partial_sidecar, index=False)
-    return [output, sidecar]
-
-
-@contextlib.contextmanager
-def _written_atomically(path):
-    """Yield a temporary sibling of ``path``, moved onto ``path`` only if the block succeeds,
-    so a fetch that fails part-way leaves no partial output behind."""
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        yield partial
-    except BaseException:
-        _remove(partial)
-        raise
-    if path.is_dir():
-        shutil.rmtree(path)
-    os.replace(partial, path)
-
-
-def _remove(path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _open_target(output, kind: str, array):
-    if kind == "npy":
-        return np.lib.format.open_memmap(output, mode="w+", dtype=np.float32, shape=array.shape)
-    import zarr
-
-    chunks = (min(max(array.shape[0], 1), 16),) + tuple(array.shape[1:])
-    return zarr.create_array(str(output), shape=array.shape, chunks=chunks, dtype=np.float32,
-                             fill_value=np.nan, zarr_format=2, overwrite=True)
-
-
-def headers_table(catalog, table: pd.DataFrame) -> pd.DataFrame:
-    """Locators plus the catalog's header columns, one row per locator (Parquet-friendly)."""
-    extra = frame_headers(catalog, table)
-    extra = extra.drop(columns=[c for c in extra.columns if c in table.columns])
-    combined = pd.concat([table.reset_index(drop=True), extra], axis=1)
-    null_columns = [c for c in combined.columns if combined[c].isna().all() and combined[c].dtype == object]
-    return combined.astype({c: "string" for c in null_columns})
-
-
-def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:
-    from sdoml_sql.maps import FlatSelection, header_records, map_header
-
-    if missing == "nan":
-        raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
-    flat = FlatSelection(selection.catalog, selection_locators(selection))
-    array, grid, _ = _build(flat, downsample, method, missing)
-    raw, rows, keys = header_records(selection.catalog, grid.table)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for start, values in compute_batches(array, progress=progress):
-        for offset, frame in enumerate(values):
-            i = start + offset
-            meta = map_header(raw[i], rows[i], keys[i], downsample, method)
-            written.append(_write_fits_frame(directory, i, grid.table.iloc[i], frame, meta))
-    return written
-
-
-def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[str, Any]):
-    import warnings
-
-    from astropy.io import fits
-    from astropy.io.fits.verify import VerifyWarning
-
-    header = fits.Header()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VerifyWarning)
-        for key, value in meta.items():
-            if key.upper() in FITS_STRUCTURAL_KEYS or not isinstance(value, (str, int, float, bool)):
-                continue
-            if key.upper() in ("COMMENT", "HISTORY"):
-                if value:
-                    header.add_comment(value) if key.upper() == "COMMENT" else header.add_history(value)
-                continue
-            header[key] = value
-        stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
-        path = directory / f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
-        fits.PrimaryHDU(frame, header=header).writeto(path, overwrite=True)
-    return path
+    def __len__(self) -> int:
+        return len(self._locators)

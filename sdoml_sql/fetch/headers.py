@@ -1,4 +1,4 @@
-"""FITS headers rebuilt from the catalog, and SunPy maps of selected frames.
+"""FITS headers rebuilt from the catalog's Parquet rows.
 
 A header is rebuilt from the frame's catalog row and the manifest's key info: keys in source
 order, integers as ``int``, floats as ``float``, time keys as their original strings
@@ -8,6 +8,8 @@ same dict as the seed notebook's ``{k: v[i] for k, v in attrs.items()}``.
 :func:`map_header` then fixes what SunPy needs for a good map: drops ``'nan'``/null values,
 adds HMI's missing ``WAVEUNIT``, gives TAI time strings (HMI ``T_OBS``) as UTC ISO, and
 rescales the WCS of downsampled frames.
+
+In: a catalog (``.directory``, ``.manifest``) and locators.  Out: pandas rows and header dicts.
 """
 
 from __future__ import annotations
@@ -20,32 +22,72 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sdoml_sql.catalog_builder.harvest import TIME_SUFFIX
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.fetch import _build, frame_headers, partition_key, selection_locators
-from sdoml_sql.harvest import TIME_SUFFIX
 
-HMI_CMAP = "hmimag"
-HMI_PERCENTILE = 99.5
-TIME_KEY_FOR_DATE = "T_OBS"
+MAX_NAMED_ROWS = 5
 
 
-class FlatSelection:
-    """A selection seen as a plain list of frames (aligned selections in long form)."""
-
-    kind = "frames"
-
-    def __init__(self, catalog, locators: pd.DataFrame):
-        self.catalog = catalog
-        self._locators = locators
-
-    def locators(self) -> pd.DataFrame:
-        return self._locators
-
-    def __len__(self) -> int:
-        return len(self._locators)
+def partition_key(instrument: str, year: int, channel: str) -> str:
+    """The manifest partition key of an array (``aia/year=2010/channel=171A``)."""
+    return f"{instrument}/year={int(year)}/channel={channel}"
 
 
-# --- headers -----------------------------------------------------------------------------
+def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
+    """The catalog rows of the given locators, in locator order (all header columns).
+
+    Rows without a frame give a row of nulls.  Reads only the partitions involved, and
+    only the rows whose ``idx`` is asked for.
+    """
+    pieces = []
+    wanted = locators.reset_index(drop=True).assign(_order=lambda t: np.arange(len(t)))
+    wanted = wanted[wanted["idx"].notna()]
+    for (instrument, year, channel), group in wanted.groupby(["instrument", "year", "channel"], sort=False):
+        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel),
+                                   group["idx"].astype("int64").tolist())
+        merged = group[["_order", "idx"]].astype({"idx": "int64"}).merge(rows, on="idx", how="left")
+        pieces.append(merged.drop(columns="idx"))
+    if not pieces:
+        return pd.DataFrame(index=range(len(locators)))
+    table = pd.concat(pieces, ignore_index=True).set_index("_order")
+    return table.reindex(range(len(locators))).reset_index(drop=True)
+
+
+def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> pd.DataFrame:
+    """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    directory = catalog.directory / instrument / f"year={int(year)}" / f"channel={channel}"
+    files = sorted(str(p) for p in directory.glob("*.parquet"))
+    if not files:
+        raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
+    dataset = ds.dataset(files, format="parquet")
+    table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
+    frame = table.to_pandas(types_mapper=_nullable_types)
+    missing = sorted(set(idx) - set(frame["idx"].tolist()))
+    if missing:
+        raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
+                         f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
+    return frame
+
+
+def _nullable_types(arrow_type):
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    return None
+
+
+def headers_table(catalog, table: pd.DataFrame) -> pd.DataFrame:
+    """Locators plus the catalog's header columns, one row per locator (Parquet-friendly)."""
+    extra = frame_headers(catalog, table)
+    extra = extra.drop(columns=[c for c in extra.columns if c in table.columns])
+    combined = pd.concat([table.reset_index(drop=True), extra], axis=1)
+    null_columns = [c for c in combined.columns if combined[c].isna().all() and combined[c].dtype == object]
+    return combined.astype({c: "string" for c in null_columns})
+
 
 def partition_keys(catalog, instrument: str, year: int, channel: str) -> dict[str, dict[str, Any]]:
     """The manifest's ``keys`` info of one partition (source order)."""
@@ -137,23 +179,6 @@ def header_records(catalog, locators: pd.DataFrame):
     return raw, rows, keys
 
 
-def header(selection, i: int) -> dict[str, Any]:
-    """Row ``i``'s FITS header rebuilt from the catalog (every keyword, original types).
-
-    Looked up by instrument/year/channel/idx, so it works whatever columns the query
-    selected.  Raises :class:`FetchError` when the row has no frame.
-    """
-    locators = selection_locators(selection)
-    if not -len(locators) <= i < len(locators):
-        raise FetchError(f"row {i} is out of range: the selection has {len(locators)} rows")
-    row = locators.iloc[[i]].reset_index(drop=True)
-    if pd.isna(row["idx"].iloc[0]):
-        raise FetchError(f"row {i} ({row['instrument'].iloc[0]} {row['channel'].iloc[0]}) has no frame")
-    return headers(selection.catalog, row)[0]
-
-
-# --- headers fit for SunPy -----------------------------------------------------------------
-
 def map_header(raw: dict[str, Any], catalog_row: dict[str, Any] | None = None,
                keys: dict[str, dict[str, Any]] | None = None, downsample: int = 1,
                method: str = "stride") -> dict[str, Any]:
@@ -201,79 +226,3 @@ def rescale_header(meta: dict[str, Any], factor: int, method: str) -> dict[str, 
             size = int(float(meta[f"NAXIS{axis}"]))
             meta[f"NAXIS{axis}"] = -(-size // factor) if method == "stride" else size // factor
     return meta
-
-
-# --- maps --------------------------------------------------------------------------------
-
-def make_map(data: np.ndarray, meta: dict[str, Any], instrument: str):
-    """One SunPy map with the channel's colormap (AIA ``sdoaiaNNN``, HMI ``hmimag``
-    with a symmetric range)."""
-    import sunpy.map
-
-    solar_map = sunpy.map.Map((data, meta))
-    if instrument == "hmi":
-        style_hmi(solar_map)
-    return solar_map
-
-
-def style_hmi(solar_map, vmax: float | None = None) -> None:
-    """Give an HMI field map the magnetogram colormap and a range symmetric about 0 G."""
-    from astropy.visualization import ImageNormalize
-
-    if vmax is None:
-        vmax = symmetric_limit(solar_map.data)
-    solar_map.plot_settings["cmap"] = HMI_CMAP
-    solar_map.plot_settings["norm"] = ImageNormalize(vmin=-vmax, vmax=vmax)
-
-
-def symmetric_limit(data: np.ndarray, percentile: float = HMI_PERCENTILE) -> float:
-    """A colour limit for signed data: the ``percentile`` of |data| (at least 1)."""
-    finite = np.abs(data[np.isfinite(data)])
-    return float(max(np.percentile(finite, percentile), 1.0)) if finite.size else 1.0
-
-
-def maps(selection, sortby: str | None = None, downsample: int = 1, method: str = "stride",
-         missing: str = "raise"):
-    """The selected frames as a ``sunpy.map.MapSequence``, in row order.
-
-    ``sortby="date"`` sorts by observation time instead.  Aligned selections give their
-    frames in long form (grid time, then channel).  ``missing="drop"`` leaves out rows
-    without a frame; the default raises :class:`FetchError` naming them.
-    """
-    import sunpy.map
-
-    if missing not in ("raise", "drop"):
-        raise FetchError(f"missing={missing!r}: maps need a frame per row; use 'raise' or 'drop'")
-    frames, table, raw_headers, catalog_rows, keys = load_frames(selection, downsample, method, missing)
-    solar_maps = [make_map(frames[i], map_header(raw_headers[i], catalog_rows[i], keys[i], downsample, method),
-                           table["instrument"].iloc[i])
-                  for i in range(len(table))]
-    return sunpy.map.MapSequence(solar_maps, sortby=sortby)
-
-
-def load_frames(selection, downsample: int = 1, method: str = "stride", missing: str = "raise"):
-    """Read the frames and their headers: ``(pixels, locators, raw headers, catalog rows,
-    key infos)`` — pixels a numpy array in the (kept) row order."""
-    flat = FlatSelection(selection.catalog, selection_locators(selection))
-    array, grid, _ = _build(flat, downsample, method, missing)
-    raw, catalog_rows, keys = header_records(selection.catalog, grid.table)
-    return array.compute(), grid.table, raw, catalog_rows, keys
-
-
-def plot_map(selection, i: int = 0, output=None, downsample: int = 1, method: str = "stride"):
-    """Plot row ``i`` as a SunPy map (WCS axes, channel colormap, colour bar); save it to
-    ``output`` if given.  Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
-    locators = selection_locators(selection)
-    if not -len(locators) <= i < len(locators):
-        raise FetchError(f"row {i} is out of range: the selection has {len(locators)} rows")
-    one = FlatSelection(selection.catalog, locators.iloc[[i]].reset_index(drop=True))
-    solar_map = maps(one, downsample=downsample, method=method)[0]
-    figure = plt.figure(figsize=(7, 6))
-    axes = figure.add_subplot(projection=solar_map)
-    image = solar_map.plot(axes=axes)
-    figure.colorbar(image, ax=axes, label=str(solar_map.unit or ""))
-    if output is not None:
-        figure.savefig(output, dpi=110, bbox_inches="tight")
-    return figure

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from sdoml_sql.exceptions import StoreError
-from sdoml_sql.harvest import keyword_column, read_attrs
-from sdoml_sql.stores import Source, open_store
+from sdoml_sql.catalog_builder.harvest import keyword_column, read_attrs
+from sdoml_sql.stores.source import Source, open_store
 
 
 def tree(url: str | Source, **open_options: Any) -> str:

@@ -1,0 +1,20 @@
+"""Stage 3, fetch: frames located by catalog rows → dask stacks, files, SunPy maps, movies.
+
+In: a *selection* — anything with ``.locators()`` (instrument, year, channel, idx; plus
+row and time for aligned grids) and ``.catalog`` (``.source(instrument)``, ``.directory``,
+``.manifest``).  Out: lazy dask arrays that read each Zarr chunk once, xarray objects,
+``.npy``/``.zarr``/FITS files, headers, SunPy maps, movies and EVE plots.
+
+Modules: :mod:`~sdoml_sql.fetch.stack` (frame grid, chunk layout, dask graph, plans),
+:mod:`~sdoml_sql.fetch.headers` (FITS headers rebuilt from the catalog),
+:mod:`~sdoml_sql.fetch.output` (xarray and files), :mod:`~sdoml_sql.fetch.maps`,
+:mod:`~sdoml_sql.fetch.movies`, :mod:`~sdoml_sql.fetch.eve`.
+
+May import: :mod:`sdoml_sql.catalog_builder`, :mod:`sdoml_sql.stores` and the base
+modules — never :mod:`sdoml_sql.query`: a selection arrives duck-typed.
+"""
+
+from sdoml_sql.fetch.output import to_xarray, write_frames
+from sdoml_sql.fetch.stack import FetchPlan, chunk_keys, fetch, plan
+
+__all__ = ["FetchPlan", "chunk_keys", "fetch", "plan", "to_xarray", "write_frames"]
