@@ -32,6 +32,7 @@ import pyarrow as pa
 from sdoml_sql.catalog_builder.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
+from sdoml_sql.query import scans
 from sdoml_sql.query.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
@@ -39,12 +40,13 @@ VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_t
 
 #: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
 VIEW_FILES = {
-    "aia": "aia/*/*/*.parquet",
-    "hmi": "hmi/*/*/*.parquet",
     "eve": "eve/*/*.parquet",
     "eve_lines": "eve_lines/*/*.parquet",
     "array_attrs": "array_attrs/*/*/*/*.parquet",
 }
+
+#: Views whose scans come from the manifest's partitions (query/scans.py), by instruments.
+MANIFEST_VIEWS = {"aia": ("aia",), "hmi": ("hmi",), "partitions": ("aia", "hmi")}
 
 #: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
 FRAMES_LEAD = ("year", "channel", "idx")
@@ -58,11 +60,6 @@ INIT_SQL = "init.sql"
 # silenced for this module's calls only.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
                         module=r"sdoml_sql\.query\.catalog")
-
-#: The narrow scan behind ``frame_times`` (``{files}``: an instrument's Parquet files).
-TIMES_SCAN = ("read_parquet('{files}', hive_partitioning = true, "
-              "hive_types = {'year': INTEGER, 'channel': VARCHAR})")
-
 
 def sql_dir():
     """The ``sql/`` directory: packaged as ``sdoml_sql/sql`` in a wheel, else the checkout's."""
@@ -127,16 +124,33 @@ class Catalog:
     # --- SQL text ---------------------------------------------------------------------
 
     def has(self, view: str) -> bool:
-        """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …)."""
+        """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …, partitions)."""
+        if view in MANIFEST_VIEWS:
+            return any(scans.frame_partitions(self._present, i) for i in MANIFEST_VIEWS[view])
         return any(self.directory.glob(VIEW_FILES[view]))
 
     def view_sql(self, view: str, frames_columns: str = "") -> str:
         """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
-        name = f"views/{view}.sql" if view not in VIEW_FILES or self.has(view) else f"views/empty/{view}.sql"
+        empty = (view in VIEW_FILES or view in MANIFEST_VIEWS) and not self.has(view)
+        name = f"views/empty/{view}.sql" if empty else f"views/{view}.sql"
         catalog = sql_string(self.directory.as_posix())
-        times = {f"{i}_times": render(TIMES_SCAN, files=f"{catalog}/{VIEW_FILES[i]}") if self.has(i) else i
-                 for i in ("aia", "hmi")}
-        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns, **times)
+        if view in MANIFEST_VIEWS and not empty:
+            return render(read_sql(name), **self._manifest_scans(view))
+        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns)
+
+    def _manifest_scans(self, view: str) -> dict[str, str]:
+        """The placeholders of a view read from the manifest's partitions (query/scans.py)."""
+        def locate(relative: str) -> str:
+            return sql_string(f"{self.directory.as_posix()}/{relative}")
+
+        if view == "partitions":
+            return {"partition_rows": scans.partitions_rows(self._present, locate)}
+        return {f"{view}_scan": scans.frame_scan(self._present, view, locate)}
+
+    @cached_property
+    def _present(self) -> dict[str, Any]:
+        """The manifest, less partitions whose file is missing (one stat per partition)."""
+        return scans.present(self.manifest, lambda relative: (self.directory / relative).is_file())
 
     def script(self) -> str:
         """Every view and macro as one SQL script (what ``init.sql`` holds)."""

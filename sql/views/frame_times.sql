@@ -1,10 +1,7 @@
 -- frame_times: the time index of every AIA and HMI frame: instrument, year, channel, idx,
--- T_OBS. The same rows as frames, but it reads only these columns and binds from one file's
--- footer per instrument (every partition file has idx and T_OBS), where aia/hmi/frames merge
--- the schemas of all files (union_by_name): the macros search it, so they start fast.
--- {aia_times} / {hmi_times} are read_parquet(...) over the instrument's files, or the empty
--- aia / hmi view when the catalog has none.
+-- T_OBS. The same rows as frames, narrower: the macros search it. A time filter on it skips
+-- the years outside the filter without opening their files (the aia/hmi views' branches).
 CREATE OR REPLACE VIEW frame_times AS
-SELECT 'aia' AS instrument, year, channel, idx, T_OBS FROM {aia_times}
+SELECT 'aia' AS instrument, year, channel, idx, T_OBS FROM aia
 UNION ALL
-SELECT 'hmi' AS instrument, year, channel, idx, T_OBS FROM {hmi_times};
+SELECT 'hmi' AS instrument, year, channel, idx, T_OBS FROM hmi;

@@ -1,0 +1,243 @@
+"""Benchmark: query cost at mission scale (168 partition files) against 2 years (18 AIA files).
+
+Builds, once (cached in ``--dir``, default ``bench-output/scale``), headers-only sample stores
+(``sdoml_sql.stores.sample.write_sample``: 9 AIA channels x 2 years x ``--aia-frames`` frames,
+HMI Bx/By/Bz x 2 years x ``--hmi-frames``) and harvests them with
+``sdoml_sql.catalog_builder.build.build_catalog``: the *small* catalog, 18 AIA + 6 HMI files.
+The *mission* catalog copies those partitions under 12 more years (2010-2023, 14 years x 12
+channels = 168 files): each copy is the built partition of the same channel with every time
+column shifted by whole years (written with the builder's own Parquet writer, so the same
+sort order and row groups), its manifest entry copied.  The output says how many partitions
+are replicated.
+
+Timed, on both catalogs in the same run (median of ``--repeat`` warm runs):
+
+(a) the headline filter, all channels, one week: ``EXPTIME < 2 AND T_OBS BETWEEN ...``;
+(b) one year of HMI Bz on a 12-minute grid, 3-minute tolerance (``nearest``);
+(c) ``sdoml-sql query "…"`` as a whole process (fresh interpreter, cold connection);
+(d) ``Catalog(dir)`` open;
+(e) each of (a)-(d) on the mission catalog against the small one (target <= 1.5x).
+
+The seed way (the notebook's: ``json.loads`` of the channel-year ``.zattrs`` plus numpy) is
+timed for (a) on one channel-year and for (b), and the ratios printed.  Run:
+
+    .venv/bin/python benchmarks/bench_scale.py [--dir bench-output/scale] [--repeat 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUILT_YEARS = (2014, 2015)
+MISSION_YEARS = tuple(range(2010, 2024))
+STORE_NAMES = {"aia": "sdomlv2_small.zarr", "hmi": "sdomlv2_hmi_small.zarr"}
+PARAMS_FILE = "params.json"
+TARGETS_MS = {"a": 30, "b": 60, "c": 500, "d": 100}
+
+
+def prepare(directory: Path, aia_frames: int, hmi_frames: int) -> tuple[Path, Path]:
+    """The small and mission catalogs, written and built once; return their directories."""
+    params = {"aia_frames": aia_frames, "hmi_frames": hmi_frames, "years": list(BUILT_YEARS),
+              "mission": list(MISSION_YEARS), "layout": 2}
+    stores, small, mission = directory / "stores", directory / "small", directory / "mission"
+    stamp = directory / PARAMS_FILE
+    if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return small, mission
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.stores.sample import write_sample
+
+    store_params = [aia_frames, hmi_frames, list(BUILT_YEARS)]
+    store_stamp = directory / "stores.json"
+    if not store_stamp.is_file() or json.loads(store_stamp.read_text()) != store_params:
+        shutil.rmtree(stores, ignore_errors=True)
+        started = time.perf_counter()
+        paths = write_sample(stores, aia_frames=aia_frames, hmi_frames=hmi_frames, years=BUILT_YEARS,
+                             hmi_years=BUILT_YEARS, images=False, eve=False, progress=True)
+        for path in paths.values():  # the consolidated copy of every header: not needed here
+            (path / ".zmetadata").unlink(missing_ok=True)
+        store_stamp.write_text(json.dumps(store_params))
+        print(f"wrote the sample stores in {time.perf_counter() - started:.0f} s", flush=True)
+    shutil.rmtree(small, ignore_errors=True)
+    shutil.rmtree(mission, ignore_errors=True)
+    report = build_catalog(aia=str(stores / STORE_NAMES["aia"]), hmi=str(stores / STORE_NAMES["hmi"]),
+                           catalog=small, progress=True)
+    print(report.summary(), flush=True)
+    replicate(small, mission, MISSION_YEARS)
+    stamp.write_text(json.dumps(params))
+    return small, mission
+
+
+def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
+    """Copy ``small`` to ``mission`` and add every missing year of ``years``: each AIA/HMI
+    partition of a built year (alternately) with its time columns shifted by whole years."""
+    import duckdb
+    import orjson
+
+    from sdoml_sql.catalog_builder.build import DATA_FILE, MANIFEST, write_partition_file
+
+    shutil.copytree(small, mission)
+    manifest = orjson.loads((mission / MANIFEST).read_bytes())
+    built = {k: v for k, v in manifest["partitions"].items() if v.get("instrument") in ("aia", "hmi")}
+    connection = duckdb.connect()
+    copies = 0
+    for year in years:
+        if year in BUILT_YEARS:
+            continue
+        origin = BUILT_YEARS[year % len(BUILT_YEARS)]
+        for key, entry in built.items():
+            if entry["year"] != origin:
+                continue
+            times = [k for k, v in entry["keys"].items() if v["type"] == "TIMESTAMP"]
+            shifted = ", ".join(f'"{k}" + INTERVAL {year - origin} YEAR AS "{k}"' for k in times)
+            table = connection.execute(f"SELECT * REPLACE ({shifted}) FROM read_parquet('{small / key / DATA_FILE}')"
+                                       ).to_arrow_table()
+            new_key = key.replace(f"year={origin}", f"year={year}")
+            write_partition_file(table, mission / new_key / DATA_FILE)
+            manifest["partitions"][new_key] = {**entry, "year": year,
+                                               "array_path": entry["array_path"].replace(str(origin), str(year))}
+            copies += 1
+    manifest["partitions"] = dict(sorted(manifest["partitions"].items()))
+    (mission / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    print(f"mission catalog: {len(built)} built partitions + {copies} replicated under other years "
+          f"(times shifted by whole years)", flush=True)
+
+
+# --- the seed notebook's way -----------------------------------------------------------------
+
+def seed_attrs(stores: Path, instrument: str, array_path: str) -> dict:
+    """``root[year][channel].attrs`` as the seed reads it: the whole ``.zattrs`` JSON."""
+    return json.loads((stores / STORE_NAMES[instrument] / array_path / ".zattrs").read_text())
+
+
+def seed_times(strings: list[str], tai: bool) -> np.ndarray:
+    """The seed's time parsing (TAI strings taken as UTC, as every public reader does)."""
+    if tai:
+        strings = [s[:19].replace(".", "-", 2).replace("_", "T") for s in strings]
+    return np.array([s.rstrip("Z") for s in strings], dtype="datetime64[ms]")
+
+
+def seed_short_exposures(stores: Path, year: int, start: str, stop: str) -> int:
+    """Frames of every channel of ``year`` with EXPTIME < 2 between start and stop."""
+    found = 0
+    for channel in sorted(p.name for p in (stores / STORE_NAMES["aia"] / str(year)).iterdir() if p.is_dir()):
+        attrs = seed_attrs(stores, "aia", f"{year}/{channel}")
+        times = seed_times(attrs["T_OBS"], tai=False)
+        exptime = np.array(attrs["EXPTIME"], dtype=float)
+        found += len(np.where((exptime < 2.0) & (times >= np.datetime64(start)) & (times <= np.datetime64(stop)))[0])
+    return found
+
+
+def seed_grid(stores: Path, year: int, cadence_min=12, tolerance_min=3) -> int:
+    """Grid times of one year of HMI Bz with a frame within tolerance (argmin per grid time)."""
+    attrs = seed_attrs(stores, "hmi", f"{year}/Bz")
+    times = seed_times(attrs["T_OBS"], tai=True)
+    grid = np.arange(np.datetime64(f"{year}-01-01"), np.datetime64(f"{year + 1}-01-01"),
+                     np.timedelta64(cadence_min, "m")).astype("datetime64[ms]")
+    found = 0
+    for t in grid:
+        distance = np.abs(times - t)
+        found += bool(distance[int(np.argmin(distance))] <= np.timedelta64(tolerance_min, "m"))
+    return found
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+def timed(function, repeat: int):
+    """(median seconds of ``repeat`` runs after one warm-up run, last result)."""
+    result = function()
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs), result
+
+
+def headline_sql(start: str, stop: str) -> str:
+    return ("SELECT year, channel, idx, T_OBS, EXPTIME FROM aia "
+            f"WHERE EXPTIME < 2 AND T_OBS BETWEEN '{start}' AND '{stop}'")
+
+
+def nearest_sql(year: int) -> str:
+    return (f"SELECT * FROM nearest('hmi', 'Bz', '{year}-01-01', '{year + 1}-01-01', "
+            "INTERVAL 12 minutes, INTERVAL 3 minutes)")
+
+
+def cli_seconds(sql: str, catalog: Path) -> float:
+    """Wall time of ``sdoml-sql query SQL --catalog DIR --format csv`` as a fresh process."""
+    command = [str(Path(sys.executable).parent / "sdoml-sql"), "query", sql, "--catalog", str(catalog),
+               "--format", "csv"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure(catalog_dir: Path, year: int, start: str, stop: str, repeat: int) -> dict:
+    """Figures (a)-(d) in seconds on one catalog, plus the row counts of (a) and (b)."""
+    from sdoml_sql import Catalog
+
+    figures = {}
+    figures["d"], catalog = timed(lambda: Catalog(catalog_dir), repeat)
+    figures["a"], selection = timed(lambda: catalog.query(headline_sql(start, stop)), repeat)
+    figures["b"], grid = timed(lambda: catalog.query(nearest_sql(year)), repeat)
+    figures["c"] = statistics.median(cli_seconds(headline_sql(start, stop), catalog_dir)
+                                     for _ in range(max(3, repeat // 2)))
+    figures["rows_a"] = len(selection)
+    figures["found_b"] = sum(v is not None for v in grid.to_arrow().column("idx").to_pylist())
+    figures["files"] = sum(1 for _ in catalog_dir.glob("*/year=*/channel=*/*.parquet"))
+    return figures
+
+
+LABELS = {"a": "(a) headline filter, all channels, one week", "b": "(b) nearest, HMI Bz, one year",
+          "c": "(c) sdoml-sql query, whole process", "d": "(d) Catalog() open"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="bench-output/scale", type=Path)
+    parser.add_argument("--aia-frames", default=50_100, type=int, help="frames per AIA channel and year")
+    parser.add_argument("--hmi-frames", default=43_000, type=int, help="frames per HMI component and year")
+    parser.add_argument("--repeat", default=9, type=int, help="timed runs per figure (after a warm-up)")
+    args = parser.parse_args(argv)
+
+    import duckdb
+
+    small, mission = prepare(args.dir, args.aia_frames, args.hmi_frames)
+    year = BUILT_YEARS[-1]
+    start, stop = f"{year}-03-02", f"{year}-03-09"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"DuckDB {duckdb.__version__}", flush=True)
+    results = {name: measure(path, year, start, stop, args.repeat) for name, path in
+               (("small", small), ("mission", mission))}
+    for name, figures in results.items():
+        print(f"{name} catalog: {figures['files']} partition files; headline {figures['rows_a']} rows, "
+              f"nearest {figures['found_b']} frames found")
+    assert results["small"]["rows_a"] == results["mission"]["rows_a"], "the week lies in a built year"
+    print(f"{'':46} {'18 AIA+6 HMI':>13} {'168 files':>10} {'ratio':>6} {'target':>8}")
+    for key, label in LABELS.items():
+        a, b = results["small"][key] * 1000, results["mission"][key] * 1000
+        verdict = "ok" if b <= TARGETS_MS[key] and b <= 1.5 * a else "MISSED"
+        print(f"{label:46} {a:10.1f} ms {b:7.1f} ms {b / a:5.2f}x  <={TARGETS_MS[key]} ms, <=1.5x {verdict}")
+
+    stores = args.dir / "stores"
+    seed_a, found = timed(lambda: seed_short_exposures(stores, year, start, stop), 1)
+    assert found == results["mission"]["rows_a"], (found, results["mission"]["rows_a"])
+    seed_b, _ = timed(lambda: seed_grid(stores, year), 1)
+    print(f"seed way (json.loads of the .zattrs + numpy): (a) {seed_a * 1000:,.0f} ms, "
+          f"{seed_a / results['mission']['a']:,.0f}x slower than the mission catalog; (b) {seed_b * 1000:,.0f} ms, "
+          f"{seed_b / results['mission']['b']:,.0f}x slower")
+
+
+if __name__ == "__main__":
+    main()
