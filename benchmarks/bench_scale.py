@@ -68,11 +68,14 @@ def prepare(directory: Path, aia_frames: int, hmi_frames: int) -> tuple[Path, Pa
             (path / ".zmetadata").unlink(missing_ok=True)
         store_stamp.write_text(json.dumps(store_params))
         print(f"wrote the sample stores in {time.perf_counter() - started:.0f} s", flush=True)
-    shutil.rmtree(small, ignore_errors=True)
     shutil.rmtree(mission, ignore_errors=True)
-    report = build_catalog(aia=str(stores / STORE_NAMES["aia"]), hmi=str(stores / STORE_NAMES["hmi"]),
-                           catalog=small, progress=True)
-    print(report.summary(), flush=True)
+    built_stamp = directory / "small.json"
+    if not built_stamp.is_file() or json.loads(built_stamp.read_text()) != store_params:
+        shutil.rmtree(small, ignore_errors=True)
+        report = build_catalog(aia=str(stores / STORE_NAMES["aia"]), hmi=str(stores / STORE_NAMES["hmi"]),
+                               catalog=small, progress=True)
+        print(report.summary(), flush=True)
+        built_stamp.write_text(json.dumps(store_params))
     replicate(small, mission, MISSION_YEARS)
     stamp.write_text(json.dumps(params))
     return small, mission
@@ -99,7 +102,7 @@ def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
             if entry["year"] != origin:
                 continue
             times = [k for k, v in entry["keys"].items() if v["type"] == "TIMESTAMP"]
-            shifted = ", ".join(f'"{k}" + INTERVAL {year - origin} YEAR AS "{k}"' for k in times)
+            shifted = ", ".join(f'"{k}" + to_years({year - origin}) AS "{k}"' for k in times)
             table = connection.execute(f"SELECT * REPLACE ({shifted}) FROM read_parquet('{small / key / DATA_FILE}')"
                                        ).to_arrow_table()
             new_key = key.replace(f"year={origin}", f"year={year}")
@@ -215,7 +218,7 @@ def main(argv=None):
 
     small, mission = prepare(args.dir, args.aia_frames, args.hmi_frames)
     year = BUILT_YEARS[-1]
-    start, stop = f"{year}-03-02", f"{year}-03-09"
+    start, stop = f"{year}-09-01", f"{year}-09-08"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"DuckDB {duckdb.__version__}", flush=True)
     results = {name: measure(path, year, start, stop, args.repeat) for name, path in

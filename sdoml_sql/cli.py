@@ -225,15 +225,14 @@ def _print_report(report) -> None:
               help="Write to this file instead of stdout.")
 def query(sql, catalog, sql_file, output_format, output):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
-    from sdoml_sql.query.catalog import query as run_query
+    from sdoml_sql.query.catalog import query as run_query, query_text
 
-    selection = run_query(_sql_text(sql, sql_file), catalog=catalog)
     if output:
-        selection.write(output, output_format)
+        run_query(_sql_text(sql, sql_file), catalog=catalog).write(output, output_format)
     elif output_format == "parquet":
         raise click.UsageError("--format parquet needs --output FILE")
     else:
-        click.echo(selection.to_text(output_format or "table"), nl=False)
+        click.echo(query_text(_sql_text(sql, sql_file), catalog, output_format or "table"), nl=False)
 
 
 def _sql_text(sql: str | None, sql_file: str | None) -> str:

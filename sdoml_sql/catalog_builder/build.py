@@ -30,10 +30,10 @@ from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
+from sdoml_sql.catalog_builder.location import MANIFEST, read_manifest
 from sdoml_sql.stores.source import Source, open_store
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 DATA_FILE = "data.parquet"
 LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"
@@ -140,17 +140,6 @@ def rebuild_catalog(
         for name, entry in manifest.get("sources", {}).items()
     }
     return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
-
-
-def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The catalog's manifest, or ``None`` if the directory has none."""
-    path = Path(directory) / MANIFEST
-    try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except orjson.JSONDecodeError as error:
-        raise CatalogError(f"catalog {directory}: {MANIFEST} is corrupt ({error})") from None
 
 
 # --- the build -----------------------------------------------------------------------------

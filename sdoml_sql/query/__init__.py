@@ -18,13 +18,13 @@ May import: every earlier stage (:mod:`sdoml_sql.fetch`, :mod:`sdoml_sql.catalog
 :func:`~sdoml_sql.query.catalog.query`: ``sdoml_sql.query("SELECT …")`` runs a statement.
 """
 
+import importlib
 import sys
 import types
 
-from sdoml_sql.query.catalog import Catalog, open_catalog, query
-from sdoml_sql.query.selection import Selection
+from sdoml_sql.query.catalog import Catalog, open_catalog, query, query_text
 
-__all__ = ["Catalog", "Selection", "open_catalog", "query"]
+__all__ = ["Catalog", "Selection", "open_catalog", "query", "query_text"]
 
 
 class _CallableModule(types.ModuleType):
@@ -32,6 +32,13 @@ class _CallableModule(types.ModuleType):
     # the public function of the same name; calling the module runs the function instead.
     def __call__(self, sql, catalog=None, params=None):
         return query(sql, catalog, params)
+
+    def __getattr__(self, name):
+        # Selection (pyarrow, pandas on use) is imported on first use: `sdoml-sql query`
+        # prints without it.
+        if name == "Selection":
+            return importlib.import_module("sdoml_sql.query.selection").Selection
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
 
 sys.modules[__name__].__class__ = _CallableModule

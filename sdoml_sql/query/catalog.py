@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from sdoml_sql.catalog_builder.build import read_manifest
+from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.query import scans
@@ -232,11 +231,27 @@ class Catalog:
         except duckdb.Error as error:
             raise QueryError(one_line(error, checked, self.all_columns)) from None
 
-    def _run(self, sql: str, params: Any):
+    def text(self, sql: str, format: str = "table", params: Any = None) -> str:
+        """Run one read-only statement and return its rows as text: ``table``, ``csv`` or
+        ``json`` (one object per row).  Imports neither pandas nor pyarrow (what
+        ``sdoml-sql query`` prints).  Same checks and errors as :meth:`query`."""
+        from sdoml_sql.query import text
+
+        text.render(format, [], [], [])  # an unknown format fails before the query runs
+        result = self._run(check_read_only(sql), params, arrow=False)
+        if result is None:
+            return text.render(format, [], [], [])
+        description, rows = result
+        return text.render(format, [d[0] for d in description], [text.is_numeric(str(d[1])) for d in description],
+                           rows)
+
+    def _run(self, sql: str, params: Any, arrow: bool = True):
         cursor = self._cursor()
         try:
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
-            return result.to_arrow_table() if result.description is not None else pa.table({})
+            if arrow:
+                return result.to_arrow_table() if result.description is not None else _empty_arrow()
+            return (result.description, result.fetchall()) if result.description is not None else None
         except duckdb.Error as error:
             raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
         finally:
@@ -302,6 +317,12 @@ class Catalog:
                 raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
             self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
         return self._sources[instrument]
+
+
+def _empty_arrow():
+    import pyarrow as pa
+
+    return pa.table({})
 
 
 def find_duckdb_cli() -> str:
@@ -398,3 +419,10 @@ def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: 
     :func:`sdoml_sql.config.default_catalog_dir`.
     """
     return open_catalog(catalog).query(sql, params)
+
+
+def query_text(sql: str, catalog: Catalog | str | os.PathLike | None = None, format: str = "table",
+               params: Any = None) -> str:
+    """Run one read-only SQL statement on a catalog and return its rows as text (``table``,
+    ``csv`` or ``json``): :meth:`Catalog.text` on the catalog :func:`query` would use."""
+    return open_catalog(catalog).text(sql, format, params)

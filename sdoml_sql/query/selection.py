@@ -12,16 +12,17 @@ SQL that made it.  ``kind`` says what the rows are:
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
 import pyarrow as pa
 
 from sdoml_sql.exceptions import QueryError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
 FRAME_FIELDS = ("instrument", "year", "idx", "T_OBS", "offset_s")
-_NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
 
 
 class Selection:
@@ -76,7 +77,10 @@ class Selection:
         one column per channel and field: ``"171A.idx"``, ``"171A.year"``, ``"171A.T_OBS"``,
         ``"171A.offset_s"``, ``"171A.instrument"``; ``flatten=False`` keeps the map.
         """
-        frame = self.table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+        import pandas as pd
+
+        nullable_integers = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
+        frame = self.table.to_pandas(types_mapper=nullable_integers.get)
         if flatten and self.kind == "aligned":
             return _flatten_aligned(frame, self._name("frames"))
         return frame
@@ -85,16 +89,14 @@ class Selection:
 
     def to_text(self, format: str = "table") -> str:
         """The rows as text: ``table`` (aligned columns), ``csv`` or ``json`` (one object per
-        row, ISO times)."""
-        frame = self.to_pandas()
-        if format == "table":
-            with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
-                return frame.to_string(index=False) + "\n"
-        if format == "csv":
-            return frame.to_csv(index=False)
-        if format == "json":
-            return frame.to_json(orient="records", date_format="iso", lines=True)
-        raise QueryError(f"unknown format {format!r}: choose table, csv, json or parquet")
+        row, ISO times).  Written from the Arrow rows without pandas, so that ``sdoml-sql
+        query`` starts fast."""
+        from sdoml_sql.query import text
+
+        numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                   for t in self.table.schema.types]
+        rows = list(zip(*(column.to_pylist() for column in self.table.columns)))
+        return text.render(format, self.table.column_names, numeric, rows)
 
     def write(self, path, format: str | None = None) -> None:
         """Write the rows to ``path`` as ``parquet``, ``csv``, ``json`` or ``table`` text
@@ -134,6 +136,8 @@ class Selection:
         return _typed_locators(frame)
 
     def _aligned_locators(self) -> pd.DataFrame:
+        import pandas as pd
+
         rows = []
         times = self.table.column(self._name("time")).to_pylist()
         grid_rows = (self.table.column(self._name("row")).to_pylist()
@@ -193,6 +197,8 @@ class Selection:
 
 
 def _typed_locators(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     frame = frame.reset_index(drop=True)
     frame["instrument"] = frame["instrument"].astype(object)
     frame["channel"] = frame["channel"].astype(object)
@@ -202,6 +208,8 @@ def _typed_locators(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    import pandas as pd
+
     maps = frame.pop(column)
     channels: dict[str, None] = {}
     for entries in maps:
@@ -220,3 +228,4 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         wide[f"{channel}.T_OBS"] = pd.to_datetime(wide[f"{channel}.T_OBS"])
         wide[f"{channel}.offset_s"] = pd.to_numeric(wide[f"{channel}.offset_s"]).astype("float64")
     return pd.concat([frame.iloc[:, :position], wide, frame.iloc[:, position:]], axis=1)
+

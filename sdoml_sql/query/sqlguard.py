@@ -2,8 +2,10 @@
 
 :func:`check_read_only` accepts exactly one statement that only reads: ``SELECT``, ``WITH``,
 set operations (``UNION``/``INTERSECT``/``EXCEPT``), DuckDB's ``FROM … SELECT``, ``DESCRIBE``
-and ``SUMMARIZE``.  sqlglot parses the text; DuckDB's own parser confirms the statement
-count and type, so SQL that sqlglot reads differently from DuckDB cannot slip through.
+and ``SUMMARIZE``.  DuckDB's own parser decides (one statement, of type SELECT: DuckDB's
+grammar has no writing statement inside a SELECT), so SQL cannot be read one way by the
+check and another by the engine; sqlglot, slow to import, is loaded only to name what a
+refused statement is.
 The catalog's connection is also locked to the catalog directory (see
 :mod:`sdoml_sql.query.catalog`): this check is the first of two walls, not the only one.
 """
@@ -15,24 +17,10 @@ import logging
 import re
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
 from sdoml_sql.exceptions import QueryError
 
-#: sqlglot expression types a query may be.
-READ_ONLY_ROOTS = (exp.Select, exp.SetOperation, exp.Describe, exp.Summarize, exp.Subquery)
-
-#: Statement kinds that change something, looked for anywhere in the parsed tree.
-WRITING_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Copy,
-                 exp.Attach, exp.Detach, exp.Install, exp.Set, exp.Command, exp.Pragma, exp.Merge,
-                 exp.Use, exp.TruncateTable, exp.LoadData)
-
 _PARSER = duckdb.connect()
-
-# sqlglot logs "unsupported syntax, falling back to a Command" for CALL/LOAD/RESET; the
-# refusal below already says what was wrong, in one line.
-logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def check_read_only(sql: str) -> str:
@@ -40,9 +28,33 @@ def check_read_only(sql: str) -> str:
 
     Raises :class:`QueryError` naming what was refused (a second statement, ``COPY``,
     ``ATTACH``, ``INSTALL``, ``SET``, DDL or DML) or the token sqlglot cannot parse.
+    DuckDB's own parser decides; sqlglot (slow to import) is loaded only to name what a
+    refused statement is.
     """
     if not sql or not sql.strip().strip(";").strip():
         raise QueryError("empty query: give one SELECT statement")
+    if _is_one_select(sql):
+        return sql.strip().rstrip(";").strip()
+    return _refuse(sql)
+
+
+def _is_one_select(sql: str) -> bool:
+    try:
+        statements = _PARSER.extract_statements(sql)
+    except duckdb.Error:
+        return False
+    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+
+
+def _refuse(sql: str) -> str:
+    """Raise the :class:`QueryError` that names why ``sql`` is refused (sqlglot's view of it,
+    then DuckDB's)."""
+    from sqlglot import exp
+
+    read_only_roots = (exp.Select, exp.SetOperation, exp.Describe, exp.Summarize, exp.Subquery)
+    writing_nodes = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Copy,
+                     exp.Attach, exp.Detach, exp.Install, exp.Set, exp.Command, exp.Pragma, exp.Merge,
+                     exp.Use, exp.TruncateTable, exp.LoadData)
     try:
         statements = _parse(sql)
     except QueryError:
@@ -51,17 +63,22 @@ def check_read_only(sql: str) -> str:
     if len(statements) != 1:
         raise QueryError(f"only one statement is allowed, got {len(statements)}: {_kinds(statements)}")
     statement = statements[0]
-    if not isinstance(statement, READ_ONLY_ROOTS):
+    if not isinstance(statement, read_only_roots):
         raise QueryError(f"only read-only queries are allowed (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE), "
                          f"not {_kind(statement)}")
-    writer = next((node for node in statement.walk() if isinstance(node, WRITING_NODES)), None)
+    writer = next((node for node in statement.walk() if isinstance(node, writing_nodes)), None)
     if writer is not None:
         raise QueryError(f"only read-only queries are allowed: found {_kind(writer)} inside the query")
     _check_with_duckdb_parser(sql)
     return sql.strip().rstrip(";").strip()
 
 
-def _parse(sql: str) -> list[exp.Expression]:
+def _parse(sql: str) -> list:
+    import sqlglot
+
+    # sqlglot logs "unsupported syntax, falling back to a Command" for CALL/LOAD/RESET; the
+    # refusal already says what was wrong, in one line.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
         return [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as error:
@@ -87,13 +104,15 @@ def _check_with_duckdb_parser(sql: str) -> None:
         raise QueryError(f"only read-only queries are allowed, not {statements[0].type.name}")
 
 
-def _kind(node: exp.Expression) -> str:
+def _kind(node) -> str:
+    from sqlglot import exp
+
     if isinstance(node, exp.Command):
         return str(node.this).upper()
     return node.key.upper()
 
 
-def _kinds(statements: list[exp.Expression]) -> str:
+def _kinds(statements: list) -> str:
     return ", ".join(_kind(s) for s in statements)
 
 
