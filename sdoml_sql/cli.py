@@ -223,16 +223,19 @@ def _print_report(report) -> None:
               default=None, help="Output format (default: table; parquet needs --output).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of stdout.")
-def query(sql, catalog, sql_file, output_format, output):
+@click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop the query after this many seconds (env SDOML_QUERY_TIMEOUT; default: no limit).")
+def query(sql, catalog, sql_file, output_format, output, query_timeout):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
     from sdoml_sql.query.catalog import query as run_query, query_text
 
     if output:
-        run_query(_sql_text(sql, sql_file), catalog=catalog).write(output, output_format)
+        run_query(_sql_text(sql, sql_file), catalog=catalog, timeout=query_timeout).write(output, output_format)
     elif output_format == "parquet":
         raise click.UsageError("--format parquet needs --output FILE")
     else:
-        click.echo(query_text(_sql_text(sql, sql_file), catalog, output_format or "table"), nl=False)
+        click.echo(query_text(_sql_text(sql, sql_file), catalog, output_format or "table", timeout=query_timeout),
+                   nl=False)
 
 
 def _sql_text(sql: str | None, sql_file: str | None) -> str:

@@ -30,8 +30,8 @@ __all__ = ["Catalog", "Selection", "open_catalog", "query", "query_text"]
 class _CallableModule(types.ModuleType):
     # Importing this subpackage binds ``sdoml_sql.query`` to the module, which would hide
     # the public function of the same name; calling the module runs the function instead.
-    def __call__(self, sql, catalog=None, params=None):
-        return query(sql, catalog, params)
+    def __call__(self, sql, catalog=None, params=None, timeout=None):
+        return query(sql, catalog, params, timeout)
 
     def __getattr__(self, name):
         # Selection (pyarrow, pandas on use) is imported on first use: `sdoml-sql query`

@@ -52,6 +52,9 @@ FRAMES_LEAD = ("year", "channel", "idx")
 
 INIT_SQL = "init.sql"
 
+#: Environment variable with the default query time limit in seconds.
+QUERY_TIMEOUT_ENV = "SDOML_QUERY_TIMEOUT"
+
 # Catalog._run fetches Arrow from an executed statement rather than from a relation
 # (con.sql(q).to_arrow_table()), which binds the statement twice: once to make the relation,
 # once to run it. Binding a view over many Parquet files costs milliseconds, while the copy
@@ -207,16 +210,18 @@ class Catalog:
 
     # --- queries ----------------------------------------------------------------------
 
-    def query(self, sql: str, params: Any = None):
+    def query(self, sql: str, params: Any = None, timeout: float | None = None):
         """Run one read-only statement; return a :class:`~sdoml_sql.query.selection.Selection`.
 
-        ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  Raises
-        :class:`QueryError` with a one-line message for refused or failing SQL.
+        ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  ``timeout``
+        (seconds; default ``$SDOML_QUERY_TIMEOUT``, else none) interrupts a query that runs
+        longer: a one-line :class:`QueryError` names the limit, the catalog stays usable.
+        Raises :class:`QueryError` with a one-line message for refused or failing SQL.
         """
         from sdoml_sql.query.selection import Selection
 
         checked = check_read_only(sql)
-        table = self._run(checked, params)
+        table = self._run(checked, params, timeout=timeout)
         return Selection(table, self, checked)
 
     def sql(self, sql: str, params: Any = None) -> duckdb.DuckDBPyRelation:
@@ -231,30 +236,39 @@ class Catalog:
         except duckdb.Error as error:
             raise QueryError(one_line(error, checked, self.all_columns)) from None
 
-    def text(self, sql: str, format: str = "table", params: Any = None) -> str:
+    def text(self, sql: str, format: str = "table", params: Any = None, timeout: float | None = None) -> str:
         """Run one read-only statement and return its rows as text: ``table``, ``csv`` or
         ``json`` (one object per row).  Imports neither pandas nor pyarrow (what
-        ``sdoml-sql query`` prints).  Same checks and errors as :meth:`query`."""
+        ``sdoml-sql query`` prints).  Same checks, time limit and errors as :meth:`query`."""
         from sdoml_sql.query import text
 
         text.render(format, [], [], [])  # an unknown format fails before the query runs
-        result = self._run(check_read_only(sql), params, arrow=False)
+        result = self._run(check_read_only(sql), params, arrow=False, timeout=timeout)
         if result is None:
             return text.render(format, [], [], [])
         description, rows = result
         return text.render(format, [d[0] for d in description], [text.is_numeric(str(d[1])) for d in description],
                            rows)
 
-    def _run(self, sql: str, params: Any, arrow: bool = True):
+    def _run(self, sql: str, params: Any, arrow: bool = True, timeout: float | None = None):
+        limit = query_time_limit(timeout)
         cursor = self._cursor()
+        alarm = threading.Timer(limit, cursor.interrupt) if limit else None
         try:
+            if alarm:
+                alarm.start()
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             if arrow:
                 return result.to_arrow_table() if result.description is not None else _empty_arrow()
             return (result.description, result.fetchall()) if result.description is not None else None
         except duckdb.Error as error:
+            if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
+                raise QueryError(f"query stopped at its time limit of {limit:g} s "
+                                 f"(timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
             raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
         finally:
+            if alarm:
+                alarm.cancel()
             cursor.close()
 
     def example(self, name: str, params: Any = None):
@@ -317,6 +331,21 @@ class Catalog:
                 raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
             self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
         return self._sources[instrument]
+
+
+def query_time_limit(timeout: float | None = None) -> float | None:
+    """Seconds a query may run: ``timeout``, else ``$SDOML_QUERY_TIMEOUT``, else None (no limit)."""
+    if timeout is None:
+        text = os.environ.get(QUERY_TIMEOUT_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise QueryError(f"${QUERY_TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
+    if not timeout > 0:
+        raise QueryError(f"the query time limit must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
 
 
 def _empty_arrow():
@@ -411,18 +440,19 @@ def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
     return _DEFAULT[directory]
 
 
-def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: Any = None):
+def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: Any = None,
+          timeout: float | None = None):
     """Run one read-only SQL statement on a catalog and return a
     :class:`~sdoml_sql.query.selection.Selection`.
 
     ``catalog`` is a :class:`Catalog` or a directory; by default ``$SDOML_CATALOG``, then
     :func:`sdoml_sql.config.default_catalog_dir`.
     """
-    return open_catalog(catalog).query(sql, params)
+    return open_catalog(catalog).query(sql, params, timeout)
 
 
 def query_text(sql: str, catalog: Catalog | str | os.PathLike | None = None, format: str = "table",
-               params: Any = None) -> str:
+               params: Any = None, timeout: float | None = None) -> str:
     """Run one read-only SQL statement on a catalog and return its rows as text (``table``,
     ``csv`` or ``json``): :meth:`Catalog.text` on the catalog :func:`query` would use."""
-    return open_catalog(catalog).text(sql, format, params)
+    return open_catalog(catalog).text(sql, format, params, timeout)
