@@ -49,7 +49,7 @@ TARGETS_MS = {"a": 30, "b": 60, "c": 500, "d": 100}
 def prepare(directory: Path, aia_frames: int, hmi_frames: int) -> tuple[Path, Path]:
     """The small and mission catalogs, written and built once; return their directories."""
     params = {"aia_frames": aia_frames, "hmi_frames": hmi_frames, "years": list(BUILT_YEARS),
-              "mission": list(MISSION_YEARS), "layout": 2}
+              "mission": list(MISSION_YEARS), "layout": 3}
     stores, small, mission = directory / "stores", directory / "small", directory / "mission"
     stamp = directory / PARAMS_FILE
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
@@ -218,7 +218,7 @@ def main(argv=None):
 
     small, mission = prepare(args.dir, args.aia_frames, args.hmi_frames)
     year = BUILT_YEARS[-1]
-    start, stop = f"{year}-09-01", f"{year}-09-08"
+    start, stop = f"{year}-07-01", f"{year}-07-08"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"DuckDB {duckdb.__version__}", flush=True)
     results = {name: measure(path, year, start, stop, args.repeat) for name, path in

@@ -36,6 +36,8 @@ candidates AS (  -- frames that may be within tolerance of the grid; us: T_OBS -
     WHERE list_contains(channels, f.channel)
       AND f.T_OBS >= start::TIMESTAMP - tolerance::INTERVAL
       AND f.T_OBS <= stop::TIMESTAMP + tolerance::INTERVAL
+      AND f.year BETWEEN year(start::TIMESTAMP - tolerance::INTERVAL) - frame_year_slack()
+                     AND year(stop::TIMESTAMP + tolerance::INTERVAL) + frame_year_slack()  -- skips other years' files
 ),
 paired AS (
     -- grid row r is at r * cadence from start; a frame at us is within tolerance of the rows
@@ -153,6 +155,7 @@ times AS (
     SELECT f.instrument, f.channel, f.T_OBS AS t
     FROM frame_times f
     WHERE f.T_OBS >= start::TIMESTAMP AND f.T_OBS < stop::TIMESTAMP
+      AND f.year BETWEEN year(start::TIMESTAMP) - frame_year_slack() AND year(stop::TIMESTAMP) + frame_year_slack()
 ),
 points AS (
     SELECT instrument, channel, t, true AS is_frame FROM times

@@ -31,7 +31,7 @@ import duckdb
 from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
-from sdoml_sql.query import scans
+from sdoml_sql.query import scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
@@ -138,7 +138,8 @@ class Catalog:
         catalog = sql_string(self.directory.as_posix())
         if view in MANIFEST_VIEWS and not empty:
             return render(read_sql(name), **self._manifest_scans(view))
-        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns)
+        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns,
+                      year_slack=str(scans.year_slack(self._present)))
 
     def _manifest_scans(self, view: str) -> dict[str, str]:
         """The placeholders of a view read from the manifest's partitions (query/scans.py)."""
@@ -160,10 +161,7 @@ class Catalog:
 
     def _view_statements(self) -> list[str]:
         statements = [self.view_sql(v) for v in VIEWS if v != "frames"]
-        scratch = duckdb.connect()
-        scratch.execute("\n".join(self.view_sql(v) for v in ("aia", "hmi")))
-        columns = common_columns(_describe(scratch, "aia"), _describe(scratch, "hmi"))
-        scratch.close()
+        columns = common_columns(*(scans.view_columns(self._present, i) for i in ("aia", "hmi")))
         statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns)))
         return statements
 
@@ -257,6 +255,7 @@ class Catalog:
         try:
             if alarm:
                 alarm.start()
+            self._narrow_to_time_window(cursor, sql)
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             if arrow:
                 return result.to_arrow_table() if result.description is not None else _empty_arrow()
@@ -270,6 +269,25 @@ class Catalog:
             if alarm:
                 alarm.cancel()
             cursor.close()
+
+    def _narrow_to_time_window(self, cursor, sql: str) -> None:
+        """Shadow the instrument views, on this cursor, with the years the query's ``T_OBS``
+        window can touch (query/timewindow.py): files of other years are never opened."""
+        window = timewindow.time_window(_parser(), sql)
+        if window is None:
+            return
+        instruments, first, last = window
+        for instrument in instruments:
+            if not self.has(instrument):
+                continue
+            years = scans.years_within(self._present, instrument, first, last)
+            keep = f"year IN ({', '.join(map(str, years))})" if years else "false"
+            cursor.execute(f"CREATE TEMP VIEW {instrument} AS SELECT * FROM {self._database}.main.{instrument} "
+                           f"WHERE {keep}")
+
+    @cached_property
+    def _database(self) -> str:
+        return self._connection.execute("SELECT current_database()").fetchone()[0]
 
     def example(self, name: str, params: Any = None):
         """Run the example query ``sql/examples/<name>.sql``."""
@@ -331,6 +349,16 @@ class Catalog:
                 raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
             self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
         return self._sources[instrument]
+
+
+_PARSERS = threading.local()
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A plain in-memory connection per thread for parsing (``json_serialize_sql``) and casts."""
+    if not hasattr(_PARSERS, "connection"):
+        _PARSERS.connection = duckdb.connect()
+    return _PARSERS.connection
 
 
 def query_time_limit(timeout: float | None = None) -> float | None:

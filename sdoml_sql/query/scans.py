@@ -27,6 +27,7 @@ from typing import Any, Callable
 FRAME_HIVE_TYPES = "{'year': INTEGER, 'channel': VARCHAR}"
 
 DATA_FILE = "data.parquet"
+TIME_SUFFIX = "_STR"  # catalog_builder.harvest.TIME_SUFFIX (not imported: harvest is heavy)
 
 
 def frame_partitions(manifest: dict[str, Any], instrument: str) -> list[tuple[str, dict]]:
@@ -55,34 +56,78 @@ def frame_scan(manifest: dict[str, Any], instrument: str, locate: Callable[[str]
     (already an SQL string literal's inside)."""
     branches: dict[tuple, list[tuple[str, dict]]] = {}
     for key, entry in frame_partitions(manifest, instrument):
-        signature = (entry["year"], tuple((name, info.get("type")) for name, info in (entry.get("keys") or {}).items()))
+        signature = tuple((name, info.get("type")) for name, info in (entry.get("keys") or {}).items())
         branches.setdefault(signature, []).append((key, entry))
     if not branches:
         return None
-    selects = []
-    for members in branches.values():
-        selects.extend(_branch(members, locate))
-    union = "\n    UNION ALL BY NAME\n    ".join(selects)
-    # union_by_name put the hive columns last: keep that column order
-    return f"SELECT * EXCLUDE (year, channel), year, channel FROM (\n    {union}\n)"
+    if len(branches) == 1:
+        return f"SELECT * FROM {_read(next(iter(branches.values())), locate)}"
+    union = "\n    UNION ALL BY NAME\n    ".join(f"SELECT * FROM {_read(m, locate)}" for m in branches.values())
+    # union_by_name puts the hive columns last, in name order: keep that column order
+    return f"SELECT * EXCLUDE (channel, year), channel, year FROM (\n    {union}\n)"
 
 
-def _branch(members: list[tuple[str, dict]], locate: Callable[[str], str]) -> list[str]:
-    ranges = [entry.get("time_range") for _, entry in members]
-    indexed = all("time_range" in entry and "T_OBS" in (entry.get("keys") or {}) for _, entry in members)
-    if not indexed:
-        return [f"SELECT * FROM {_read(members, locate)}"]
-    timed = [(key, entry) for key, entry in members if entry.get("time_range")]
-    selects = []
-    if timed:
-        first = min(r[0] for r in ranges if r)
-        last = max(r[1] for r in ranges if r)
-        selects.append(f"SELECT * FROM {_read(timed, locate)} "
-                       f"WHERE T_OBS BETWEEN TIMESTAMP '{first}' AND TIMESTAMP '{last}'")
-    untimed = [(key, entry) for key, entry in members if entry.get("untimed_rows")]
-    if untimed:
-        selects.append(f"SELECT * FROM {_read(untimed, locate)} WHERE T_OBS IS NULL")
-    return selects
+#: Columns of an instrument view without partitions (``sql/views/empty/``).
+EMPTY_COLUMNS = [("idx", "BIGINT"), ("T_OBS", "TIMESTAMP"), ("T_OBS_STR", "VARCHAR"), ("year", "INTEGER"),
+                 ("channel", "VARCHAR")]  # as declared in views/empty/
+_NUMERIC = {"BIGINT", "DOUBLE"}
+
+
+def view_columns(manifest: dict[str, Any], instrument: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of the instrument view's columns as the manifest declares them — the
+    order and types ``union_by_name`` gives — without opening a file."""
+    columns: dict[str, str] = {}
+    for _, entry in frame_partitions(manifest, instrument):
+        declared = [("idx", "BIGINT")]
+        for name, info in (entry.get("keys") or {}).items():
+            declared.append((name, info.get("type") or "NULL"))
+            if info.get("type") == "TIMESTAMP":
+                declared.append((name + TIME_SUFFIX, "VARCHAR"))
+        for name, kind in declared:
+            columns[name] = _wider(columns.get(name), kind)
+    if not columns:
+        return EMPTY_COLUMNS
+    return [*columns.items(), ("channel", "VARCHAR"), ("year", "INTEGER")]
+
+
+def _wider(old: str | None, new: str) -> str:
+    if old is None or old == new or new == "NULL":
+        return old or new
+    if old == "NULL":
+        return new
+    return "DOUBLE" if {old, new} <= _NUMERIC else "VARCHAR"
+
+
+#: Year slack when a partition has no time index: no year is skipped.
+UNKNOWN_SLACK = 10_000
+
+
+def year_slack(manifest: dict[str, Any]) -> int:
+    """The most whole years a frame's ``T_OBS`` lies from its partition's ``year`` (from
+    the time index; frames just across New Year make it 1)."""
+    slack = 0
+    for instrument in ("aia", "hmi"):
+        for _, entry in frame_partitions(manifest, instrument):
+            if "time_range" not in entry:
+                return UNKNOWN_SLACK
+            for stamp in entry["time_range"] or ():
+                slack = max(slack, abs(int(stamp[:4]) - entry["year"]))
+    return slack
+
+
+def years_within(manifest: dict[str, Any], instrument: str, first, last) -> list[int]:
+    """Years of the instrument's partitions whose frames may lie in ``[first, last]``
+    (datetimes, either may be None), from the manifest's time index; every year of a
+    partition without an index entry."""
+    years = set()
+    for _, entry in frame_partitions(manifest, instrument):
+        span = entry.get("time_range")
+        if "time_range" not in entry:
+            years.add(entry["year"])
+        elif span and (last is None or span[0] <= last.isoformat(sep=" ")) and (
+                first is None or span[1] >= first.isoformat(sep=" ")):
+            years.add(entry["year"])
+    return sorted(years)
 
 
 def _read(members: list[tuple[str, dict]], locate: Callable[[str], str]) -> str:

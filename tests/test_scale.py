@@ -1,0 +1,103 @@
+"""Mission scale: partition files in T_OBS order with row-group statistics, views declared
+from the manifest, the time index (manifest ``time_range``) that keeps a time-filtered query
+from opening other years' files — with the same answers as the full scan."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from sdoml_sql import Catalog
+from sdoml_sql.query.timewindow import time_window
+
+WINDOW_QUERIES = [
+    "SELECT year, channel, idx, T_OBS, EXPTIME FROM aia WHERE T_OBS BETWEEN '2010-08-27 01:00' AND '2010-08-27 03:00'",
+    "SELECT channel, count(*) AS n FROM aia WHERE T_OBS >= '2019-12-31 23:00' AND T_OBS < '2020-01-01 01:00' "
+    "GROUP BY channel",  # year=2020 partitions start in 2019
+    "SELECT instrument, year, channel, idx FROM frames WHERE T_OBS <= TIMESTAMP '2010-08-27 00:30'",
+    "SELECT year, channel, idx FROM hmi WHERE '2012-07-01' > T_OBS AND T_OBS > '2012-06-30 23:00' AND channel = 'Bz'",
+    "SELECT count(*) AS n FROM aia WHERE T_OBS BETWEEN '2015-01-01' AND '2015-02-01'",  # no data
+    "SELECT instrument, idx FROM frame_times WHERE T_OBS = (TIMESTAMP '2010-08-27 00:00:09.37')",
+]
+
+
+def rows(selection) -> list:
+    table = selection.to_arrow()
+    return sorted(map(repr, table.to_pylist()))
+
+
+@pytest.mark.parametrize("sql", WINDOW_QUERIES)
+def test_time_window_gives_the_same_rows_as_the_full_scan(catalog, sql):
+    assert time_window(duckdb.connect(), sql) is not None
+    full = catalog.query(f"SELECT * FROM ({sql})")  # a subquery: no window, every file
+    assert rows(catalog.query(sql)) == rows(full)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM aia WHERE T_OBS BETWEEN '2010-08-27' AND '2010-08-28' OR EXPTIME < 1",
+    "SELECT * FROM aia WHERE T_OBS > (SELECT max(T_OBS) FROM hmi)",
+    "WITH a AS (SELECT * FROM aia) SELECT * FROM a WHERE T_OBS > '2010-08-27'",
+    "SELECT * FROM aia JOIN hmi USING (T_OBS) WHERE T_OBS > '2010-08-27'",
+    "SELECT * FROM aia WHERE T_OBS > 'not a time'",
+    "SELECT * FROM eve WHERE time > '2010-08-27'",
+    "SELECT count(*) FROM aia",
+])
+def test_other_query_shapes_get_no_window(sql):
+    assert time_window(duckdb.connect(), sql) is None
+
+
+def test_a_windowed_query_opens_only_the_years_it_needs(catalog_dir, tmp_path):
+    copy = tmp_path / "catalog"
+    shutil.copytree(catalog_dir, copy)
+    opened = Catalog(copy)
+    first, *others = sorted((copy / "aia").glob("year=2010/*/*.parquet"))  # the first binds the view
+    for path in others:
+        path.write_bytes(b"not parquet")  # any read of these files now fails
+    recent = opened.query("SELECT count(*) AS n FROM aia WHERE T_OBS BETWEEN '2020-01-01' AND '2020-01-02'")
+    assert recent.to_pandas().n[0] > 0
+    with pytest.raises(Exception, match="data.parquet"):
+        opened.query("SELECT count(*) AS n FROM aia WHERE EXPTIME > 0")
+
+
+def test_catalog_without_time_index_gives_the_same_answers(catalog, catalog_dir, tmp_path):
+    copy = tmp_path / "catalog"
+    shutil.copytree(catalog_dir, copy)
+    manifest = orjson.loads((copy / "manifest.json").read_bytes())
+    for entry in manifest["partitions"].values():
+        entry.pop("time_range", None)
+        entry.pop("untimed_rows", None)
+    (copy / "manifest.json").write_bytes(orjson.dumps(manifest))
+    old = Catalog(copy)
+    for sql in WINDOW_QUERIES[:2]:
+        assert rows(old.query(sql)) == rows(catalog.query(sql))
+    nearest = ("SELECT * FROM nearest('aia', '171A', '2019-12-31 22:00', '2020-01-01 03:00', INTERVAL 12 minutes, "
+               "INTERVAL 6 minutes)")
+    assert rows(old.query(nearest)) == rows(catalog.query(nearest))
+
+
+def test_partition_rows_are_in_time_order_with_idx_and_a_time_index(catalog_dir):
+    manifest = orjson.loads((catalog_dir / "manifest.json").read_bytes())
+    for key, entry in manifest["partitions"].items():
+        if entry["instrument"] not in ("aia", "hmi"):
+            continue
+        table = pq.read_table(catalog_dir / key / "data.parquet", columns=["idx", "T_OBS"])
+        times = table.column("T_OBS").to_pylist()
+        assert times == sorted(times) and sorted(table.column("idx").to_pylist()) == list(range(entry["rows"]))
+        assert entry["time_range"] == [times[0].isoformat(sep=" "), times[-1].isoformat(sep=" ")]
+        assert entry["untimed_rows"] == 0
+        metadata = pq.ParquetFile(catalog_dir / key / "data.parquet").metadata
+        column = metadata.schema.to_arrow_schema().get_field_index("T_OBS")
+        assert all(metadata.row_group(g).column(column).statistics.has_min_max for g in range(metadata.num_row_groups))
+
+
+def test_views_bind_from_the_manifest_without_listing_the_directory(catalog):
+    frame_views = catalog.script().split("CREATE OR REPLACE VIEW eve")[0]
+    assert "union_by_name" not in frame_views and "glob(" not in catalog.script()
+    merged = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{catalog.directory}/aia/*/*/*.parquet', "
+                        "hive_partitioning = true, union_by_name = true, "
+                        "hive_types = {'year': INTEGER, 'channel': VARCHAR})").fetchall()
+    assert list(catalog.columns("aia").items()) == [(r[0], r[1]) for r in merged]
