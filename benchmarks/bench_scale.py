@@ -167,6 +167,16 @@ def timed(function, repeat: int):
     return statistics.median(runs), result
 
 
+def headline_week(catalog_dir: Path, year: int) -> tuple[str, str]:
+    """The week (midnight to midnight) around the year's first exposure under 2 s."""
+    from sdoml_sql import Catalog
+
+    first = Catalog(catalog_dir).query(f"SELECT min(T_OBS) AS t FROM aia WHERE year = {year} AND EXPTIME < 2"
+                                       ).to_arrow().column("t")[0].as_py()
+    day = np.datetime64(first.date())
+    return str(day - np.timedelta64(3, "D")), str(day + np.timedelta64(4, "D"))
+
+
 def headline_sql(start: str, stop: str) -> str:
     return ("SELECT year, channel, idx, T_OBS, EXPTIME FROM aia "
             f"WHERE EXPTIME < 2 AND T_OBS BETWEEN '{start}' AND '{stop}'")
@@ -218,7 +228,7 @@ def main(argv=None):
 
     small, mission = prepare(args.dir, args.aia_frames, args.hmi_frames)
     year = BUILT_YEARS[-1]
-    start, stop = f"{year}-07-01", f"{year}-07-08"
+    start, stop = headline_week(small, year)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"DuckDB {duckdb.__version__}", flush=True)
     results = {name: measure(path, year, start, stop, args.repeat) for name, path in

@@ -238,6 +238,7 @@ class FaultProxy:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.bytes_sent = 0  # response bodies passed to clients since the last clear()
         self.lock = threading.Lock()
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -256,6 +257,7 @@ class FaultProxy:
         with self.lock:
             self.faults = []
             self.requests = []
+            self.bytes_sent = 0
 
     def count(self, pattern: str) -> int:
         """How many requests so far had a path matching ``pattern``."""
@@ -333,7 +335,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data[:send] if send is not None else data)
+                body = data[:send] if send is not None else data
+                self.wfile.write(body)
+                with self.proxy.lock:
+                    self.proxy.bytes_sent += len(body)
             self.wfile.flush()
         except OSError:
             self.close_connection = True  # the client gave up (a timeout): nothing to answer

@@ -30,7 +30,8 @@ from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
-from sdoml_sql.catalog_builder.location import MANIFEST, read_manifest
+from sdoml_sql.catalog_builder import remote
+from sdoml_sql.catalog_builder.location import MANIFEST, CatalogLocation, is_remote, open_location, read_manifest
 from sdoml_sql.stores.source import Source, open_store
 
 SCHEMA_VERSION = 1
@@ -90,6 +91,7 @@ def build_catalog(
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     mirror: str | None = None,
+    break_lock: bool = False,
 ) -> BuildReport:
     """Harvest the named stores (URLs or preset names) into the catalog directory.
 
@@ -97,14 +99,16 @@ def build_catalog(
     rewrites them).  ``years`` and ``channels`` limit which arrays are read; a channel
     filter applies to the instruments that have arrays of those names.  Instruments not
     named keep their partitions.  ``client`` (a ``dask.distributed.Client``) spreads the
-    harvest over its workers, which must see the catalog directory (a shared filesystem).
-    Raises :class:`HarvestError`, :class:`StoreError` or :class:`CatalogError`; the catalog is
-    then unchanged.
+    harvest over its workers, which must see a local catalog directory (a shared filesystem);
+    into an object store they need no shared disk.  ``catalog`` may be an ``s3://`` or
+    ``gs://`` prefix (see :mod:`sdoml_sql.catalog_builder.remote`; ``break_lock`` clears the
+    expired lock of a build that died).  Raises :class:`HarvestError`, :class:`StoreError` or
+    :class:`CatalogError`; the catalog is then unchanged.
     """
     requests = {name: url for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
         raise CatalogError("nothing to build: name at least one of the aia, hmi or eve stores")
-    directory = Path(catalog) if catalog else default_catalog_dir()
+    target = catalog if catalog else default_catalog_dir()
     filters = {"years": sorted(set(map(int, years))) if years else None,
                "channels": sorted(set(channels)) if channels else None}
     plan = {
@@ -112,7 +116,8 @@ def build_catalog(
                "mirror": mirror, "filters": filters}
         for name, url in requests.items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
+    return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
+                          break_lock=break_lock)
 
 
 def rebuild_catalog(
@@ -124,25 +129,73 @@ def rebuild_catalog(
     client=None,
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
+    break_lock: bool = False,
 ) -> BuildReport:
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
-    ``full=True`` rewrites every partition.
+    ``full=True`` rewrites every partition.  ``catalog`` may be remote, as for
+    :func:`build_catalog`.
     """
-    directory = Path(catalog) if catalog else default_catalog_dir()
-    manifest = read_manifest(directory)
+    target = catalog if catalog else default_catalog_dir()
+    manifest = read_manifest(target)
     if manifest is None:
-        raise CatalogError(f"catalog {directory} has no {MANIFEST}: build it first with `sdoml-sql build`")
+        raise CatalogError(f"catalog {target} has no {MANIFEST}: build it first with `sdoml-sql build`")
     plan = {
         name: {"url": entry["url"], "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
         for name, entry in manifest.get("sources", {}).items()
     }
-    return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
+    return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
+                          break_lock=break_lock)
 
 
 # --- the build -----------------------------------------------------------------------------
+
+def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, **options) -> BuildReport:
+    if is_remote(target):
+        return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
+    return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
+
+
+def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full: bool, progress: bool,
+                      read_ahead: int | None, client=None, break_lock: bool = False) -> BuildReport:
+    """Build into an object store (see :mod:`sdoml_sql.catalog_builder.remote`)."""
+    started = time.perf_counter()
+    report = BuildReport(catalog=location.url)
+    with remote.remote_lock(location, break_lock):
+        old = read_manifest(location) or {"partitions": {}, "sources": {}, "warnings": []}
+        sources = {name: _open(name, entry) for name, entry in plan.items()}
+        planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
+        todo, keep = _split_changed(planned, old["partitions"], full)
+        report.skipped = sorted(keep)
+        build_id = remote.new_build_id()
+        if client is not None:
+            publish = (location.url, location.source.storage_options, build_id)
+            results = _harvest_distributed(client, sources, todo, None, progress, publish)
+        else:
+            staging = remote.private_staging()
+            try:
+                results = _harvest_all(sources, todo, staging, progress, read_ahead)
+                for partition in results:
+                    remote.upload_partition(location, staging, partition, _side_keys(partition.key), build_id,
+                                            DATA_FILE)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        new_manifest = _next_manifest(old, plan, sources, results, keep)
+        report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
+        remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE)
+    return _finish_report(report, results, started)
+
+
+def _finish_report(report: BuildReport, results: list[Partition], started: float) -> BuildReport:
+    report.written = sorted(p.key for p in results)
+    report.rows = sum(p.meta["rows"] for p in results)
+    report.source_bytes = sum(p.meta.get("source_bytes", 0) for p in results)
+    report.warnings = [w for p in results for w in p.meta.get("warnings", [])]
+    report.seconds = time.perf_counter() - started
+    return report
+
 
 def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int | None,
                client=None) -> BuildReport:
@@ -170,12 +223,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):
                 staging.parent.rmdir()
-    report.written = sorted(p.key for p in results)
-    report.rows = sum(p.meta["rows"] for p in results)
-    report.source_bytes = sum(p.meta.get("source_bytes", 0) for p in results)
-    report.warnings = [w for p in results for w in p.meta.get("warnings", [])]
-    report.seconds = time.perf_counter() - started
-    return report
+    return _finish_report(report, results, started)
 
 
 @contextlib.contextmanager
@@ -321,14 +369,20 @@ def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool,
     return sorted(done, key=lambda p: p.key)
 
 
-def _harvest_distributed(client, sources, todo: list[Partition], staging: Path, progress: bool) -> list[Partition]:
-    """Harvest each partition as a task on a dask.distributed cluster; workers reopen the stores."""
+def _harvest_distributed(client, sources, todo: list[Partition], staging: Path | None, progress: bool,
+                         publish: tuple | None = None) -> list[Partition]:
+    """Harvest each partition as a task on a dask.distributed cluster; workers reopen the stores.
+
+    ``staging`` is a shared directory the workers write into; with ``publish`` (a remote
+    catalog's URL, storage options and build id) each worker harvests into its own temporary
+    directory and uploads the partition itself."""
     from distributed import as_completed
 
     bar = _ProgressBar(len(todo), progress)
     futures = [
         client.submit(_harvest_on_worker, sources[p.instrument].url, sources[p.instrument].storage_options,
-                      p, str(staging), key=f"harvest-{p.key}-{uuid.uuid4().hex[:8]}", pure=False)
+                      p, str(staging) if staging else None, publish,
+                      key=f"harvest-{p.key}-{uuid.uuid4().hex[:8]}", pure=False)
         for p in todo
     ]
     done = []
@@ -344,9 +398,20 @@ def _harvest_distributed(client, sources, todo: list[Partition], staging: Path, 
     return sorted(done, key=lambda p: p.key)
 
 
-def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, staging: str) -> Partition:
+def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, staging: str | None,
+                       publish: tuple | None = None) -> Partition:
     source = open_store(url, storage_options=storage_options, check=False)
-    return _harvest_partition(source, partition, Path(staging))
+    if publish is None:
+        return _harvest_partition(source, partition, Path(staging))
+    catalog_url, catalog_options, build_id = publish
+    location = open_location(catalog_url, storage_options=catalog_options)
+    private = remote.private_staging()
+    try:
+        partition = _harvest_partition(source, partition, private)
+        remote.upload_partition(location, private, partition, _side_keys(partition.key), build_id, DATA_FILE)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return partition
 
 
 class _ProgressBar:

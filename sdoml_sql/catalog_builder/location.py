@@ -1,29 +1,208 @@
-"""Where a catalog lives, and its manifest: light enough for ``sdoml-sql query`` to import.
+"""Where a catalog lives — a local directory or an object-store prefix — and its manifest.
 
-The builder writes the manifest (:mod:`sdoml_sql.catalog_builder.build`); the query stage
-reads it through :func:`read_manifest` without importing the builder (pyarrow compute,
-numpy, the store layer).
+Light enough for ``sdoml-sql query`` to import: the builder writes through it
+(:mod:`sdoml_sql.catalog_builder.build`), the query stage reads through it without
+importing the builder.  A remote catalog (``s3://``, ``gs://``, ``https://`` read-only) is
+reached with the same settings as stores (:func:`sdoml_sql.stores.source.open_store`:
+endpoint, billing project, credentials, timeout, retries).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from sdoml_sql.exceptions import CatalogError
+from sdoml_sql.exceptions import AccessDeniedError, CatalogError, OfflineError, StoreError
 
 MANIFEST = "manifest.json"
+REMOTE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "http", "https")
+READ_ONLY_PROTOCOLS = ("http", "https")
+#: The first read of a remote catalog (its manifest) is not retried: a wrong URL, a refused
+#: connection or an unknown host fails at once, not after a store's long retry budget; a slow
+#: store still gets 4 s (half of this) for the answer.
+OPEN_TIMEOUT_S = 8.0
+OPEN_RETRIES = 0
 
 
-def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The catalog's manifest, or ``None`` if the directory has none."""
-    path = Path(directory) / MANIFEST
+def is_remote(catalog: str | os.PathLike) -> bool:
+    """Whether ``catalog`` names an object-store prefix (``s3://``, ``gs://``, ``https://`` …)."""
+    text = str(catalog)
+    return "://" in text and text.split("://", 1)[0].lower() in REMOTE_PROTOCOLS
+
+
+@dataclass
+class CatalogLocation:
+    """A catalog's place: ``url`` (a local directory path, or ``protocol://bucket/prefix``),
+    and for a remote one the opened :class:`~sdoml_sql.stores.source.Source` (fsspec
+    filesystem, settings, retries)."""
+
+    url: str
+    source: Any = None
+
+    @property
+    def remote(self) -> bool:
+        return self.source is not None
+
+    @property
+    def directory(self) -> Path:
+        """The local directory (local catalogs only)."""
+        if self.remote:
+            raise CatalogError(f"catalog {self.url} is remote: this needs a local catalog")
+        return Path(self.url)
+
+    @property
+    def fs(self):
+        """The fsspec filesystem (local or remote)."""
+        if self.remote:
+            return self.source.fs
+        import fsspec
+
+        return fsspec.filesystem("file")
+
+    @property
+    def read_only(self) -> bool:
+        return self.url.split("://", 1)[0].lower() in READ_ONLY_PROTOCOLS
+
+    def path(self, relative: str = "") -> str:
+        """``relative`` inside the catalog, as DuckDB and fsspec are given it."""
+        relative = relative.strip("/")
+        base = self.url.rstrip("/")
+        return f"{base}/{relative}" if relative else base
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """An object's bytes, or None if it does not exist."""
+        if not self.remote:
+            try:
+                return (self.directory / relative).read_bytes()
+            except FileNotFoundError:
+                return None
+        try:
+            return self.source.read_bytes(relative)
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write one object whole (a remote PUT replaces it atomically; locally: temporary
+        name, then rename)."""
+        if not self.remote:
+            target = self.directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+            return
+        self._refuse_if_read_only()
+        self._remote_call("pipe_file", relative, data)
+
+    def upload(self, local: Path, relative: str) -> None:
+        """Copy a local file to ``relative`` (remote catalogs)."""
+        self._refuse_if_read_only()
+        self._remote_call("put_file", relative, str(local), lpath_first=True)
+
+    def delete(self, relative: str) -> None:
+        """Remove one object if it exists."""
+        if not self.remote:
+            Path(self.directory / relative).unlink(missing_ok=True)
+            return
+        try:
+            self._remote_call("rm_file", relative)
+        except FileNotFoundError:
+            pass
+
+    def listing(self, relative: str = "") -> dict[str, dict[str, Any]]:
+        """Every object under ``relative``: ``{path relative to the catalog: fsspec info}``."""
+        fs, root = self.fs, (self.source.root if self.remote else str(self.directory))
+        base = f"{root.rstrip('/')}/{relative.strip('/')}".rstrip("/")
+        try:
+            found = fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {path[len(root.rstrip('/')) + 1:]: info for path, info in found.items()}
+
+    def _remote_call(self, method: str, relative: str, *args, lpath_first: bool = False):
+        path = self.source.path(relative)
+        arguments = (args[0], path, *args[1:]) if lpath_first else (path, *args)
+        try:
+            return getattr(self.source.fs, method)(*arguments)
+        except PermissionError as error:
+            raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            text = str(error).lower()
+            if "403" in text or "denied" in text or "forbidden" in text:
+                raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
+            raise CatalogError(f"catalog {self.url}: cannot {method.replace('_', ' ')} {relative}: "
+                               f"{str(error).splitlines()[0][:200]}") from None
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise CatalogError(f"catalog {self.url} is read-only over HTTP: build into a directory, s3:// or gs://")
+
+
+def open_location(catalog: str | os.PathLike, *, storage_options: dict[str, Any] | None = None,
+                  billing_project: str | None = None, timeout: float | None = None,
+                  retries: int | None = None) -> CatalogLocation:
+    """The :class:`CatalogLocation` of a directory, ``file://`` URL or remote URL."""
+    text = str(catalog)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if not is_remote(text):
+        return CatalogLocation(str(Path(text).expanduser().resolve()))
+    from sdoml_sql.stores.source import open_store
+
     try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError:
+        source = open_store(text, storage_options=storage_options, billing_project=billing_project,
+                            check=False, timeout=timeout, retries=retries)
+    except OfflineError as error:
+        raise OfflineError(str(error).replace("store", "catalog", 1)) from None
+    except StoreError as error:
+        raise CatalogError(f"cannot open catalog {text}: {error}") from None
+    return CatalogLocation(text.rstrip("/"), source)
+
+
+def read_manifest(catalog: str | os.PathLike | CatalogLocation) -> dict[str, Any] | None:
+    """The catalog's manifest, or ``None`` if it has none."""
+    location = catalog if isinstance(catalog, CatalogLocation) else open_location(catalog)
+    raw = location.read_bytes(MANIFEST)
+    if raw is None:
         return None
+    try:
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise CatalogError(f"catalog {directory}: {MANIFEST} is corrupt ({error})") from None
+        raise CatalogError(f"catalog {location.url}: {MANIFEST} is corrupt ({error})") from None
+
+
+def open_manifest(location: CatalogLocation) -> dict[str, Any]:
+    """The manifest of a catalog being opened for queries: a missing catalog, a missing
+    manifest, an unreachable or refused URL are one-line errors (remote: within ~2 s)."""
+    if not location.remote:
+        if not location.directory.is_dir():
+            raise CatalogError(f"no catalog at {location.url}: build one with `sdoml-sql build`")
+        manifest = read_manifest(location)
+    else:
+        manifest = _first_remote_read(location)
+    if manifest is None:
+        raise CatalogError(f"{location.url} is not a catalog: no {MANIFEST}")
+    return manifest
+
+
+def _first_remote_read(location: CatalogLocation) -> dict[str, Any] | None:
+    import dataclasses
+
+    source = location.source
+    patient = source.policy
+    source.policy = dataclasses.replace(patient, timeout=min(patient.timeout, OPEN_TIMEOUT_S),
+                                        retries=min(patient.retries, OPEN_RETRIES))
+    try:
+        return read_manifest(location)
+    except AccessDeniedError as error:
+        raise AccessDeniedError(str(error).replace("store", "catalog", 1)) from None
+    except StoreError as error:
+        raise CatalogError(f"cannot reach catalog {location.url}: {str(error).split(': ', 1)[-1]}") from None
+    finally:
+        source.policy = patient

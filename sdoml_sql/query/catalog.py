@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from sdoml_sql.catalog_builder.location import read_manifest
+from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.query import scans, timewindow
@@ -114,8 +114,13 @@ class Catalog:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.directory = Path(directory if directory is not None else default_catalog_dir()).expanduser().resolve()
-        self.manifest = _read_manifest(self.directory)
+        self.location = open_location(directory if directory is not None else default_catalog_dir(),
+                                      storage_options={"skip_instance_cache": True})
+        if self.location.remote:
+            _read_in_small_blocks(self.location.fs)
+        # a local catalog's directory (Path); a remote one's URL (str)
+        self.directory = self.location.url if self.location.remote else self.location.directory
+        self.manifest = open_manifest(self.location)
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
         self._connection = self.connect()
@@ -129,13 +134,15 @@ class Catalog:
         """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …, partitions)."""
         if view in MANIFEST_VIEWS:
             return any(scans.frame_partitions(self._present, i) for i in MANIFEST_VIEWS[view])
+        if self.location.remote:
+            return bool(self.location.fs.glob(self.location.path(VIEW_FILES[view])))
         return any(self.directory.glob(VIEW_FILES[view]))
 
     def view_sql(self, view: str, frames_columns: str = "") -> str:
         """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
         empty = (view in VIEW_FILES or view in MANIFEST_VIEWS) and not self.has(view)
         name = f"views/empty/{view}.sql" if empty else f"views/{view}.sql"
-        catalog = sql_string(self.directory.as_posix())
+        catalog = sql_string(self._base)
         if view in MANIFEST_VIEWS and not empty:
             return render(read_sql(name), **self._manifest_scans(view))
         return render(read_sql(name), catalog=catalog, frames_columns=frames_columns,
@@ -144,7 +151,7 @@ class Catalog:
     def _manifest_scans(self, view: str) -> dict[str, str]:
         """The placeholders of a view read from the manifest's partitions (query/scans.py)."""
         def locate(relative: str) -> str:
-            return sql_string(f"{self.directory.as_posix()}/{relative}")
+            return sql_string(f"{self._base}/{relative}")
 
         if view == "partitions":
             return {"partition_rows": scans.partitions_rows(self._present, locate)}
@@ -153,7 +160,14 @@ class Catalog:
     @cached_property
     def _present(self) -> dict[str, Any]:
         """The manifest, less partitions whose file is missing (one stat per partition)."""
+        if self.location.remote:
+            return self.manifest  # listing a bucket costs more than trusting its manifest
         return scans.present(self.manifest, lambda relative: (self.directory / relative).is_file())
+
+    @property
+    def _base(self) -> str:
+        """The catalog's path or URL as the views name its files."""
+        return self.location.url if self.location.remote else self.directory.as_posix()
 
     def script(self) -> str:
         """Every view and macro as one SQL script (what ``init.sql`` holds)."""
@@ -169,6 +183,7 @@ class Catalog:
         """Write the views and macros to ``path`` (default ``CATALOG/init.sql``) for the DuckDB
         shell: ``duckdb -init CATALOG/init.sql``.  Falls back to a per-user cache file when
         the catalog directory is read-only.  Returns the path written."""
+        self._refuse_remote_shell()
         text = self.script()
         target = Path(path) if path else self.directory / INIT_SQL
         try:
@@ -194,12 +209,16 @@ class Catalog:
         # Keep Parquet footers between queries (re-read when a file changes): binding a view
         # over many files otherwise re-reads every footer on every query.
         connection.execute("SET GLOBAL parquet_metadata_cache = true")
+        if self.location.remote:  # DuckDB reads the Parquet in place through fsspec: no extension
+            connection.register_filesystem(self.location.fs)
+            # only the column chunks a query needs, not whole row groups ahead of time
+            connection.execute("SET disable_parquet_prefetching = true")
         try:
             connection.execute(self.script())
         except duckdb.Error as error:
             raise CatalogError(f"catalog {self.directory}: cannot create views: {one_line(error)}") from None
         if locked:
-            lock_down(connection, [self.directory])
+            lock_down(connection, [self._base])
         return connection
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -333,9 +352,15 @@ class Catalog:
         """Run the DuckDB CLI (PyPI ``duckdb-cli``) on an in-memory database with the views and
         macros loaded from ``init.sql``; extra ``args`` go to ``duckdb`` (e.g. ``-c SQL``).
         Returns its exit status.  The shell is not locked down: it is your own session."""
+        self._refuse_remote_shell()
         executable = find_duckdb_cli()
         init = self.write_init_sql()
         return subprocess.call([executable, "-init", str(init), *args])
+
+    def _refuse_remote_shell(self) -> None:
+        if self.location.remote:
+            raise CatalogError(f"catalog {self.directory} is remote and the DuckDB shell reads local files: copy it "
+                               f"first with `sdoml-sql sync {self.directory} DIR`, then use --catalog DIR")
 
     # --- sources ----------------------------------------------------------------------
 
@@ -404,9 +429,9 @@ def _with_position(cursor, error: duckdb.Error, sql: str, params: Any) -> duckdb
     return error
 
 
-def lock_down(connection: duckdb.DuckDBPyConnection, directories: list[Path]) -> None:
-    """Allow file access under ``directories`` only, then lock the configuration."""
-    listed = ", ".join(f"'{sql_string(d.as_posix().rstrip('/') + '/')}'" for d in directories)
+def lock_down(connection: duckdb.DuckDBPyConnection, directories: list[Path | str]) -> None:
+    """Allow file access under ``directories`` (paths or URLs) only, then lock the configuration."""
+    listed = ", ".join(f"'{sql_string(_posix(d).rstrip('/') + '/')}'" for d in directories)
     connection.execute("SET autoinstall_known_extensions = false")
     connection.execute("SET autoload_known_extensions = false")
     connection.execute(f"SET allowed_directories = [{listed}]")
@@ -442,27 +467,34 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    if not directory.is_dir():
-        raise CatalogError(f"no catalog at {directory}: build one with `sdoml-sql build`")
-    manifest = read_manifest(directory)
-    if manifest is None:
-        raise CatalogError(f"{directory} is not a catalog: no manifest.json")
-    return manifest
+#: Bytes fetched per read of a remote Parquet file: DuckDB asks for footers and column chunks;
+#: fsspec's defaults (5-50 MB blocks) would fetch whole files.
+READ_BLOCK_BYTES = 64 * 1024
+
+
+def _read_in_small_blocks(fs) -> None:
+    for name in ("default_block_size", "block_size"):
+        if hasattr(fs, name):
+            setattr(fs, name, READ_BLOCK_BYTES)
+
+
+def _posix(directory: Path | str) -> str:
+    return directory.as_posix() if isinstance(directory, Path) else directory
 
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdoml-sql"
 
 
-_DEFAULT: dict[Path, Catalog] = {}
+_DEFAULT: dict[Path | str, Catalog] = {}
 
 
 def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
     """``catalog`` itself, or the (cached) :class:`Catalog` of a directory / the default one."""
     if isinstance(catalog, Catalog):
         return catalog
-    directory = Path(catalog if catalog is not None else default_catalog_dir()).expanduser().resolve()
+    catalog = catalog if catalog is not None else default_catalog_dir()
+    directory = str(catalog) if is_remote(catalog) else Path(catalog).expanduser().resolve()
     if directory not in _DEFAULT:
         _DEFAULT[directory] = Catalog(directory)
     return _DEFAULT[directory]

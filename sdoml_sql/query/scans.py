@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import orjson
+
 #: Hive columns of a frame partition path (``aia/year=2010/channel=171A``).
 FRAME_HIVE_TYPES = "{'year': INTEGER, 'channel': VARCHAR}"
 
@@ -49,15 +51,22 @@ def partition_file(key: str, entry: dict[str, Any]) -> str:
     return f"{key}/{entry.get('file') or DATA_FILE}"
 
 
+def schema_groups(manifest: dict[str, Any], instrument: str) -> dict[bytes, list[tuple[str, dict]]]:
+    """The instrument's partitions grouped by schema (the same keywords, types, order)."""
+    groups: dict[bytes, list[tuple[str, dict]]] = {}
+    for key, entry in frame_partitions(manifest, instrument):
+        keys = entry.get("keys") or {}
+        signature = orjson.dumps([[name, info.get("type")] for name, info in keys.items()])
+        groups.setdefault(signature, []).append((key, entry))
+    return groups
+
+
 def frame_scan(manifest: dict[str, Any], instrument: str, locate: Callable[[str], str]) -> str | None:
     """The ``SELECT`` behind the instrument's view (``None`` if it has no partitions).
 
     ``locate`` turns a path relative to the catalog into what ``read_parquet`` is given
     (already an SQL string literal's inside)."""
-    branches: dict[tuple, list[tuple[str, dict]]] = {}
-    for key, entry in frame_partitions(manifest, instrument):
-        signature = tuple((name, info.get("type")) for name, info in (entry.get("keys") or {}).items())
-        branches.setdefault(signature, []).append((key, entry))
+    branches = schema_groups(manifest, instrument)
     if not branches:
         return None
     if len(branches) == 1:
@@ -77,7 +86,7 @@ def view_columns(manifest: dict[str, Any], instrument: str) -> list[tuple[str, s
     """``(name, type)`` of the instrument view's columns as the manifest declares them — the
     order and types ``union_by_name`` gives — without opening a file."""
     columns: dict[str, str] = {}
-    for _, entry in frame_partitions(manifest, instrument):
+    for (_, entry), *_ in schema_groups(manifest, instrument).values():
         declared = [("idx", "BIGINT")]
         for name, info in (entry.get("keys") or {}).items():
             declared.append((name, info.get("type") or "NULL"))
