@@ -142,7 +142,10 @@ def keywords(url, array_path, mirror, billing_project):
 
 catalog_option = click.option(
     "--catalog", type=click.Path(file_okay=False), default=None,
-    help="Catalog directory (default: $SDOML_CATALOG, else ~/.local/share/sdoml-sql/catalog).")
+    help="Catalog directory or s3://, gs://, https:// (read-only) prefix "
+         "(default: $SDOML_CATALOG, else ~/.local/share/sdoml-sql/catalog).")
+break_lock_option = click.option("--break-lock", is_flag=True,
+                                 help="Clear the expired lock of a dead build of a remote catalog.")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -161,16 +164,19 @@ def _split(text: str | None) -> list[str] | None:
               help="Source arrays downloading while one is parsed (default: 1 for remote stores, 0 for local).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--scheduler", default=None,
-              help="Address of a dask.distributed scheduler to spread the harvest over (shared filesystem).")
+              help="Address of a dask.distributed scheduler to spread the harvest over (a local catalog needs "
+                   "a shared filesystem; an s3:// or gs:// one does not).")
+@break_lock_option
 @with_store_options
-def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, mirror, billing_project):
+def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, break_lock, mirror,
+          billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog."""
     from sdoml_sql.catalog_builder.build import build_catalog
 
     with _client(scheduler) as client:
         report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
                                channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
-                               client=client, mirror=mirror, billing_project=billing_project)
+                               client=client, mirror=mirror, billing_project=billing_project, break_lock=break_lock)
     _print_report(report)
 
 
@@ -197,12 +203,14 @@ def _client(scheduler: str | None):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
+@break_lock_option
 @with_access_options
-def rebuild(catalog, full, read_ahead, quiet, billing_project):
+def rebuild(catalog, full, read_ahead, quiet, billing_project, break_lock):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
     from sdoml_sql.catalog_builder.build import rebuild_catalog
 
-    report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead, billing_project=billing_project)
+    report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead,
+                             billing_project=billing_project, break_lock=break_lock)
     _print_report(report)
 
 
@@ -210,6 +218,18 @@ def _print_report(report) -> None:
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
+
+
+@main.command()
+@click.argument("source")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_access_options
+def sync(source, directory, quiet):
+    """Copy or update the catalog at SOURCE (s3://, gs://, https://) into DIRECTORY: only what changed."""
+    from sdoml_sql.catalog_builder.sync import sync_catalog
+
+    click.echo(sync_catalog(source, directory, progress=not quiet).summary())
 
 
 # --- SQL -------------------------------------------------------------------------------------
@@ -225,6 +245,7 @@ def _print_report(report) -> None:
               help="Write to this file instead of stdout.")
 @click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop the query after this many seconds (env SDOML_QUERY_TIMEOUT; default: no limit).")
+@with_access_options
 def query(sql, catalog, sql_file, output_format, output, query_timeout):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
     from sdoml_sql.query.catalog import query as run_query, query_text

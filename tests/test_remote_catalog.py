@@ -175,3 +175,23 @@ def test_a_windowed_query_reads_only_its_years_files_of_a_remote_catalog(s3_remo
         assert read and all("year%3D2014" in path or path.endswith(first_file) for path in read), read
     finally:
         proxy.stop()
+
+
+def test_sync_is_incremental_atomic_and_the_mirror_answers_the_same(writable, catalog, sample_paths, tmp_path):
+    from sdoml_sql.catalog_builder.sync import sync_catalog
+
+    url = catalog_url(writable, "synced")
+    build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]), eve=str(sample_paths["eve"]),
+                  catalog=url, progress=False)
+    mirror = tmp_path / "mirror"
+    first = sync_catalog(url, mirror, progress=False)
+    assert first.downloaded and not first.unchanged
+    assert answers(Catalog(mirror)) == answers(catalog)
+    again = sync_catalog(url, mirror, progress=False)
+    assert again.downloaded == [] and again.bytes == 0 and len(again.unchanged) == len(first.downloaded)
+    rebuild_catalog(url, progress=False, full=True)
+    third = sync_catalog(url, mirror, progress=False)
+    frames = [p for p in third.downloaded if p.startswith(("aia/", "hmi/"))]
+    assert frames and len(third.removed) == len(frames)
+    assert answers(Catalog(mirror)) == answers(catalog)
+    assert not [p for p in mirror.rglob("*") if ".sync-" in p.name]
