@@ -195,3 +195,22 @@ def test_sync_is_incremental_atomic_and_the_mirror_answers_the_same(writable, ca
     assert frames and len(third.removed) == len(frames)
     assert answers(Catalog(mirror)) == answers(catalog)
     assert not [p for p in mirror.rglob("*") if ".sync-" in p.name]
+
+
+def test_distributed_build_into_s3_without_a_shared_disk(s3_remote, catalog, sample_paths, tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setenv("SDOML_S3_ENDPOINT", s3_remote.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_WRITER["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_WRITER["secret"])
+    worker_tmp = tmp_path / "worker-tmp"  # only the workers' TMPDIR: the driver never reads it
+    worker_tmp.mkdir()
+    url = s3_remote.emulator.url(f"catalogs/distributed-{time.time_ns()}")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"TMPDIR": str(worker_tmp)}) as cluster, Client(cluster) as client:
+        report = build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),
+                               eve=str(sample_paths["eve"]), catalog=url, progress=False, client=client)
+        used = client.run(lambda: __import__("tempfile").gettempdir())
+    assert set(used.values()) == {str(worker_tmp)}
+    assert report.written and not list(worker_tmp.glob("sdoml-sql-build-*"))  # private staging, cleaned up
+    assert answers(Catalog(url)) == answers(catalog)
