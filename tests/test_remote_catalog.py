@@ -214,3 +214,14 @@ def test_distributed_build_into_s3_without_a_shared_disk(s3_remote, catalog, sam
     assert set(used.values()) == {str(worker_tmp)}
     assert report.written and not list(worker_tmp.glob("sdoml-sql-build-*"))  # private staging, cleaned up
     assert answers(Catalog(url)) == answers(catalog)
+
+
+def test_fetch_and_maps_from_a_remote_catalog_equal_the_local_ones(writable, catalog, sample_paths):
+    url = catalog_url(writable, "fetched")
+    build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]), eve=str(sample_paths["eve"]),
+                  catalog=url, progress=False)
+    sql = "SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 AND idx IN (0, 121) ORDER BY idx"
+    remote_selection, local_selection = Catalog(url).query(sql), catalog.query(sql)
+    assert (remote_selection.fetch().compute() == local_selection.fetch().compute()).all()
+    remote_maps, local_maps = remote_selection.maps(), local_selection.maps()
+    assert [dict(m.meta) for m in remote_maps] == [dict(m.meta) for m in local_maps]

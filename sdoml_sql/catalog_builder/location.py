@@ -19,6 +19,7 @@ import orjson
 from sdoml_sql.exceptions import AccessDeniedError, CatalogError, OfflineError, StoreError
 
 MANIFEST = "manifest.json"
+DATA_FILE = "data.parquet"
 REMOTE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "http", "https")
 READ_ONLY_PROTOCOLS = ("http", "https")
 #: The first read of a remote catalog (its manifest) is not retried: a wrong URL, a refused
@@ -123,6 +124,24 @@ class CatalogLocation:
             return {}
         return {path[len(root.rstrip('/')) + 1:]: info for path, info in found.items()}
 
+    def glob(self, pattern: str) -> list[str]:
+        """Paths relative to the catalog matching ``pattern`` (``eve_lines/*/*.parquet``), sorted."""
+        if not self.remote:
+            return sorted(p.relative_to(self.directory).as_posix() for p in self.directory.glob(pattern))
+        root = self.source.root.rstrip("/")
+        return sorted(path[len(root) + 1:] for path in self.fs.glob(f"{root}/{pattern}"))
+
+    def parquet_dataset(self, relatives: list[str]):
+        """A ``pyarrow.dataset`` over Parquet files of the catalog (read in place when remote)."""
+        import pyarrow.dataset as ds
+
+        if not self.remote:
+            return ds.dataset([str(self.directory / r) for r in relatives], format="parquet")
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        return ds.dataset([self.source.path(r) for r in relatives], format="parquet",
+                          filesystem=PyFileSystem(FSSpecHandler(self.fs)))
+
     def _remote_call(self, method: str, relative: str, *args, lpath_first: bool = False):
         path = self.source.path(relative)
         arguments = (args[0], path, *args[1:]) if lpath_first else (path, *args)
@@ -142,6 +161,17 @@ class CatalogLocation:
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
             raise CatalogError(f"catalog {self.url} is read-only over HTTP: build into a directory, s3:// or gs://")
+
+
+def partition_file(key: str, entry: dict[str, Any]) -> str:
+    """Path of a frame partition's Parquet file relative to the catalog (``file`` in its
+    manifest entry: remote builds give each build's files new names)."""
+    return f"{key}/{entry.get('file') or DATA_FILE}"
+
+
+def location_of(catalog) -> CatalogLocation:
+    """The :class:`CatalogLocation` of an opened catalog (its ``.location``, else its ``.directory``)."""
+    return getattr(catalog, "location", None) or open_location(catalog.directory)
 
 
 def open_location(catalog: str | os.PathLike, *, storage_options: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from sdoml_sql.catalog_builder.location import location_of
 from sdoml_sql.exceptions import FetchError
 
 GAP_FACTOR = 5.0
@@ -22,12 +23,11 @@ NOT_LINES = {"idx", "time", "row", "eve_time", "offset_s", "eve_idx", "eve_offse
 
 def eve_lines(catalog) -> pd.DataFrame:
     """The ``eve_lines`` table (name, ion, wavelength nm, logT) indexed by line name."""
-    import pyarrow.dataset as ds
-
-    files = sorted(str(p) for p in Path(catalog.directory).glob("eve_lines/*/*.parquet"))
+    location = location_of(catalog)
+    files = location.glob("eve_lines/*/*.parquet")
     if not files:
         raise FetchError(f"catalog {catalog.directory} has no eve_lines table: build it with an EVE store")
-    table = ds.dataset(files, format="parquet").to_table(columns=["name", "ion", "wavelength", "logT"])
+    table = location.parquet_dataset(files).to_table(columns=["name", "ion", "wavelength", "logT"])
     return table.to_pandas().drop_duplicates("name").set_index("name")
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sdoml_sql.catalog_builder.harvest import TIME_SUFFIX
+from sdoml_sql.catalog_builder.location import location_of, partition_file
 from sdoml_sql.exceptions import FetchError
 
 MAX_NAMED_ROWS = 5
@@ -56,13 +56,12 @@ def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
 def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> pd.DataFrame:
     """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    directory = catalog.directory / instrument / f"year={int(year)}" / f"channel={channel}"
-    files = sorted(str(p) for p in directory.glob("*.parquet"))
-    if not files:
+    key = partition_key(instrument, year, channel)
+    entry = (catalog.manifest.get("partitions") or {}).get(key)
+    if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
-    dataset = ds.dataset(files, format="parquet")
+    dataset = location_of(catalog).parquet_dataset([partition_file(key, entry)])
     table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
     frame = table.to_pandas(types_mapper=_nullable_types)
     missing = sorted(set(idx) - set(frame["idx"].tolist()))
@@ -117,16 +116,14 @@ def rebuild_header(row: dict[str, Any], keys: dict[str, dict[str, Any]],
 def per_frame_array_attrs(catalog, instrument: str, year: int, channel: str) -> dict[str, list]:
     """Keys of a partition kept whole in ``array_attrs`` that still have one value per frame
     (``{key: values}``); truly ragged keys (other lengths) are left out."""
-    import pyarrow.dataset as ds
-
     partition = (catalog.manifest.get("partitions") or {}).get(partition_key(instrument, year, channel)) or {}
     if not partition.get("ragged_keys"):
         return {}
-    directory = Path(catalog.directory) / "array_attrs" / f"instrument={instrument}" / f"year={int(year)}" / f"channel={channel}"
-    files = sorted(str(p) for p in directory.glob("*.parquet"))
+    location = location_of(catalog)
+    files = location.glob(f"array_attrs/instrument={instrument}/year={int(year)}/channel={channel}/*.parquet")
     if not files:
         return {}
-    table = ds.dataset(files, format="parquet").to_table(columns=["key", "n_values", "values"]).to_pylist()
+    table = location.parquet_dataset(files).to_table(columns=["key", "n_values", "values"]).to_pylist()
     rows = partition.get("rows")
     return {entry["key"]: json.loads(entry["values"]) for entry in table if entry["n_values"] == rows}
 

@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 import orjson
 
+from sdoml_sql.catalog_builder.location import partition_file
+
 #: Hive columns of a frame partition path (``aia/year=2010/channel=171A``).
 FRAME_HIVE_TYPES = "{'year': INTEGER, 'channel': VARCHAR}"
 
-DATA_FILE = "data.parquet"
 TIME_SUFFIX = "_STR"  # catalog_builder.harvest.TIME_SUFFIX (not imported: harvest is heavy)
 
 
@@ -44,11 +45,6 @@ def present(manifest: dict[str, Any], exists: Callable[[str], bool]) -> dict[str
     partitions = {key: entry for key, entry in (manifest.get("partitions") or {}).items()
                   if entry.get("year") is None or exists(partition_file(key, entry))}
     return {**manifest, "partitions": partitions}
-
-
-def partition_file(key: str, entry: dict[str, Any]) -> str:
-    """Path of a partition's Parquet file relative to the catalog."""
-    return f"{key}/{entry.get('file') or DATA_FILE}"
 
 
 def schema_groups(manifest: dict[str, Any], instrument: str) -> dict[bytes, list[tuple[str, dict]]]:
