@@ -49,7 +49,7 @@ TARGETS_MS = {"a": 30, "b": 60, "c": 500, "d": 100}
 def prepare(directory: Path, aia_frames: int, hmi_frames: int) -> tuple[Path, Path]:
     """The small and mission catalogs, written and built once; return their directories."""
     params = {"aia_frames": aia_frames, "hmi_frames": hmi_frames, "years": list(BUILT_YEARS),
-              "mission": list(MISSION_YEARS), "layout": 3}
+              "mission": list(MISSION_YEARS), "layout": 4}
     stores, small, mission = directory / "stores", directory / "small", directory / "mission"
     stamp = directory / PARAMS_FILE
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
@@ -87,7 +87,7 @@ def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
     import duckdb
     import orjson
 
-    from sdoml_sql.catalog_builder.build import DATA_FILE, MANIFEST, write_partition_file
+    from sdoml_sql.catalog_builder.build import DATA_FILE, MANIFEST, time_index, write_partition_file
 
     shutil.copytree(small, mission)
     manifest = orjson.loads((mission / MANIFEST).read_bytes())
@@ -103,11 +103,11 @@ def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
                 continue
             times = [k for k, v in entry["keys"].items() if v["type"] == "TIMESTAMP"]
             shifted = ", ".join(f'"{k}" + to_years({year - origin}) AS "{k}"' for k in times)
-            table = connection.execute(f"SELECT * REPLACE ({shifted}) FROM read_parquet('{small / key / DATA_FILE}')"
-                                       ).to_arrow_table()
+            table = connection.sql(f"SELECT * REPLACE ({shifted}) FROM read_parquet('{small / key / DATA_FILE}')"
+                                   ).to_arrow_table()
             new_key = key.replace(f"year={origin}", f"year={year}")
             write_partition_file(table, mission / new_key / DATA_FILE)
-            manifest["partitions"][new_key] = {**entry, "year": year,
+            manifest["partitions"][new_key] = {**entry, "year": year, **time_index(table),
                                                "array_path": entry["array_path"].replace(str(origin), str(year))}
             copies += 1
     manifest["partitions"] = dict(sorted(manifest["partitions"].items()))

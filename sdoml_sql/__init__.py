@@ -31,6 +31,8 @@ _LAZY = {
     "resolve_url": "sdoml_sql.stores.source",
     "build_catalog": "sdoml_sql.catalog_builder.build",
     "rebuild_catalog": "sdoml_sql.catalog_builder.build",
+    "sync_catalog": "sdoml_sql.catalog_builder.sync",
+    "query_text": "sdoml_sql.query.catalog",
     "Catalog": "sdoml_sql.query",
     "Selection": "sdoml_sql.query",
     "plot_eve": "sdoml_sql.fetch.eve",
