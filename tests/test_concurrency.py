@@ -30,6 +30,7 @@ def live_catalog(sample_paths, tmp_path):
     store = tmp_path / "aia.zarr"
     shutil.copytree(sample_paths["aia"], store, ignore=shutil.ignore_patterns("2020"))
     (store / ".zmetadata").unlink(missing_ok=True)
+    set_exptime(store, 0.5)  # one value per partition from the start: a reader may come before the first rebuild
     catalog = tmp_path / "catalog"
     build_catalog(aia=str(store), catalog=catalog, progress=False)
     return store, catalog
