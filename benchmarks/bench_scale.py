@@ -234,7 +234,7 @@ def main(argv=None):
     results = {name: measure(path, year, start, stop, args.repeat) for name, path in
                (("small", small), ("mission", mission))}
     for name, figures in results.items():
-        print(f"{name} catalog: {figures['files']} partition files; headline {figures['rows_a']} rows, "
+        print(f"{name} catalog: {figures['files']} partition files; headline ({start} to {stop}) {figures['rows_a']} rows, "
               f"nearest {figures['found_b']} frames found")
     assert results["small"]["rows_a"] == results["mission"]["rows_a"], "the week lies in a built year"
     print(f"{'':46} {'18 AIA+6 HMI':>13} {'168 files':>10} {'ratio':>6} {'target':>8}")
