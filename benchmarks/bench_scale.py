@@ -19,9 +19,11 @@ Timed, on both catalogs in the same run (median of ``--repeat`` warm runs):
 (e) each of (a)-(d) on the mission catalog against the small one (target <= 1.5x).
 
 The seed way (the notebook's: ``json.loads`` of the channel-year ``.zattrs`` plus numpy) is
-timed for (a) on one channel-year and for (b), and the ratios printed.  Run:
+timed for (a) on every channel of the year and for (b), and the ratios printed.  With ``--s3``
+the small catalog is uploaded to the S3 emulator (moto, ``tests/emulators.py``) and (a) run on
+it in place; the bytes it transferred are counted at the fault proxy.  Run:
 
-    .venv/bin/python benchmarks/bench_scale.py [--dir bench-output/scale] [--repeat 9]
+    .venv/bin/python benchmarks/bench_scale.py [--dir bench-output/scale] [--repeat 9] [--s3]
 """
 
 from __future__ import annotations
@@ -212,6 +214,30 @@ def measure(catalog_dir: Path, year: int, start: str, stop: str, repeat: int) ->
     return figures
 
 
+def s3_share(catalog_dir: Path, sql: str) -> tuple[int, int, int]:
+    """Upload the catalog to the S3 emulator (moto, tests/emulators.py), run ``sql`` on it in
+    place through the fault proxy; return (bytes the query transferred, catalog bytes, rows)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from emulators import S3_WRITER, FaultProxy, start_s3, upload_tree
+
+    from sdoml_sql import Catalog
+
+    emulator = start_s3({})
+    proxy = FaultProxy(emulator.endpoint)
+    try:
+        upload_tree(emulator.writer(), catalog_dir, f"{emulator.bucket}/catalog")
+        os.environ.update({"SDOML_S3_ENDPOINT": proxy.endpoint, "AWS_ACCESS_KEY_ID": S3_WRITER["key"],
+                           "AWS_SECRET_ACCESS_KEY": S3_WRITER["secret"]})
+        catalog = Catalog(emulator.url("catalog"))
+        proxy.clear()
+        rows = len(catalog.query(sql))
+        size = sum(p.stat().st_size for p in catalog_dir.rglob("*") if p.is_file())
+        return proxy.bytes_sent, size, rows
+    finally:
+        proxy.stop()
+        emulator.stop()
+
+
 LABELS = {"a": "(a) headline filter, all channels, one week", "b": "(b) nearest, HMI Bz, one year",
           "c": "(c) sdoml-sql query, whole process", "d": "(d) Catalog() open"}
 
@@ -222,6 +248,8 @@ def main(argv=None):
     parser.add_argument("--aia-frames", default=50_100, type=int, help="frames per AIA channel and year")
     parser.add_argument("--hmi-frames", default=43_000, type=int, help="frames per HMI component and year")
     parser.add_argument("--repeat", default=9, type=int, help="timed runs per figure (after a warm-up)")
+    parser.add_argument("--s3", action="store_true", help="also upload the small catalog to the S3 emulator "
+                        "and count the bytes the headline query transfers (~1 minute)")
     args = parser.parse_args(argv)
 
     import duckdb
@@ -243,6 +271,10 @@ def main(argv=None):
         verdict = "ok" if b <= TARGETS_MS[key] and b <= 1.5 * a else "MISSED"
         print(f"{label:46} {a:10.1f} ms {b:7.1f} ms {b / a:5.2f}x  <={TARGETS_MS[key]} ms, <=1.5x {verdict}")
 
+    if args.s3:
+        sent, size, rows = s3_share(small, headline_sql(start, stop))
+        print(f"(a) on the small catalog in the S3 emulator, read in place: {sent:,} bytes transferred of "
+              f"{size:,} ({sent / size:.2%}; target <= 5%), {rows} rows")
     stores = args.dir / "stores"
     seed_a, found = timed(lambda: seed_short_exposures(stores, year, start, stop), 1)
     assert found == results["mission"]["rows_a"], (found, results["mission"]["rows_a"])
