@@ -225,3 +225,31 @@ def test_fetch_and_maps_from_a_remote_catalog_equal_the_local_ones(writable, cat
     assert (remote_selection.fetch().compute() == local_selection.fetch().compute()).all()
     remote_maps, local_maps = remote_selection.maps(), local_selection.maps()
     assert [dict(m.meta) for m in remote_maps] == [dict(m.meta) for m in local_maps]
+
+
+def test_readers_during_remote_rebuilds_see_whole_catalogs(writable, sample_paths):
+    import threading
+
+    url = catalog_url(writable, "concurrent")
+    build_catalog(aia=str(sample_paths["aia"]), catalog=url, progress=False)
+    sql = "SELECT year, channel, count(*) AS n FROM aia GROUP BY ALL ORDER BY ALL"
+    expected = Catalog(url).query(sql).to_arrow().to_pylist()
+    errors: list[BaseException] = []
+
+    def rebuild_twice():
+        try:
+            for _ in range(2):
+                rebuild_catalog(url, progress=False, full=True)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    writer = threading.Thread(target=rebuild_twice)
+    writer.start()
+    reads = 0
+    while writer.is_alive() or reads < 2:
+        assert Catalog(url).query(sql).to_arrow().to_pylist() == expected
+        reads += 1
+    writer.join()
+    assert not errors and reads >= 2
+    names = {entry["file"] for entry in read_manifest(url)["partitions"].values()}
+    assert len(names) == 1  # one build's files, all of them renamed together
