@@ -124,6 +124,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
         self._connection = self.connect()
+        self._database = self._connection.execute("SELECT current_database()").fetchone()[0]
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r})"
@@ -305,10 +306,6 @@ class Catalog:
             keep = f"year IN ({', '.join(map(str, years))})" if years else "false"
             cursor.execute(f"CREATE TEMP VIEW {instrument} AS SELECT * FROM {self._database}.main.{instrument} "
                            f"WHERE {keep}")
-
-    @cached_property
-    def _database(self) -> str:
-        return self._connection.execute("SELECT current_database()").fetchone()[0]
 
     def example(self, name: str, params: Any = None):
         """Run the example query ``sql/examples/<name>.sql``."""
