@@ -199,22 +199,38 @@ def _open_target(output, kind: str, array):
 
 
 def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, locator, frame, meta in fits_frames(selection, downsample, method, missing, progress):
+        written.append(write_fits_file(directory / default_fits_name(i, locator, meta), frame, meta))
+    return written
+
+
+def fits_frames(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
+                progress: bool = False):
+    """Yield ``(row, locator, pixels, header)`` per selected frame, the header fit for SunPy
+    (:func:`~sdoml_sql.fetch.headers.map_header`).  Frames are read chunk-aware in batches
+    (:func:`compute_batches`): each chunk once for the whole selection."""
     if missing == "nan":
         raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
     flat = FlatSelection(selection.catalog, selection_locators(selection))
     array, grid, _ = build_stack(flat, downsample, method, missing)
     raw, rows, keys = header_records(selection.catalog, grid.table)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
     for start, values in compute_batches(array, progress=progress):
         for offset, frame in enumerate(values):
             i = start + offset
-            meta = map_header(raw[i], rows[i], keys[i], downsample, method)
-            written.append(_write_fits_frame(directory, i, grid.table.iloc[i], frame, meta))
-    return written
+            yield i, grid.table.iloc[i], frame, map_header(raw[i], rows[i], keys[i], downsample, method)
 
 
-def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[str, Any]):
+def default_fits_name(i: int, locator, meta: dict[str, Any]) -> str:
+    """``00003_aia_171A_20100827T000009.fits``: row, instrument, channel, T_OBS."""
+    stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
+    return f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
+
+
+def fits_header(meta: dict[str, Any]):
+    """An ``astropy.io.fits.Header`` of a header dict: structural keys left to astropy,
+    COMMENT/HISTORY as cards, values FITS cannot hold (lists, None) left out."""
     import warnings
 
     from astropy.io import fits
@@ -231,7 +247,19 @@ def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[
                     header.add_comment(value) if key.upper() == "COMMENT" else header.add_history(value)
                 continue
             header[key] = value
-        stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
-        path = directory / f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
-        fits.PrimaryHDU(frame, header=header).writeto(path, overwrite=True)
+    return header
+
+
+def write_fits_file(path, frame: np.ndarray, meta: dict[str, Any]) -> Path:
+    """Write one frame and its header to ``path`` (under a temporary name, renamed when
+    complete); return ``path``."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+
+    path = Path(path)
+    with _written_atomically(path) as partial, warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        fits.PrimaryHDU(frame, header=fits_header(meta)).writeto(partial)
     return path
