@@ -225,6 +225,8 @@ def test_fetch_reads_each_chunk_once_and_keeps_existing_files(catalog_dir, tmp_p
     counters["aia"].reads.clear()
     again = Fido.fetch(results, path=tmp_path / "out", progress=False)  # Fido's default: overwrite=False
     assert sorted(again) == sorted(files) and counters["aia"].reads == []
+    rewritten = Fido.fetch(results, path=tmp_path / "out", progress=False, overwrite=True)
+    assert sorted(rewritten) == sorted(files) and sorted(counters["aia"].reads) == sorted(expected)
 
 
 def test_fetch_failures_go_to_the_errors(catalog_dir, tmp_path):

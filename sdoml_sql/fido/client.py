@@ -109,15 +109,16 @@ class SDOMLClient(BaseClient):
         """Write one FITS file per row to ``path`` (a ``{file}`` template, as Fido gives it);
         return the paths written as ``parfive.Results``, failures in its ``errors``.
 
-        Chunks are read once for the whole fetch; an existing file is kept unless the
-        downloader overwrites."""
+        Chunks are read once for the whole fetch; an existing file is kept (and its frame not
+        read) unless ``Fido.fetch(..., overwrite=True)``."""
         results = parfive.Results()
         rows = query_results if isinstance(query_results, QueryResponseTable) else query_results.as_table()
         names = fits_names(rows)
         targets = [Path(str(path).format(file=name, **row.response_block_map)) for name, row in zip(names, rows)]
         urls = frame_urls(rows)
-        overwrite = getattr(downloader, "overwrite", False) is not False
-        progress = bool(getattr(getattr(downloader, "config", None), "progress", False))
+        config = getattr(downloader, "config", None)
+        overwrite = getattr(config, "overwrite", False) is True  # "unique" keeps the existing file too
+        progress = bool(getattr(config, "progress", False))
         catalogs = [str(row[CATALOG_COLUMN]) for row in rows]
         for directory in dict.fromkeys(catalogs):
             mine = [i for i, c in enumerate(catalogs) if c == directory]
