@@ -128,6 +128,24 @@ def test_stage_subpackages_say_what_they_take_give_and_import():
         assert doc and "In:" in doc and "Out:" in doc and "May import:" in doc, stage
 
 
+def external_imports(path: Path) -> set[str]:
+    """Top-level names of what a module imports from outside the package (``sunpy.net.attrs``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+    return found
+
+
+def test_only_the_fido_client_imports_sunpy_net():
+    # Fido's clients register themselves on import: the rest of the package stays out of it.
+    importers = {name for name, path in module_names(PACKAGE).items()
+                 if any(n == "sunpy.net" or n.startswith("sunpy.net.") for n in external_imports(path))}
+    assert importers and all(stage_of(name, STAGES) == list(STAGES).index("clients") for name in importers), importers
+
+
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "sdoml_sql"
     for name, text in files.items():

@@ -18,7 +18,7 @@ from sunpy.net import attrs as a
 
 import sdoml_sql.fido  # noqa: F401 - registers the client
 from fetch_helpers import count_chunk_reads
-from sdoml_sql.exceptions import QueryError
+from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.fetch.stack import FlatSelection, chunk_keys
 from sdoml_sql.fido.client import SDOMLClient, fits_names, row_locators
 from sdoml_sql.fido.search import search_sql, walker, wanted_channels
@@ -107,13 +107,16 @@ def test_keyword_filter_equals_the_short_exposures_example(catalog, catalog_dir)
     assert len(found) == len(sql) > 0
     assert locators(found) == sql_locators(sql)
     assert np.all(found["Exposure Time"] < 2 * u.s)
+    either = Fido.search(a.Time("2010-08-27", "2010-08-29"), a.sdoml.Keyword("EXPTIME") < 2,
+                         a.sdoml.Channel("171A") | a.sdoml.Channel("Bz"), a.sdoml.Catalog(catalog_dir))
+    assert locators(either[0]) == sql_locators(sql) and len(either[1]) == 0  # HMI has no EXPTIME
 
 
 def test_keyword_values_are_bound_not_pasted(catalog, catalog_dir):
     attack = a.sdoml.Keyword("WAVE_STR") == "171_THIN' OR 1=1 --"
     terms = walker.create(DAY & a.sdoml.Channel("171A") & attack)[0]
     channels = wanted_channels(terms, catalog.channels())
-    sql, params = search_sql(terms, channels, {i: catalog.columns(i) for i in channels})
+    sql, params = search_sql(terms, channels, {i: catalog.columns(i) for i in ("aia", "hmi")})
     assert '"WAVE_STR" = $k0' in sql and "OR 1=1" not in sql and params["k0"] == "171_THIN' OR 1=1 --"
     assert len(search(catalog_dir, DAY, a.sdoml.Channel("171A"), attack)) == 0
     with pytest.raises(QueryError, match="no keyword 'EXPTME'.*did you mean EXPTIME"):
@@ -144,6 +147,11 @@ def test_results_table_shows_as_usual(catalog_dir):
     assert found.show("Start Time", "Channel", "idx").colnames == ["Start Time", "Channel", "idx"]
     assert {"Start Time", "Instrument", "Wavelength", "Channel", "Exposure Time", "year", "idx",
             "Catalog"} <= set(found.show().colnames)
+
+
+def test_a_missing_catalog_is_a_one_line_error(tmp_path):
+    with pytest.raises(CatalogError, match=r"^no catalog at .*none: build one with `sdoml-sql build`$"):
+        Fido.search(DAY, a.sdoml.Catalog(tmp_path / "none"))
 
 
 # --- routing -----------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class SDOMLClient(BaseClient):
     def _search_branch(self, terms: SearchTerms):
         catalog = open_catalog(terms.catalog)
         channels = wanted_channels(terms, catalog.channels())
-        columns = {instrument: catalog.columns(instrument) for instrument in channels}
+        columns = {instrument: catalog.columns(instrument) for instrument in INSTRUMENTS}
         sql, params = search_sql(terms, channels, columns)
         table = catalog.query(sql, params).table if sql else None
         if table is None or table.num_rows == 0:
@@ -126,7 +126,8 @@ class SDOMLClient(BaseClient):
             for i in kept:
                 results.append(path=str(targets[i]), url=urls[i])
             todo = [i for i in mine if i not in kept]
-            _write_rows(directory, rows, todo, targets, urls, results, progress)
+            if todo:
+                _write_rows(directory, rows, todo, targets, urls, results, progress)
         return results
 
     @classmethod

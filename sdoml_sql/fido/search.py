@@ -191,10 +191,11 @@ def _matches(terms: SearchTerms, instrument: str, channel: str) -> bool:
 def search_sql(terms: SearchTerms, channels: dict[str, list[str]],
                columns: dict[str, dict[str, str]]) -> tuple[str | None, dict[str, Any]]:
     """The SQL statement and its parameters for one branch over ``channels``
-    (``{instrument: [channel, …]}``); ``columns`` are the views' ``{instrument: {column: type}}``.
-    ``(None, {})`` when no instrument can match (a keyword its view lacks)."""
+    (``{instrument: [channel, …]}``); ``columns`` are the views' ``{instrument: {column: type}}``
+    (every instrument's: a keyword no view has is an error, one some views lack matches none
+    of their frames).  ``(None, {})`` when no instrument can match."""
     params: dict[str, Any] = {"start": terms.start, "end": terms.end}
-    filters = _filter_columns(terms.filters, {i: columns[i] for i in channels})
+    filters = _filter_columns(terms.filters, columns)
     parts = []
     for instrument, names in channels.items():
         if any(filters[n][instrument] is None for n in range(len(terms.filters))):
