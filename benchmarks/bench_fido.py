@@ -16,6 +16,9 @@ nearest to a 12-minute grid over one day (within 6 minutes), written as one FITS
 
 Median of ``--repeat`` interleaved runs (the machine is shared).  Checks that the three ways
 write the same frames (pixels) and that ``Fido.fetch`` reads each chunk once.
+
+``--search-catalog DIR`` also times ``Fido.search`` alone on a big catalog (e.g. the
+1,137,000-frame one ``bench_query.py`` builds in ``bench-output/catalog``).
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ def sql_way(catalog, day: np.datetime64, out: Path):
     return write_frames(selection, out / "frames", format="fits")
 
 
+def search_speed(catalog_dir: Path, repeat: int) -> None:
+    from sunpy.net import Fido
+    from sunpy.net import attrs as a
+
+    from sdoml_sql.query.catalog import open_catalog
+
+    first, _ = open_catalog(catalog_dir).sql("SELECT min(T_OBS), max(T_OBS) FROM frame_times").fetchall()[0]
+    day = a.Time(first.date() + np.timedelta64(30, "D"), first.date() + np.timedelta64(31, "D"))
+    month = a.Time(first.date() + np.timedelta64(30, "D"), first.date() + np.timedelta64(60, "D"))
+    cases = {"one day of 171A": (day, a.Instrument.aia, a.Wavelength(171 * u.AA)),
+             "one day of 171A @ 12 min": (day, a.Instrument.aia, a.Wavelength(171 * u.AA), a.Sample(12 * u.min)),
+             "30 days, 9 AIA channels @ 1 h": (month, a.Instrument.aia, a.Sample(1 * u.h)),
+             "one day, EXPTIME > 2.5": (day, a.Instrument.aia, a.sdoml.Keyword("EXPTIME") > 2.5)}
+    print(f"Fido.search on {catalog_dir} (best of {repeat} after the first):")
+    for name, attrs in cases.items():
+        runs = [timed(lambda: Fido.search(*attrs, a.sdoml.Catalog(catalog_dir))) for _ in range(repeat + 1)]
+        print(f"  {name:<32} {len(runs[0][1][0]):>6} rows  first {runs[0][0]:.2f} s, then {min(t for t, _ in runs[1:]):.2f} s")
+
+
 def pixels(paths) -> list[np.ndarray]:
     return [fits.getdata(p) for p in paths]
 
@@ -96,6 +118,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1500)
     parser.add_argument("--workdir", type=Path, default=Path("bench-data/fido"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--search-catalog", type=Path)
     args = parser.parse_args()
 
     import sdoml_sql.fido  # noqa: F401 - registers the client
@@ -137,6 +160,8 @@ def main() -> None:
     print(f"  seed / fido (search + fetch) = {median['seed'] / fido_total:.1f}×; "
           f"fido / sql way = {fido_total / median['sql']:.2f}×")
     print(f"  Fido.fetch chunk reads: {len(reads)} ({len(set(reads))} distinct); same pixels as the seed: yes")
+    if args.search_catalog:
+        search_speed(args.search_catalog, args.repeat)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from sunpy.net.base_client import BaseClient, QueryResponseTable
 
 from sdoml_sql.catalog_builder.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
+from sdoml_sql.exceptions import SdomlError
 from sdoml_sql.fetch.output import fits_frames, write_fits_file
 from sdoml_sql.fetch.stack import FlatSelection
 from sdoml_sql.fido import attrs as sa
@@ -153,7 +154,10 @@ class SDOMLClient(BaseClient):
     def register_values(cls) -> dict:
         """Instruments, wavelengths, physobs and channels of the default catalog (of SDOML v2
         as published when there is none)."""
-        manifest = read_manifest(default_catalog_dir()) if default_catalog_dir().is_dir() else None
+        try:  # called when the class is made, on import: a broken catalog must not stop it
+            manifest = read_manifest(default_catalog_dir())
+        except (OSError, SdomlError):
+            manifest = None
         return catalog_values(manifest_channels(manifest) if manifest else PUBLISHED_CHANNELS)
 
 
