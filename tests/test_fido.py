@@ -149,9 +149,11 @@ def test_results_table_shows_as_usual(catalog_dir):
             "Catalog"} <= set(found.show().colnames)
 
 
-def test_a_missing_catalog_is_a_one_line_error(tmp_path):
+def test_a_missing_catalog_or_time_is_a_one_line_error(catalog_dir, tmp_path):
     with pytest.raises(CatalogError, match=r"^no catalog at .*none: build one with `sdoml-sql build`$"):
         Fido.search(DAY, a.sdoml.Catalog(tmp_path / "none"))
+    with pytest.raises(QueryError, match=r"needs a time range: add a.Time"):
+        SDOMLClient().search(a.sdoml.Channel("171A"), a.sdoml.Catalog(catalog_dir))  # Fido itself never routes a query without a.Time here
 
 
 # --- routing -----------------------------------------------------------------------------------

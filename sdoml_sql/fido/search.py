@@ -194,6 +194,8 @@ def search_sql(terms: SearchTerms, channels: dict[str, list[str]],
     (``{instrument: [channel, …]}``); ``columns`` are the views' ``{instrument: {column: type}}``
     (every instrument's: a keyword no view has is an error, one some views lack matches none
     of their frames).  ``(None, {})`` when no instrument can match."""
+    if terms.start is None:
+        raise QueryError("an SDOML search needs a time range: add a.Time(start, end)")
     params: dict[str, Any] = {"start": terms.start, "end": terms.end}
     filters = _filter_columns(terms.filters, columns)
     parts = []
