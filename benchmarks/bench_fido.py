@@ -28,7 +28,6 @@ import json
 import shutil
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
