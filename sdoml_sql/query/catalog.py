@@ -1,7 +1,8 @@
 """SQL over a catalog directory: DuckDB views and macros from ``sql/``, on a locked connection.
 
 ``Catalog(dir)`` opens an in-memory DuckDB database whose views read the catalog's Parquet
-files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``)
+files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``,
+``frame_stats``, ``frame_quality``)
 and whose table macros (``nearest``, ``nearest_frames``, ``nearest_eve``, ``aligned``,
 ``coverage``) live in ``sql/macros.sql``.  The connection is then locked: only the catalog
 directory is readable (``allowed_directories``), nothing else is
@@ -35,7 +36,8 @@ from sdoml_sql.exceptions import CatalogError, QueryError
 from sdoml_sql.query.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
-VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
+VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
+         "frame_stats", "frame_quality")
 
 #: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
 VIEW_FILES = {
@@ -44,6 +46,7 @@ VIEW_FILES = {
     "eve": "eve/*/*.parquet",
     "eve_lines": "eve_lines/*/*.parquet",
     "array_attrs": "array_attrs/*/*/*/*.parquet",
+    "frame_stats": "frame_stats/*/*/*/*.parquet",
 }
 
 #: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
