@@ -64,6 +64,7 @@ class StatsPartition:
     chunk_frames: int
     fingerprint: str = ""
     geometry: np.ndarray | None = None  # (frames, 3): disk centre x, y (0-based pixels), radius
+    source: Source | None = field(default=None, repr=False)
 
     @property
     def array_path(self) -> str:
@@ -131,8 +132,7 @@ def compute_frame_stats(
         manifest = read_manifest(directory)
         if manifest is None:
             raise CatalogError(f"{directory} is not a catalog: no manifest.json (build one with `sdoml-sql build`)")
-        sources = _open_sources(manifest, directory)
-        planned = plan_partitions(manifest, sources, years, channels)
+        planned = plan_partitions(manifest, directory, years, channels)
         todo = [p for p in planned if full or stored_fingerprint(directory / p.key / DATA_FILE) != p.fingerprint]
         report.skipped = sorted(p.key for p in planned if p not in todo)
         for partition in todo:
@@ -140,7 +140,7 @@ def compute_frame_stats(
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
-            _run(todo, sources, staging, directory, report, progress, client, workers)
+            _run(todo, staging, directory, report, progress, client, workers)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
@@ -159,26 +159,25 @@ def catalog_directory(catalog) -> Path:
     return directory
 
 
-def _open_sources(manifest: dict[str, Any], directory: Path) -> dict[str, Source]:
-    entries = {name: entry for name, entry in (manifest.get("sources") or {}).items() if name in INSTRUMENTS}
-    if not entries:
-        raise CatalogError(f"catalog {directory} has no aia or hmi source in manifest.json: no images to compute statistics from")
-    return {name: open_source(name, {"storage_options": {}, **entry}) for name, entry in entries.items()}
-
-
-def plan_partitions(manifest: dict[str, Any], sources: dict[str, Source], years=None,
-                    channels=None) -> list[StatsPartition]:
-    """The AIA/HMI partitions of the manifest chosen by ``years``/``channels``, fingerprinted."""
-    entries = [e for e in manifest.get("partitions", {}).values() if e.get("instrument") in sources]
+def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None) -> list[StatsPartition]:
+    """The AIA/HMI partitions of the manifest chosen by ``years``/``channels``, fingerprinted
+    (only the stores holding them are opened)."""
+    named = {name: entry for name, entry in (manifest.get("sources") or {}).items() if name in INSTRUMENTS}
+    if not named:
+        raise CatalogError(f"catalog {directory} has no aia or hmi source in manifest.json: "
+                           "no images to compute statistics from")
+    entries = [e for e in manifest.get("partitions", {}).values() if e.get("instrument") in named]
     _check_filter("year", years, {int(e["year"]) for e in entries})
     _check_filter("channel", channels, {e["channel"] for e in entries})
     chosen = [e for e in entries if (not years or int(e["year"]) in set(map(int, years)))
               and (not channels or e["channel"] in set(channels))]
+    sources = {name: open_source(name, {"storage_options": {}, **named[name]})
+               for name in sorted({e["instrument"] for e in chosen})}
     partitions = []
     for entry in sorted(chosen, key=lambda e: (e["instrument"], e["year"], e["channel"])):
         partition = StatsPartition(entry["instrument"], int(entry["year"]), entry["channel"],
                                    int(entry["shape"][0]), int(entry["chunks"][0]))
-        source = sources[partition.instrument]
+        source = partition.source = sources[partition.instrument]
         headers = fingerprint(source, [partition.array_path])
         if headers != entry.get("fingerprint"):
             raise CatalogError(f"catalog headers of {partition.header_key} are out of date with {source.url}: "
@@ -245,13 +244,12 @@ def disk_geometry(directory: Path, partition: StatsPartition) -> np.ndarray:
 
 # --- running the pass ---------------------------------------------------------------------
 
-def _run(todo, sources, staging, directory, report, progress, client, workers) -> None:
+def _run(todo, staging, directory, report, progress, client, workers) -> None:
     tasks = [(n, lo, hi) for n, p in enumerate(todo) for lo, hi in p.chunks()]
     pending = {n: len(p.chunks()) for n, p in enumerate(todo)}
     pieces: dict[int, list[pa.Table]] = {n: [] for n in range(len(todo))}
     bar = _bar(sum(p.frames for p in todo), progress)
-    results = (_distributed(client, todo, sources, tasks) if client is not None
-               else _threaded(todo, sources, tasks, workers))
+    results = _distributed(client, todo, tasks) if client is not None else _threaded(todo, tasks, workers)
     try:
         for n, lo, hi, table, decoded in results:
             pieces[n].append(table)
@@ -278,10 +276,10 @@ def _bar(total: int, progress: bool):
     return tqdm(total=total, unit="frame", desc="frame stats", disable=not progress or not total)
 
 
-def _threaded(todo, sources, tasks, workers) -> Iterator[tuple]:
+def _threaded(todo, tasks, workers) -> Iterator[tuple]:
     """Chunk results as they complete, from a thread pool with a bounded queue (bounded memory)."""
     workers = max(1, workers or os.cpu_count() or 1)
-    arrays = {n: sources[p.instrument].array(p.array_path) for n, p in enumerate(todo)}
+    arrays = {n: p.source.array(p.array_path) for n, p in enumerate(todo)}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         queue = iter(tasks)
         running = set()
@@ -302,13 +300,13 @@ def _threaded(todo, sources, tasks, workers) -> Iterator[tuple]:
                 future.cancel()
 
 
-def _distributed(client, todo, sources, tasks) -> Iterator[tuple]:
+def _distributed(client, todo, tasks) -> Iterator[tuple]:
     """Chunk results as they complete on a dask.distributed cluster; workers reopen the stores."""
     from distributed import as_completed
 
     futures = [
-        client.submit(_chunk_on_worker, sources[todo[n].instrument].url,
-                      orjson.dumps(sources[todo[n].instrument].storage_options, default=str).decode(),
+        client.submit(_chunk_on_worker, todo[n].source.url,
+                      orjson.dumps(todo[n].source.storage_options, default=str).decode(),
                       todo[n].array_path, n, lo, hi, todo[n].geometry[lo:hi],
                       key=f"frame-stats-{todo[n].instrument}-{todo[n].array_path}-{lo}-{uuid.uuid4().hex[:8]}",
                       pure=False)
