@@ -377,11 +377,10 @@ def _one_frame(frame: np.ndarray, cx: float, cy: float, radius: float) -> tuple:
         wide[nan] = 0.0
     total = float(wide.sum())
     mean = total / n
-    deviation = wide - mean
-    # NaN pixels were zeroed, so each added mean² to the sum of squares: take it back out.
-    # (einsum, not np.dot: BLAS threads would fight the pass's own threads.)
-    squares = float(np.einsum("i,i->", deviation, deviation))
-    std = float(np.sqrt(max(squares - nan_count * mean * mean, 0.0) / n))
+    # E[x²] - mean² in float64 (zeroed NaN pixels add nothing); einsum, not np.dot: BLAS
+    # threads would fight the pass's own threads.
+    squares = float(np.einsum("i,i->", wide, wide))
+    std = float(np.sqrt(max(squares / n - mean * mean, 0.0)))
     p01, p50, p99 = percentiles(values, PERCENTILES)
     disk_sum, disk_n = _disk_sum(wide.reshape(frame.shape), nan, cx, cy, radius)
     off_n = n - disk_n
