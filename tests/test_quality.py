@@ -25,7 +25,7 @@ from sdoml_sql.stores.sample import SEEDED_DEFECTS
 
 PY = sys.executable
 QUIRKY_YEAR = 2020
-FLAG_OF_DEFECT = {"long_exposure": "exposure_outlier", "missing_exposure": "exposure_outlier"}
+FLAG_OF_DEFECT = {"long_exposure": "exposure_outlier", "zero_exposure": "exposure_outlier"}
 STAT_COLUMNS = ["nan_count", "zero_count", "min", "max", "mean", "std", "p01", "p50", "p99",
                 "disk_mean", "offdisk_mean"]
 
@@ -113,7 +113,7 @@ def test_quality_bits_and_flare_frames(stats_catalog, sample_paths):
     assert list(bits) == [13]
     # short automatic-exposure frames around the flare are not exposure outliers
     short = stats_catalog.query("SELECT q.good, q.flags FROM aia JOIN frame_quality q USING (year, channel, idx) "
-                                "WHERE aia.EXPTIME < 2.0 AND q.instrument = 'aia'").to_pandas()
+                                "WHERE aia.EXPTIME BETWEEN 0.01 AND 2.0 AND q.instrument = 'aia'").to_pandas()
     assert len(short) >= 18
     assert not any("exposure_outlier" in flags or "dark" in flags for flags in short["flags"])
 
@@ -333,3 +333,22 @@ def test_an_unreachable_store(catalog_dir, tmp_path):
     result = run_cli("stats", "--catalog", str(directory), "--channels", "Bz", "--scheduler", "tcp://127.0.0.1:9")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr.strip().splitlines()[0]
+
+
+def test_big_catalogs_read_frame_quality_from_a_materialized_copy(catalog_dir, sample_paths, tmp_path, monkeypatch):
+    from sdoml_sql.query import quality_cache
+
+    directory = copy_catalog(catalog_dir, tmp_path / "catalog")
+    live = Catalog(directory)
+    assert not live._quality_cached and not (directory / quality_cache.CACHE_FILE).exists()
+    query = "SELECT * FROM frame_quality ORDER BY instrument, channel, year, idx"
+    monkeypatch.setattr(quality_cache, "MIN_FRAMES", 0)  # as if the catalog were big
+    cached = Catalog(directory)
+    assert cached._quality_cached and (directory / quality_cache.CACHE_FILE).exists()
+    assert cached.query(query).to_arrow().equals(live.query(query).to_arrow())
+    compute_frame_stats(directory, years=[2020], channels=["131A"], progress=False)  # stale now
+    assert not quality_cache.stored_stamp(directory) == quality_cache.catalog_stamp(directory, cached.manifest)
+    fresh = Catalog(directory)
+    assert fresh._quality_cached
+    dark = fresh.query("SELECT channel, idx FROM frame_quality WHERE list_contains(flags, 'dark')").to_pandas()
+    assert list(zip(dark.channel, dark.idx)) == [SEEDED_DEFECTS["dark"]]

@@ -741,11 +741,11 @@ PREVIOUS_YEAR_FRAMES = 2
 #: so that each seeded frame has exactly one defect.  ``duplicate_time`` copies the T_OBS of the frame before;
 #: ``channel_mismatch`` gives 335A the WAVELNTH/WAVE_STR of 131A; ``quality_nonzero`` sets
 #: QUALITY bit 13 (0x2000, eclipse); ``long_exposure`` sets EXPTIME to 4x the nominal,
-#: ``missing_exposure`` to null; ``off_centre`` moves CRPIX1 by 40 pixels; ``partial_nan``
+#: ``zero_exposure`` to 0; ``off_centre`` moves CRPIX1 by 40 pixels; ``partial_nan``
 #: blanks 32 rows of pixels; ``dark`` scales a frame by 0.3 (an eclipse).  Other years have none.
 SEEDED_DEFECTS = {
     "duplicate_time": ("211A", 7), "channel_mismatch": ("335A", 6), "quality_nonzero": ("94A", 6),
-    "long_exposure": ("1600A", 6), "missing_exposure": ("1700A", 5), "off_centre": ("304A", 5),
+    "long_exposure": ("1600A", 6), "zero_exposure": ("1700A", 5), "off_centre": ("304A", 5),
     "partial_nan": ("193A", 6), "dark": ("131A", 6),
 }
 DARK_FACTOR = 0.3
@@ -775,8 +775,8 @@ def _seed_header_defects(attributes: dict[str, list], channel: str, defects: dic
         attributes["QUALITY"][defects["quality_nonzero"]] = 0x2000
     if "long_exposure" in defects:
         attributes["EXPTIME"][defects["long_exposure"]] = round(4 * CHANNEL_INFO[channel][4], 6)
-    if "missing_exposure" in defects:
-        attributes["EXPTIME"][defects["missing_exposure"]] = None
+    if "zero_exposure" in defects:
+        attributes["EXPTIME"][defects["zero_exposure"]] = 0.0
     if "off_centre" in defects:
         attributes["CRPIX1"][defects["off_centre"]] = round(attributes["CRPIX1"][defects["off_centre"]] + 40, 4)
 

@@ -25,15 +25,16 @@ WITH
 rules AS (
     SELECT 1.5 AS exposure_ratio, 5.0 AS centre_px, 0.5 AS dark_ratio, INTERVAL 6 HOURS AS dark_window
 ),
-headers AS (  -- the header keys the rules read; padded with NULL where an instrument lacks a key
+headers AS (  -- the header keys the rules read, from narrow scans ({aia_times}, {hmi_times}: as
+              -- in frame_times); an instrument's empty view has NULL for them
     SELECT 'aia' AS instrument, year, channel, idx, T_OBS, WAVELNTH, WAVE_STR, QUALITY, EXPTIME, CRPIX1, CRPIX2
-    FROM (FROM aia UNION ALL BY NAME
-          SELECT NULL::BIGINT AS WAVELNTH, NULL::VARCHAR AS WAVE_STR, NULL::BIGINT AS QUALITY,
-                 NULL::DOUBLE AS EXPTIME, NULL::DOUBLE AS CRPIX1, NULL::DOUBLE AS CRPIX2 WHERE false)
+    FROM (SELECT NULL::BIGINT AS WAVELNTH, NULL::VARCHAR AS WAVE_STR, NULL::BIGINT AS QUALITY,
+                 NULL::DOUBLE AS EXPTIME, NULL::DOUBLE AS CRPIX1, NULL::DOUBLE AS CRPIX2 WHERE false
+          UNION ALL BY NAME SELECT * FROM {aia_times})
     UNION ALL
     SELECT 'hmi', year, channel, idx, T_OBS, NULL, NULL, QUALITY, NULL, CRPIX1, CRPIX2
-    FROM (FROM hmi UNION ALL BY NAME
-          SELECT NULL::BIGINT AS QUALITY, NULL::DOUBLE AS CRPIX1, NULL::DOUBLE AS CRPIX2 WHERE false)
+    FROM (SELECT NULL::BIGINT AS QUALITY, NULL::DOUBLE AS CRPIX1, NULL::DOUBLE AS CRPIX2 WHERE false
+          UNION ALL BY NAME SELECT * FROM {hmi_times})
 ),
 nominal AS (  -- per channel: nominal exposure and median reference pixel
     SELECT instrument, channel, median(EXPTIME) AS exptime, median(CRPIX1) AS crpix1, median(CRPIX2) AS crpix2
