@@ -43,7 +43,6 @@ STATS_DIR = "frame_stats"
 FINGERPRINT_KEY = b"sdoml_sql.fingerprint"
 #: Header keys that place the solar disk in a frame: centre (1-based pixels) and radius.
 GEOMETRY_KEYS = ("CRPIX1", "CRPIX2", "CDELT1", "RSUN_OBS")
-PERCENTILES = (1.0, 50.0, 99.0)
 STAT_SCHEMA = pa.schema([
     ("idx", pa.int64()), ("nan_count", pa.int64()), ("zero_count", pa.int64()),
     ("min", pa.float32()), ("max", pa.float32()), ("mean", pa.float64()), ("std", pa.float64()),
@@ -355,107 +354,12 @@ def frame_statistics(frames: np.ndarray, geometry: np.ndarray, first_idx: int = 
     (linear), ``disk_mean`` over pixels within the header's solar radius of its centre
     (``(x - cx)² + (y - cy)² <= r²``), ``offdisk_mean`` over the rest.
     """
-    rows = [_one_frame(frame, *geometry[i]) for i, frame in enumerate(frames)]
+    from sdoml_sql.quality.kernel import frame_row
+
+    buffers = np.empty((3, frames[0].size if len(frames) else 0), np.float32)
+    rows = [frame_row(frame, *geometry[i], buffers) for i, frame in enumerate(frames)]
     columns = list(zip(*rows)) if rows else [[] for _ in STAT_SCHEMA.names[1:]]
     arrays = [pa.array(np.arange(first_idx, first_idx + len(frames), dtype=np.int64))]
     arrays += [pa.array(list(values), type=f.type, from_pandas=True)
                for values, f in zip(columns, list(STAT_SCHEMA)[1:])]
     return pa.Table.from_arrays(arrays, schema=STAT_SCHEMA)
-
-
-def _one_frame(frame: np.ndarray, cx: float, cy: float, radius: float) -> tuple:
-    flat = frame.reshape(-1)
-    nan = np.isnan(flat)
-    nan_count = int(np.count_nonzero(nan))
-    values = flat[~nan] if nan_count else flat
-    n = values.size
-    zero_count = int(np.count_nonzero(values == 0))
-    if not n:
-        return (nan_count, zero_count, *([None] * 9))
-    wide = flat.astype(np.float64)
-    if nan_count:
-        wide[nan] = 0.0
-    total = float(wide.sum())
-    mean = total / n
-    # E[x²] - mean² in float64 (zeroed NaN pixels add nothing); einsum, not np.dot: BLAS
-    # threads would fight the pass's own threads.
-    squares = float(np.einsum("i,i->", wide, wide))
-    std = float(np.sqrt(max(squares / n - mean * mean, 0.0)))
-    p01, p50, p99 = percentiles(values, PERCENTILES)
-    disk_sum, disk_n = _disk_sum(wide.reshape(frame.shape), nan, cx, cy, radius)
-    off_n = n - disk_n
-    return (nan_count, zero_count, float(values.min()), float(values.max()), mean, std, p01, p50, p99,
-            disk_sum / disk_n if disk_n else None, (total - disk_sum) / off_n if off_n else None)
-
-
-SAMPLE_STEP = 64
-
-
-def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``np.percentile(values, qs)`` (linear method) of a 1-D NaN-free array, exactly, faster.
-
-    The two order statistics around each percentile are found among the few values
-    between bounds read off a sorted 1/64 sample (a counting pass or two); when a bound
-    misses, the whole array is partitioned instead, as ``np.percentile`` does.
-    """
-    n = values.size
-    positions = [(n - 1) * q / 100 for q in qs]
-    sample = np.sort(values[::SAMPLE_STEP]) if n >= 16 * SAMPLE_STEP else None
-    result = []
-    for p in positions:
-        lower = int(np.floor(p))
-        upper = min(lower + 1, n - 1)
-        pair = _order_pair(values, sample, lower, upper) if sample is not None else None
-        if pair is None:
-            part = np.partition(values, [lower, upper])
-            pair = part[lower], part[upper]
-        a, b = float(pair[0]), float(pair[1])
-        t = p - lower
-        result.append(float(np.float32(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))))
-    return result
-
-
-def _order_pair(values: np.ndarray, sample: np.ndarray, lower: int, upper: int):
-    """The values of ranks ``lower`` and ``upper`` (sorted order), or None if the bracket missed."""
-    m, n = sample.size, values.size
-    fraction = lower / n
-    margin = 4 * np.sqrt(m * fraction * (1 - fraction)) + 4  # ~4 sigma of a sample rank
-    low_at, high_at = int(lower * m / n - margin), int(upper * m / n + margin)
-    if low_at <= 0:  # lower tail: everything up to the high bound
-        below, between = 0, values[values <= sample[min(high_at, m - 1)]]
-    elif high_at >= m - 1:  # upper tail
-        between = values[values >= sample[low_at]]
-        below = n - between.size
-    else:
-        low, high = sample[low_at], sample[high_at]
-        below = int(np.count_nonzero(values < low))
-        between = values[(values >= low) & (values <= high)]
-    if not below <= lower <= upper < below + between.size:
-        return None
-    part = np.partition(between, [lower - below, upper - below])
-    return part[lower - below], part[upper - below]
-
-
-def _disk_sum(wide: np.ndarray, nan: np.ndarray, cx: float, cy: float, radius: float) -> tuple[float, int]:
-    """Sum and count of the non-NaN pixels inside the disk (float64 ``wide``, NaNs zeroed):
-    one contiguous segment per image row, summed with ``np.add.reduceat``."""
-    height, width = wide.shape
-    if not np.isfinite([cx, cy, radius]).all() or radius <= 0:
-        return 0.0, 0
-    ys = np.arange(height)
-    half = np.sqrt(np.maximum(radius * radius - (ys - cy) ** 2, 0))
-    x0 = np.clip(np.ceil(cx - half), 0, width).astype(np.int64)
-    x1 = np.clip(np.floor(cx + half) + 1, 0, width).astype(np.int64)
-    inside = ((ys - cy) ** 2 <= radius * radius) & (x1 > x0)
-    if not inside.any():
-        return 0.0, 0
-    rows = ys[inside]
-    starts, stops = rows * width + x0[inside], rows * width + x1[inside]
-    bounds = np.column_stack([starts, stops]).reshape(-1)
-    if bounds[-1] == wide.size:
-        bounds = bounds[:-1]
-    sums = np.add.reduceat(wide.reshape(-1), bounds)[::2]
-    count = int((stops - starts).sum())
-    if nan.any():
-        count -= int(np.add.reduceat(nan.astype(np.int64), bounds)[::2].sum())
-    return float(sums.sum()), count
