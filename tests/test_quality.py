@@ -18,6 +18,8 @@ import pytest
 import zarr
 
 import sql_brute as brute
+from test_bad_input import assert_one_line_error
+from test_distributed import cluster_client  # noqa: F401 - a LocalCluster of 2 worker processes
 from sdoml_sql import Catalog
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.quality.stats import compute_frame_stats
@@ -210,15 +212,6 @@ def test_a_killed_pass_keeps_the_partitions_it_finished(catalog_dir, tmp_path):
     assert not any((directory / ".staging").iterdir()) if (directory / ".staging").exists() else True
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            yield client
-
-
 def test_a_local_cluster_gives_the_same_statistics(cluster_client, catalog_dir, stats_dir, tmp_path):
     directory = copy_catalog(catalog_dir, tmp_path / "catalog")
     report = compute_frame_stats(directory, progress=False, client=cluster_client, years=[2020])
@@ -286,14 +279,6 @@ def test_cli_stats_and_plot_quality(catalog_dir, tmp_path):
     dark = np.array([0xbc, 0xbd, 0x22]) / 255  # the dark frame's colour is drawn
     assert (np.abs(image[..., :3] - dark).max(axis=-1) < 0.02).sum() > 50
     assert not list(tmp_path.glob(".quality.png.partial-*"))
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def edited_catalog(catalog_dir: Path, target: Path, change) -> Path:
