@@ -365,7 +365,7 @@ def stats(catalog, years, channels, full, workers, quiet, scheduler):
 @click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
 @click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
 @click.option("--bucket", default=None, help="Bucket length, e.g. '1 hour' (default: about 200 buckets).")
-@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 3 cadences).")
+@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 30 minutes).")
 def plot_quality_command(output, catalog, start, stop, bucket, gap):
     """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT."""
     from sdoml_sql.quality.plot import plot_quality
