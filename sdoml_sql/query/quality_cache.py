@@ -51,7 +51,10 @@ def stored_stamp(directory: Path) -> str | None:
 
 def prepare(catalog, min_frames: int | None = None) -> bool:
     """Whether ``catalog`` may read ``frame_quality`` from its materialized copy, writing the
-    copy first when the catalog has at least ``min_frames`` frames and the copy is stale."""
+    copy first when the catalog has at least ``min_frames`` frames and the copy is stale.
+    A catalog that is not a local directory keeps the live view."""
+    if not isinstance(catalog.directory, Path) or not catalog.directory.is_dir():
+        return False
     stamp = catalog_stamp(catalog.directory, catalog.manifest)
     if stored_stamp(catalog.directory) == stamp:
         return True
