@@ -338,5 +338,42 @@ def plot(sql, output, catalog, lines, row):
     click.echo(f"wrote {output}")
 
 
+# --- frame quality ---------------------------------------------------------------------------
+
+@main.command()
+@catalog_option
+@click.option("--years", default=None, help="Only these years, comma separated.")
+@click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
+@click.option("--full", is_flag=True, help="Recompute every partition, changed or not.")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Threads reading chunks (default: one per core).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to spread the chunks over.")
+@with_access_options
+def stats(catalog, years, channels, full, workers, quiet, scheduler):
+    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality)."""
+    from sdoml_sql.quality.stats import compute_frame_stats
+
+    with _client(scheduler) as client:
+        report = compute_frame_stats(catalog, years=_split(years), channels=_split(channels), full=full,
+                                     progress=not quiet, client=client, workers=workers)
+    click.echo(report.summary())
+
+
+@main.command("plot-quality")
+@click.argument("output", type=click.Path(dir_okay=False))
+@catalog_option
+@click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
+@click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
+@click.option("--bucket", default=None, help="Bucket length, e.g. '1 hour' (default: about 200 buckets).")
+@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 30 minutes).")
+def plot_quality_command(output, catalog, start, stop, bucket, gap):
+    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT."""
+    from sdoml_sql.quality.plot import plot_quality
+    from sdoml_sql.query.catalog import open_catalog
+
+    plot_quality(open_catalog(catalog), output, start=start, stop=stop, bucket=bucket, gap=gap)
+    click.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":
     main()

@@ -9,6 +9,8 @@
 -- may be mixed), the frame of that channel nearest to the grid time in either direction,
 -- across all years; ties go to the earlier frame (equal T_OBS: lowest year, then idx).
 -- A frame further than tolerance is a miss: year, idx, T_OBS, offset_s are NULL.
+-- good_only := true skips frames that frame_quality flags (views/frame_quality.sql): the
+-- nearest good frame within tolerance is picked, or none (default false: every frame).
 -- Columns: row, time, channel_order (1-based position in channels), instrument, channel,
 -- year, idx, T_OBS, offset_s (T_OBS - time in seconds). Ordered by row, channel_order.
 -- How: the grid is regular, so the grid rows a frame is within tolerance of follow from its
@@ -17,7 +19,7 @@
 -- grid is joined to it (a hash join): no sort, no search per grid time. Integer microseconds
 -- throughout, so distances and ties are exact. (Two ASOF joins, the last frame at or before
 -- and the first at or after each grid time, give the same rows ~1.5x slower.)
-CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance) AS TABLE
+CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance, good_only := false) AS TABLE
 WITH
 wanted AS (
     SELECT c.n AS channel_order, c.channel,
@@ -30,9 +32,13 @@ grid AS (
     FROM range(start::TIMESTAMP, stop::TIMESTAMP, cadence::INTERVAL) WITH ORDINALITY AS g(time, n)
     CROSS JOIN wanted w
 ),
+bad AS (  -- flagged frames of the channels, only when good_only (else empty: nothing is read)
+    SELECT q.instrument, q.year, q.channel, q.idx FROM frame_quality q
+    WHERE good_only AND NOT q.good AND list_contains(channels, q.channel)
+),
 candidates AS (  -- frames that may be within tolerance of the grid; us: T_OBS - start (microseconds)
     SELECT f.channel, f.year, f.idx, f.T_OBS, epoch_us(f.T_OBS) - epoch_us(start::TIMESTAMP) AS us
-    FROM frame_times f
+    FROM frame_times f ANTI JOIN bad USING (instrument, year, channel, idx)
     WHERE list_contains(channels, f.channel)
       AND f.T_OBS >= start::TIMESTAMP - tolerance::INTERVAL
       AND f.T_OBS <= stop::TIMESTAMP + tolerance::INTERVAL
@@ -68,11 +74,12 @@ ORDER BY g.row, g.channel_order;
 
 -- nearest: the frames of one channel on a grid (the seed notebook's argmin loop, without
 -- dropping frame 0): one row per grid time, frame columns NULL where no frame is within
--- tolerance. Columns: row, time, instrument, channel, year, idx, T_OBS, offset_s.
+-- tolerance (good_only := true: the nearest good frame). Columns: row, time, instrument,
+-- channel, year, idx, T_OBS, offset_s.
 -- Join aia/hmi/frames USING (year, channel, idx) for more keywords.
-CREATE OR REPLACE MACRO nearest(instrument, channel, start, stop, cadence, tolerance) AS TABLE
+CREATE OR REPLACE MACRO nearest(instrument, channel, start, stop, cadence, tolerance, good_only := false) AS TABLE
 SELECT n.* EXCLUDE (channel_order)
-FROM nearest_frames([channel], start, stop, cadence, tolerance) n
+FROM nearest_frames([channel], start, stop, cadence, tolerance, good_only := good_only) n
 WHERE CASE WHEN n.instrument = lower(instrument) THEN true
            ELSE error('channel ' || n.channel || ' belongs to ' || n.instrument || ', not ' || instrument) END
 ORDER BY n.row;
@@ -112,13 +119,13 @@ FROM grid g LEFT JOIN best b USING (row)
 ORDER BY g.row;
 
 -- aligned: one row per grid time with the nearest frame of every listed channel and the
--- nearest EVE sample: multi-instrument ML samples in one query.
+-- nearest EVE sample: multi-instrument ML samples in one query (good_only := true: good frames only).
 -- Columns: row, time,
 --   frames MAP(VARCHAR, STRUCT(instrument, year, idx, T_OBS, offset_s)) keyed by channel in
 --          the order of channels (frames['171A'].idx; a miss has NULL fields),
 --   eve_idx, eve_time, eve_offset_s (NULL when no EVE sample is within tolerance).
 -- Selection.to_pandas() flattens frames into columns "171A.idx", "171A.year", ...
-CREATE OR REPLACE MACRO aligned(channels, start, stop, cadence, tolerance) AS TABLE
+CREATE OR REPLACE MACRO aligned(channels, start, stop, cadence, tolerance, good_only := false) AS TABLE
 WITH
 per_time AS (
     SELECT n.row, any_value(n.time) AS time,
@@ -126,7 +133,7 @@ per_time AS (
                                   'value': {'instrument': n.instrument, 'year': n.year, 'idx': n.idx,
                                             'T_OBS': n.T_OBS, 'offset_s': n.offset_s}}
                                  ORDER BY n.channel_order)) AS frames
-    FROM nearest_frames(channels, start, stop, cadence, tolerance) n
+    FROM nearest_frames(channels, start, stop, cadence, tolerance, good_only := good_only) n
     GROUP BY n.row
 )
 SELECT p.row, p.time, p.frames, e.idx AS eve_idx, e.eve_time, e.offset_s AS eve_offset_s

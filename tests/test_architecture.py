@@ -21,6 +21,7 @@ STAGES = {
     "stores": ("sdoml_sql.stores",),
     "catalog_builder": ("sdoml_sql.catalog_builder",),
     "fetch": ("sdoml_sql.fetch",),
+    "quality": ("sdoml_sql.quality",),
     "query": ("sdoml_sql.query",),
     "clients": ("sdoml_sql.fido",),
     "entry points": ("sdoml_sql", "sdoml_sql.cli", "sdoml_sql.demo"),

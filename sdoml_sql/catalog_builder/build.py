@@ -160,9 +160,9 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
-    with _exclusive(directory):
+    with exclusive(directory):
         old = read_manifest(directory) or {"partitions": {}, "sources": {}, "warnings": []}
-        sources = {name: _open(name, entry) for name, entry in plan.items()}
+        sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
@@ -190,8 +190,8 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
 
 
 @contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold the catalog's build lock; a second build at the same time is refused."""
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold the catalog's build lock; a second build (or stats pass) at the same time is refused."""
     lock_path = directory / LOCK_FILE
     handle = open(lock_path, "a+")
     try:
@@ -204,7 +204,7 @@ def _exclusive(directory: Path) -> Iterator[None]:
     try:
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} since {_now()}")
+        handle.write(f"pid {os.getpid()} since {now_utc()}")
         handle.flush()
         shutil.rmtree(directory / STAGING_DIR, ignore_errors=True)  # leftovers of a killed build
         yield
@@ -213,7 +213,8 @@ def _exclusive(directory: Path) -> Iterator[None]:
         handle.close()
 
 
-def _open(name: str, entry: dict) -> Source:
+def open_source(name: str, entry: dict) -> Source:
+    """Open the store of a plan or manifest entry (``url``, ``storage_options``); errors name ``name``."""
     try:
         return open_store(entry["url"], storage_options=entry["storage_options"],
                           billing_project=entry.get("billing_project"), mirror=entry.get("mirror"))
@@ -397,14 +398,14 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
     zarray, raw = downloaded or _download(source, partition)
     harvest = harvest_array(source, partition.array_path, frames=int(zarray["shape"][0]), raw=raw)
     del raw
-    _write_parquet(harvest.table, staging / partition.key / DATA_FILE)
+    write_parquet(harvest.table, staging / partition.key / DATA_FILE)
     if harvest.ragged:
-        _write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
+        write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
     partition.meta = {
         "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
         "array_path": partition.array_path, "rows": harvest.table.num_rows,
         "shape": zarray["shape"], "chunks": zarray["chunks"], "dtype": zarray["dtype"],
-        "fingerprint": partition.fingerprint, "built_at": _now(), "keys": harvest.keys,
+        "fingerprint": partition.fingerprint, "built_at": now_utc(), "keys": harvest.keys,
         "ragged_keys": sorted(harvest.ragged), "warnings": harvest.warnings,
         "source_bytes": harvest.source_bytes,
     }
@@ -413,12 +414,12 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
 
 def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
     samples, lines, warnings = harvest_eve(source, partition.array_path)
-    _write_parquet(samples, staging / partition.key / DATA_FILE)
-    _write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
+    write_parquet(samples, staging / partition.key / DATA_FILE)
+    write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
     partition.meta = {
         "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
         "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
-        "fingerprint": partition.fingerprint, "built_at": _now(), "warnings": warnings,
+        "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
     }
     return partition
 
@@ -447,7 +448,8 @@ def _ragged_table(ragged: dict[str, list]) -> pa.Table:
     })
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as zstd Parquet at ``path`` (a staging path: callers rename it in)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
 
@@ -493,7 +495,7 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
-        "built_at": _now(),
+        "built_at": now_utc(),
         "sources": source_entries,
         "partitions": dict(sorted(partitions.items())),
         "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
@@ -512,7 +514,8 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     os.replace(temporary, directory / MANIFEST)
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The current UTC time as ``2026-11-26T15:00:00Z``."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,7 +1,8 @@
 """SQL over a catalog directory: DuckDB views and macros from ``sql/``, on a locked connection.
 
 ``Catalog(dir)`` opens an in-memory DuckDB database whose views read the catalog's Parquet
-files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``)
+files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``,
+``frame_stats``, ``frame_quality``)
 and whose table macros (``nearest``, ``nearest_frames``, ``nearest_eve``, ``aligned``,
 ``coverage``) live in ``sql/macros.sql``.  The connection is then locked: only the catalog
 directory is readable (``allowed_directories``), nothing else is
@@ -32,10 +33,12 @@ import pyarrow as pa
 from sdoml_sql.catalog_builder.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
+from sdoml_sql.query import quality_cache
 from sdoml_sql.query.sqlguard import check_read_only, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
-VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
+VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
+         "frame_stats", "frame_quality")
 
 #: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
 VIEW_FILES = {
@@ -44,6 +47,7 @@ VIEW_FILES = {
     "eve": "eve/*/*.parquet",
     "eve_lines": "eve_lines/*/*.parquet",
     "array_attrs": "array_attrs/*/*/*/*.parquet",
+    "frame_stats": "frame_stats/*/*/*/*.parquet",
 }
 
 #: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
@@ -119,6 +123,8 @@ class Catalog:
         self.manifest = _read_manifest(self.directory)
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
+        self._quality_cached = False
+        self._quality_cached = quality_cache.prepare(self)
         self._connection = self.connect()
 
     def __repr__(self) -> str:
@@ -133,6 +139,8 @@ class Catalog:
     def view_sql(self, view: str, frames_columns: str = "") -> str:
         """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
         name = f"views/{view}.sql" if view not in VIEW_FILES or self.has(view) else f"views/empty/{view}.sql"
+        if view == "frame_quality" and self._quality_cached:
+            name = "views/frame_quality_cached.sql"
         catalog = sql_string(self.directory.as_posix())
         times = {f"{i}_times": render(TIMES_SCAN, files=f"{catalog}/{VIEW_FILES[i]}") if self.has(i) else i
                  for i in ("aia", "hmi")}
