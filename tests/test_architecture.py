@@ -21,6 +21,7 @@ STAGES = {
     "stores": ("sdoml_sql.stores",),
     "catalog_builder": ("sdoml_sql.catalog_builder",),
     "fetch": ("sdoml_sql.fetch",),
+    "datasets": ("sdoml_sql.datasets",),
     "query": ("sdoml_sql.query",),
     "entry points": ("sdoml_sql", "sdoml_sql.cli", "sdoml_sql.demo"),
 }
@@ -122,7 +123,7 @@ def test_no_import_cycles():
 
 
 def test_stage_subpackages_say_what_they_take_give_and_import():
-    for stage in ("stores", "catalog_builder", "fetch", "query"):
+    for stage in ("stores", "catalog_builder", "fetch", "datasets", "query"):
         doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
         assert doc and "In:" in doc and "Out:" in doc and "May import:" in doc, stage
 

@@ -1,0 +1,307 @@
+"""Epoch plans: which samples each loader worker serves, in which order, and when it decodes.
+
+Reading a frame costs its whole Zarr chunk (120 AIA frames, 126 MB decoded), so a uniform
+shuffle decodes about one chunk per channel per sample.  A plan instead:
+
+1. groups the samples into *blocks*: the samples whose widest-chunk channel (AIA in an
+   AIA+HMI sample) shares one chunk;
+2. lays the blocks in a line where neighbours share chunks (time order, in effect), rotates
+   the line by a seeded offset each epoch, and cuts it into ``world_size × workers`` shards
+   of about equal sample counts: a shard is a run of neighbouring blocks, so only chunks
+   straddling the cuts are decoded by two shards;
+3. orders each shard's samples: blocks in seeded random order, ``mix`` blocks open at a time,
+   the next sample drawn at random from the open blocks (weighted by what they have left);
+4. simulates the worker's frame cache over that order: a chunk is decoded the first time a
+   sample needs it, and the frames of it that later samples of the shard use are kept until
+   their last use.  Above the cache size, the frames used furthest in the future are evicted
+   first (Belady's rule: the fewest re-decodes for that order).
+
+The result is deterministic for ``(seed, epoch)``; every sample is in exactly one shard.
+What this gives up against a uniform shuffle: a batch holds samples from at most ``mix``
+blocks (about ``mix`` × 12 hours of a 6-minute AIA selection) instead of the whole range;
+:func:`batch_time_spread` measures it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdoml_sql.exceptions import DatasetError
+
+DEFAULT_CACHE_MB = 2048.0
+DEFAULT_MIX = 2
+
+
+@dataclass(frozen=True)
+class Read:
+    """Decode one chunk of array ``array_id`` and keep frames ``lo + offsets`` as ``keys``."""
+
+    array_id: int
+    lo: int
+    hi: int
+    offsets: tuple[int, ...]
+    keys: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    """Serve ``sample``: drop ``evict``, run ``reads``, assemble, then drop ``release``."""
+
+    sample: int
+    evict: tuple[int, ...]
+    reads: tuple[Read, ...]
+    release: tuple[int, ...]
+
+
+@dataclass
+class Schedule:
+    """One worker's epoch: its steps in order, and what they cost."""
+
+    steps: list[Step]
+    decodes: int
+    peak_frames: int
+
+    @property
+    def samples(self) -> list[int]:
+        return [s.sample for s in self.steps]
+
+
+@dataclass
+class EpochPlan:
+    """The shards of one rank for one epoch (one per loader worker, or one with no workers)."""
+
+    schedules: list[Schedule]
+    distinct_chunks: int
+    cache_bytes: int
+    frame_bytes: int
+    blocks: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(s.steps) for s in self.schedules)
+
+    @property
+    def decodes(self) -> int:
+        return sum(s.decodes for s in self.schedules)
+
+    @property
+    def peak_cache_bytes(self) -> int:
+        """The largest frame cache any worker of the plan holds."""
+        return max((s.peak_frames for s in self.schedules), default=0) * self.frame_bytes
+
+    def __str__(self) -> str:
+        return (f"{self.samples} samples in {len(self.schedules)} shard(s) from {self.blocks} blocks; "
+                f"{self.decodes} chunk decodes for {self.distinct_chunks} distinct chunks "
+                f"({self.decodes / max(self.distinct_chunks, 1):.3f}x); frame cache peak "
+                f"{self.peak_cache_bytes / 1e6:.0f} MB of {self.cache_bytes / 1e6:.0f} MB per worker")
+
+
+# --- blocks and shards ---------------------------------------------------------------------
+
+def frame_keys(ds, samples) -> np.ndarray:
+    """``(len(samples), C)`` frame keys (``array_id * FRAME_KEY + idx``; -1 where no frame)."""
+    from sdoml_sql.datasets.samples import FRAME_KEY
+
+    ids = ds.array_ids[samples].astype(np.int64)
+    return np.where(ids >= 0, ids * FRAME_KEY + ds.idx[samples], -1)
+
+
+def chunk_keys(ds, samples) -> np.ndarray:
+    """``(len(samples), C)`` chunk keys (``array_id * FRAME_KEY + chunk``; -1 where no frame)."""
+    from sdoml_sql.datasets.samples import FRAME_KEY
+
+    ids = ds.array_ids[samples].astype(np.int64)
+    t = ds.chunk_frames[np.maximum(ids, 0)]
+    return np.where(ids >= 0, ids * FRAME_KEY + ds.idx[samples] // t, -1)
+
+
+def sample_blocks(ds) -> list[np.ndarray]:
+    """Samples grouped by the chunk of their widest-chunk channel, in order of first sample."""
+    samples = np.arange(len(ds))
+    chunks = chunk_keys(ds, samples)
+    width = np.where(ds.array_ids >= 0, ds.chunk_frames[np.maximum(ds.array_ids, 0)], -1)
+    primary = chunks[samples, np.argmax(width, axis=1)]
+    _, first, inverse = np.unique(primary, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    groups = [[] for _ in first]
+    for s, g in enumerate(inverse.ravel()):
+        groups[g].append(s)
+    return [np.asarray(groups[g], dtype=np.int64) for g in order]
+
+
+def block_line(ds, blocks: list[np.ndarray]) -> list[int]:
+    """Block numbers in a line where each block follows one it shares the most chunks with."""
+    chunk_sets = [set(np.unique(chunk_keys(ds, b)).tolist()) - {-1} for b in blocks]
+    holders = defaultdict(set)
+    for b, chunks in enumerate(chunk_sets):
+        for chunk in chunks:
+            holders[chunk].add(b)
+    line, seen, unvisited = [], set(), iter(range(len(blocks)))
+    current = None
+    while len(line) < len(blocks):
+        neighbours = {n for c in chunk_sets[current] for n in holders[c]} - seen if current is not None else set()
+        if neighbours:
+            current = max(neighbours, key=lambda n: (len(chunk_sets[n] & chunk_sets[current]), -n))
+        else:
+            current = next(b for b in unvisited if b not in seen)
+        line.append(current)
+        seen.add(current)
+    return line
+
+
+def cut_line(sizes: list[int], pieces: int) -> list[list[int]]:
+    """Cut positions 0..len(sizes)-1 into ``pieces`` contiguous runs of about equal total size."""
+    total, runs, run, acc = sum(sizes), [[] for _ in range(pieces)], 0, 0
+    for position, size in enumerate(sizes):
+        while run < pieces - 1 and acc + size / 2 > total * (run + 1) / pieces:
+            run += 1
+        runs[run].append(position)
+        acc += size
+    return runs
+
+
+# --- order inside a shard ------------------------------------------------------------------
+
+def mixed_order(blocks: list[np.ndarray], mix: int, rng: np.random.Generator) -> list[int]:
+    """Blocks in random order, ``mix`` open at a time, each sample drawn from the open blocks."""
+    pending = [list(rng.permutation(blocks[b])) for b in rng.permutation(len(blocks))]
+    pending.reverse()
+    open_blocks, order = [], []
+    while open_blocks or pending:
+        while len(open_blocks) < mix and pending:
+            open_blocks.append(pending.pop())
+        sizes = np.array([len(b) for b in open_blocks], dtype=np.float64)
+        pick = int(np.searchsorted(np.cumsum(sizes), rng.random() * sizes.sum(), side="right"))
+        pick = min(pick, len(open_blocks) - 1)
+        order.append(int(open_blocks[pick].pop()))
+        if not open_blocks[pick]:
+            open_blocks.pop(pick)
+    return order
+
+
+# --- the frame cache -----------------------------------------------------------------------
+
+def schedule(ds, order, budget_frames: int) -> Schedule:
+    """Simulate a worker serving ``order`` with a cache of ``budget_frames`` frames."""
+    from sdoml_sql.datasets.samples import FRAME_KEY
+
+    order = [int(s) for s in order]
+    keys = frame_keys(ds, np.asarray(order, dtype=np.int64)) if order else np.zeros((0, 0), np.int64)
+    uses: dict[int, list[int]] = defaultdict(list)
+    by_chunk: dict[int, set[int]] = defaultdict(set)
+    for position, row in enumerate(keys.tolist()):
+        for key in row:
+            if key >= 0:
+                uses[key].append(position)
+                by_chunk[_chunk_key(ds, key)].add(key)
+    pointer = dict.fromkeys(uses, 0)
+
+    def next_use(key: int) -> int:
+        return uses[key][pointer[key]]
+
+    held: set[int] = set()
+    steps, decodes, peak = [], 0, 0
+    for position, (sample, row) in enumerate(zip(order, keys.tolist())):
+        need = [k for k in row if k >= 0]
+        new = []
+        for chunk in dict.fromkeys(_chunk_key(ds, k) for k in need if k not in held):
+            new.extend(sorted(k for k in by_chunk[chunk] if k not in held and pointer[k] < len(uses[k])))
+        evict: list[int] = []
+        if len(held) + len(new) > budget_frames:
+            needed = set(need)
+            others = sorted((k for k in (held | set(new)) - needed), key=next_use)
+            keep = needed | set(others[:max(budget_frames - len(needed), 0)])
+            evict = sorted(held - keep)
+            held -= set(evict)
+            new = [k for k in new if k in keep]
+        reads = _reads(ds, new, FRAME_KEY)
+        decodes += len(reads)
+        held |= set(new)
+        peak = max(peak, len(held))
+        release = []
+        for key in need:
+            pointer[key] += 1
+            if pointer[key] == len(uses[key]):
+                held.discard(key)
+                release.append(key)
+        steps.append(Step(sample, tuple(evict), reads, tuple(release)))
+    return Schedule(steps, decodes, peak)
+
+
+def _chunk_key(ds, key: int) -> int:
+    from sdoml_sql.datasets.samples import FRAME_KEY
+
+    array_id, idx = divmod(key, FRAME_KEY)
+    return array_id * FRAME_KEY + idx // int(ds.chunk_frames[array_id])
+
+
+def _reads(ds, keys: list[int], frame_key: int) -> tuple[Read, ...]:
+    by_chunk: dict[int, list[int]] = defaultdict(list)
+    for key in keys:
+        by_chunk[_chunk_key(ds, key)].append(key)
+    reads = []
+    for chunk_keys_ in by_chunk.values():
+        ordered = sorted(chunk_keys_)
+        array_id = ordered[0] // frame_key
+        idx = [k % frame_key for k in ordered]
+        reads.append(Read(array_id, idx[0], idx[-1] + 1, tuple(i - idx[0] for i in idx), tuple(ordered)))
+    return tuple(reads)
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: int = 1, rank: int = 0,
+               world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None) -> EpochPlan:
+    """The shards of ``rank`` (one per worker) for epoch ``epoch``: see the module docstring."""
+    _check_plan_options(ds, rank, world_size, mix, shards)
+    cache_bytes = int((DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 1e6)
+    budget = cache_bytes // ds.frame_bytes
+    if budget < ds.image_shape[0]:
+        raise DatasetError(f"cache_mb={cache_bytes / 1e6:g} holds {budget} frames; one sample needs "
+                           f"{ds.image_shape[0]} ({ds.image_shape[0] * ds.frame_bytes / 1e6:.1f} MB)")
+    blocks = sample_blocks(ds)
+    line = block_line(ds, blocks)
+    rng = np.random.default_rng([seed, epoch])
+    if shuffle and line:
+        shift = int(rng.integers(len(line)))
+        line = line[shift:] + line[:shift]
+    runs = cut_line([len(blocks[b]) for b in line], shards * world_size)
+    schedules = []
+    for shard in range(rank * shards, (rank + 1) * shards):
+        mine = [blocks[line[p]] for p in runs[shard]]
+        if shuffle:
+            order = mixed_order(mine, mix, np.random.default_rng([seed, epoch, shard]))
+        else:
+            order = sorted(int(s) for b in mine for s in b)
+        schedules.append(schedule(ds, order, budget))
+    distinct = len(np.unique(chunk_keys(ds, np.arange(len(ds))))) - int((ds.array_ids < 0).any())
+    return EpochPlan(schedules, distinct, cache_bytes, ds.frame_bytes, len(blocks))
+
+
+def _check_plan_options(ds, rank: int, world_size: int, mix: int, shards: int) -> None:
+    if not isinstance(world_size, (int, np.integer)) or world_size < 1:
+        raise DatasetError(f"world_size={world_size!r}: give a positive integer")
+    if not isinstance(rank, (int, np.integer)) or not 0 <= rank < world_size:
+        raise DatasetError(f"rank={rank!r}: give an integer from 0 to world_size - 1 = {world_size - 1}")
+    if not isinstance(mix, (int, np.integer)) or mix < 1:
+        raise DatasetError(f"mix={mix!r}: give the number of blocks open at a time, at least 1")
+    if len(ds) == 0:
+        raise DatasetError("the dataset has no samples")
+
+
+# --- what the shuffle gives up -------------------------------------------------------------
+
+def batch_time_spread(times: np.ndarray, order, batch_size: int) -> float:
+    """Mean absolute time between two samples of one batch (hours), batches cut from ``order``."""
+    spreads = []
+    t = times.astype("datetime64[s]").astype(np.int64)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        batch = np.sort(t[np.asarray(order[start:start + batch_size])])
+        n = len(batch)
+        weights = 2 * np.arange(n) - n + 1  # sum over pairs of |ti - tj| for sorted values
+        spreads.append(float((weights * batch).sum()) / (n * (n - 1) / 2))
+    return float(np.mean(spreads)) / 3600 if spreads else float("nan")
