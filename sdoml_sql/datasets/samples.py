@@ -26,13 +26,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from sdoml_sql.datasets.shuffle import FRAME_KEY, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.fetch.stack import (ArrayRef, _apply_missing, _check_downsample, _check_frames, _open_arrays,
                                    frame_grid, output_shape, read_chunk_frames)
 
 DATASET_MISSING = ("drop", "nan", "raise")
-#: A frame's key in caches and schedules: ``array_id * FRAME_KEY + idx``.
-FRAME_KEY = 1 << 40
 
 
 class StoreOpener:
@@ -235,16 +234,8 @@ class FrameDataset:
     def plan(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
              rank: int = 0, world_size: int = 1, mix: int = 2, cache_mb: float | None = None):
         """The epoch plan a loader with these options runs (chunk decodes, cache peak), without reading."""
-        from sdoml_sql.datasets.shuffle import epoch_plan
-
         return epoch_plan(self, shuffle=shuffle, seed=seed, epoch=epoch, shards=max(num_workers, 1),
                           rank=rank, world_size=world_size, mix=mix, cache_mb=cache_mb)
-
-    def export(self, output, progress: bool = True):
-        """Write the samples to a local Zarr for training at disk speed (see :func:`sdoml_sql.datasets.export.export`)."""
-        from sdoml_sql.datasets.export import export
-
-        return export(self, output, progress=progress)
 
 
 def _iso(value) -> str:

@@ -32,6 +32,8 @@ import numpy as np
 from sdoml_sql.exceptions import DatasetError
 
 DEFAULT_CACHE_MB = 2048.0
+#: A frame's key in caches and schedules: ``array_id * FRAME_KEY + idx`` (a chunk's: ``… + chunk``).
+FRAME_KEY = 1 << 40
 DEFAULT_MIX = 2
 
 
@@ -104,16 +106,12 @@ class EpochPlan:
 
 def frame_keys(ds, samples) -> np.ndarray:
     """``(len(samples), C)`` frame keys (``array_id * FRAME_KEY + idx``; -1 where no frame)."""
-    from sdoml_sql.datasets.samples import FRAME_KEY
-
     ids = ds.array_ids[samples].astype(np.int64)
     return np.where(ids >= 0, ids * FRAME_KEY + ds.idx[samples], -1)
 
 
 def chunk_keys(ds, samples) -> np.ndarray:
     """``(len(samples), C)`` chunk keys (``array_id * FRAME_KEY + chunk``; -1 where no frame)."""
-    from sdoml_sql.datasets.samples import FRAME_KEY
-
     ids = ds.array_ids[samples].astype(np.int64)
     t = ds.chunk_frames[np.maximum(ids, 0)]
     return np.where(ids >= 0, ids * FRAME_KEY + ds.idx[samples] // t, -1)
@@ -187,8 +185,6 @@ def mixed_order(blocks: list[np.ndarray], mix: int, rng: np.random.Generator) ->
 
 def schedule(ds, order, budget_frames: int) -> Schedule:
     """Simulate a worker serving ``order`` with a cache of ``budget_frames`` frames."""
-    from sdoml_sql.datasets.samples import FRAME_KEY
-
     order = [int(s) for s in order]
     keys = frame_keys(ds, np.asarray(order, dtype=np.int64)) if order else np.zeros((0, 0), np.int64)
     uses: dict[int, list[int]] = defaultdict(list)
@@ -218,7 +214,7 @@ def schedule(ds, order, budget_frames: int) -> Schedule:
             evict = sorted(held - keep)
             held -= set(evict)
             new = [k for k in new if k in keep]
-        reads = _reads(ds, new, FRAME_KEY)
+        reads = _reads(ds, new)
         decodes += len(reads)
         held |= set(new)
         peak = max(peak, len(held))
@@ -233,21 +229,19 @@ def schedule(ds, order, budget_frames: int) -> Schedule:
 
 
 def _chunk_key(ds, key: int) -> int:
-    from sdoml_sql.datasets.samples import FRAME_KEY
-
     array_id, idx = divmod(key, FRAME_KEY)
     return array_id * FRAME_KEY + idx // int(ds.chunk_frames[array_id])
 
 
-def _reads(ds, keys: list[int], frame_key: int) -> tuple[Read, ...]:
+def _reads(ds, keys: list[int]) -> tuple[Read, ...]:
     by_chunk: dict[int, list[int]] = defaultdict(list)
     for key in keys:
         by_chunk[_chunk_key(ds, key)].append(key)
     reads = []
     for chunk_keys_ in by_chunk.values():
         ordered = sorted(chunk_keys_)
-        array_id = ordered[0] // frame_key
-        idx = [k % frame_key for k in ordered]
+        array_id = ordered[0] // FRAME_KEY
+        idx = [k % FRAME_KEY for k in ordered]
         reads.append(Read(array_id, idx[0], idx[-1] + 1, tuple(i - idx[0] for i in idx), tuple(ordered)))
     return tuple(reads)
 
