@@ -120,9 +120,9 @@ def channel_stats(ds, rule: Normalization, chosen: dict[str, list[tuple[int, int
             by_chunk[a, ds.chunk_of(a, x)].append((channel, x))
     for (a, _), members in sorted(by_chunk.items()):
         wanted = sorted({x for _, x in members})
-        data = ds.read_frames(a, wanted[0], wanted[-1] + 1, tuple(x - wanted[0] for x in wanted))
-        values = np.log10(np.maximum(data[np.isfinite(data)], rule.aia_floor), dtype=np.float64)
-        sums[members[0][0]] += (values.size, values.sum(), np.square(values).sum())
+        for frame in ds.read_frames(a, wanted[0], wanted[-1] + 1, tuple(x - wanted[0] for x in wanted)):
+            values = np.log10(np.maximum(frame[np.isfinite(frame)], rule.aia_floor), dtype=np.float64)
+            sums[members[0][0]] += (values.size, values.sum(), np.square(values).sum())
     result = {}
     for channel in chosen:
         n, total, squares = sums[channel]

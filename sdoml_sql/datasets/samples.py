@@ -28,8 +28,9 @@ import pandas as pd
 
 from sdoml_sql.datasets.shuffle import FRAME_KEY, epoch_plan
 from sdoml_sql.exceptions import DatasetError
+from sdoml_sql.datasets.chunkio import ChunkReader
 from sdoml_sql.fetch.stack import (ArrayRef, _apply_missing, _check_downsample, _check_frames, _open_arrays,
-                                   frame_grid, output_shape, read_chunk_frames)
+                                   frame_grid, output_shape)
 
 DATASET_MISSING = ("drop", "nan", "raise")
 
@@ -94,10 +95,11 @@ class FrameDataset:
     trace_dir: str | None = None
     _zarrays: list | None = field(default=None, repr=False)
     _last: dict = field(default_factory=dict, repr=False)
+    _reader: ChunkReader = field(default_factory=ChunkReader, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_zarrays"], state["_last"] = None, {}
+        state["_zarrays"], state["_last"], state["_reader"] = None, {}, ChunkReader()
         return state
 
     def __len__(self) -> int:
@@ -127,10 +129,12 @@ class FrameDataset:
     def chunk_of(self, array_id: int, idx: int) -> int:
         return int(idx) // int(self.chunk_frames[array_id])
 
-    def read_frames(self, array_id: int, lo: int, hi: int, offsets: tuple[int, ...]) -> np.ndarray:
-        """Frames ``lo + offsets`` of one chunk of array ``array_id``, downsampled float32."""
-        frames = read_chunk_frames(self.zarrays()[array_id], str(self.arrays[array_id]), lo, hi, offsets,
-                                   self.downsample, self.method)
+    def read_frames(self, array_id: int, lo: int, hi: int, offsets: tuple[int, ...],
+                    out: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Frames ``lo + offsets`` of one chunk of array ``array_id``, downsampled float32
+        (into ``out`` if given, else one new array each)."""
+        frames = self._reader.read(self.zarrays()[array_id], str(self.arrays[array_id]), lo, hi, offsets,
+                                   self.downsample, self.method, out)
         if self.trace_dir:
             self._trace(array_id, lo)
         return frames
@@ -187,19 +191,22 @@ class FrameDataset:
 
     def run(self, schedule) -> Iterator[Any]:
         """Yield the samples of a :class:`~sdoml_sql.datasets.shuffle.Schedule` in its order,
-        decoding each chunk when the schedule says and keeping only the frames it says."""
-        cache: dict[int, np.ndarray] = {}
+        decoding each chunk when the schedule says and keeping only the frames it says (in
+        a pool of frame slots reused across the epoch)."""
+        pool = FramePool(self.image_shape[1:])
+        cache: dict[int, int] = {}
         for step in schedule.steps:
             for key in step.evict:
-                cache.pop(key, None)
+                pool.free(cache.pop(key))
             for read in step.reads:
-                for key, frame in zip(read.keys, self.read_frames(read.array_id, read.lo, read.hi, read.offsets)):
-                    cache[key] = frame
+                slots = [pool.take() for _ in read.keys]
+                self.read_frames(read.array_id, read.lo, read.hi, read.offsets, [pool.frame(n) for n in slots])
+                cache.update(zip(read.keys, slots))
             keys = [int(a) * FRAME_KEY + int(x) if a >= 0 else None
                     for a, x in zip(self.array_ids[step.sample], self.idx[step.sample])]
-            item = self.sample(step.sample, [cache[k] if k is not None else None for k in keys])
+            item = self.sample(step.sample, [pool.frame(cache[k]) if k is not None else None for k in keys])
             for key in step.release:
-                cache.pop(key, None)
+                pool.free(cache.pop(key))
             yield item
 
     # --- subsets, splits, loaders ---------------------------------------------------------
@@ -236,6 +243,30 @@ class FrameDataset:
         """The epoch plan a loader with these options runs (chunk decodes, cache peak), without reading."""
         return epoch_plan(self, shuffle=shuffle, seed=seed, epoch=epoch, shards=max(num_workers, 1),
                           rank=rank, world_size=world_size, mix=mix, cache_mb=cache_mb)
+
+
+class FramePool:
+    """Frame slots allocated in blocks and reused: a schedule's frames without fresh memory per read."""
+
+    BLOCK = 32
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+        self.blocks: list[np.ndarray] = []
+        self.free_slots: list[int] = []
+
+    def take(self) -> int:
+        if not self.free_slots:
+            start = len(self.blocks) * self.BLOCK
+            self.blocks.append(np.empty((self.BLOCK, *self.shape), dtype=np.float32))
+            self.free_slots.extend(range(start + self.BLOCK - 1, start - 1, -1))
+        return self.free_slots.pop()
+
+    def free(self, slot: int) -> None:
+        self.free_slots.append(slot)
+
+    def frame(self, slot: int) -> np.ndarray:
+        return self.blocks[slot // self.BLOCK][slot % self.BLOCK]
 
 
 def _iso(value) -> str:

@@ -151,15 +151,29 @@ def block_line(ds, blocks: list[np.ndarray]) -> list[int]:
     return line
 
 
-def cut_line(sizes: list[int], pieces: int) -> list[list[int]]:
-    """Cut positions 0..len(sizes)-1 into ``pieces`` contiguous runs of about equal total size."""
-    total, runs, run, acc = sum(sizes), [[] for _ in range(pieces)], 0, 0
-    for position, size in enumerate(sizes):
-        while run < pieces - 1 and acc + size / 2 > total * (run + 1) / pieces:
-            run += 1
-        runs[run].append(position)
-        acc += size
-    return runs
+def boundary_costs(ds, blocks: list[np.ndarray], line: list[int]) -> list[int]:
+    """``costs[p]``: chunks shared by the blocks at line positions ``p - 1`` and ``p`` (circular)."""
+    chunk_sets = [set(np.unique(chunk_keys(ds, blocks[b])).tolist()) - {-1} for b in line]
+    return [len(chunk_sets[p - 1] & chunk_sets[p]) for p in range(len(line))]
+
+
+def cut_line(sizes: list[int], pieces: int, costs: list[int] | None = None) -> list[list[int]]:
+    """Cut positions 0..len(sizes)-1 into ``pieces`` contiguous runs of about equal total size.
+
+    Each cut goes where the fewest chunks are shared (``costs[p]``: cutting before ``p``), among
+    the positions within half the largest block of the equal-size point."""
+    starts = np.concatenate([[0], np.cumsum(sizes)]) if sizes else np.zeros(1)
+    total, slack = starts[-1], max(sizes, default=0) / 2
+    cuts, previous = [], 0
+    for k in range(1, pieces):
+        target = total * k / pieces
+        options = [p for p in range(previous, len(sizes) + 1) if abs(starts[p] - target) <= slack]
+        options = options or [min(range(previous, len(sizes) + 1), key=lambda p: abs(starts[p] - target))]
+        cost = (lambda p: costs[p] if costs is not None and 0 < p < len(sizes) else 0)
+        previous = min(options, key=lambda p: (cost(p), abs(starts[p] - target)))
+        cuts.append(previous)
+    edges = [0, *cuts, len(sizes)]
+    return [list(range(edges[k], edges[k + 1])) for k in range(pieces)]
 
 
 # --- order inside a shard ------------------------------------------------------------------
@@ -259,11 +273,12 @@ def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: 
                            f"{ds.image_shape[0]} ({ds.image_shape[0] * ds.frame_bytes / 1e6:.1f} MB)")
     blocks = sample_blocks(ds)
     line = block_line(ds, blocks)
-    rng = np.random.default_rng([seed, epoch])
-    if shuffle and line:
-        shift = int(rng.integers(len(line)))
-        line = line[shift:] + line[:shift]
-    runs = cut_line([len(blocks[b]) for b in line], shards * world_size)
+    costs = boundary_costs(ds, blocks, line)
+    if shuffle and line:  # start the line at a seeded one of the cheapest places to cut it
+        cheapest = [p for p, cost in enumerate(costs) if cost == min(costs)]
+        shift = cheapest[int(np.random.default_rng([seed, epoch]).integers(len(cheapest)))]
+        line, costs = line[shift:] + line[:shift], costs[shift:] + costs[:shift]
+    runs = cut_line([len(blocks[b]) for b in line], shards * world_size, costs)
     schedules = []
     for shard in range(rank * shards, (rank + 1) * shards):
         mine = [blocks[line[p]] for p in runs[shard]]
