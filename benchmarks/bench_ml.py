@@ -142,9 +142,11 @@ def main() -> None:
     parser.add_argument("--hmi-frames", type=int, default=400, help="HMI frames per component (15 per chunk)")
     parser.add_argument("--a-samples", type=int, default=16, help="samples timed for (a)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--mix", type=int, default=2, help="blocks open at a time in a loader worker")
     args = parser.parse_args()
 
     from sdoml_sql import Catalog, open_export
+    from sdoml_sql.datasets.shuffle import batch_time_spread
 
     catalog = Catalog(prepare(args.workdir, args.frames, args.hmi_frames))
     selection = catalog.query(aligned_sql(catalog))
@@ -152,7 +154,7 @@ def main() -> None:
     n = len(ds)
     trace = Path(tempfile.mkdtemp(prefix="bench-ml-trace-"))
     ds.trace_dir = str(trace)
-    loader = ds.loader(args.batch_size, shuffle=True, seed=0, epoch=0, num_workers=2)
+    loader = ds.loader(args.batch_size, shuffle=True, seed=0, epoch=0, num_workers=2, mix=args.mix)
     plan = loader.dataset.plan
     distinct = distinct_chunk_jobs(ds)
     distinct_bytes = sum(int(np.prod(ds.frame_shape)) * 4 * (hi - lo) for _, _, lo, hi in distinct)
@@ -199,6 +201,11 @@ def main() -> None:
     print(f"{'(d) export, uniform shuffle, num_workers=2':<46} {rates['d']:>10.2f} {n * sample_mb / time_d:>13.0f}")
     if time_export:
         print(f"    (export written once in {time_export:.1f} s: {n / time_export:.1f} samples/s)")
+    spread_b = np.mean([batch_time_spread(ds.times, sch.samples, args.batch_size) for sch in plan.schedules])
+    spread_u = batch_time_spread(ds.times, np.random.default_rng(0).permutation(n), args.batch_size)
+    print(f"shuffle: mean time between two samples of a batch {spread_b:.1f} h with (b) (mix={args.mix}), "
+          f"{spread_u:.1f} h with a uniform shuffle (samples span "
+          f"{(ds.times.max() - ds.times.min()) / np.timedelta64(1, 'h'):.0f} h)")
     print(f"(b) worker peak RSS: {', '.join(f'{v:.0f} MB' for v in worker_peaks.values())}; "
           f"parent at fork {baseline_mb:.0f} MB; documented bound {bound_mb:.0f} MB "
           f"(parent + cache {plan.cache_bytes / MB:.0f} MB + 3 chunks + 2 batches); "

@@ -43,28 +43,23 @@ class ChunkReader:
         return {"_buffers": {}}
 
     def read(self, zarray, label: str, lo: int, hi: int, offsets: tuple[int, ...], factor: int,
-             method: str, out: list[np.ndarray] | None = None) -> list[np.ndarray]:
+             method: str, copy: bool = True) -> list[np.ndarray]:
         """Frames ``lo + offsets`` (all inside one chunk) as float32 frames, downsampled.
 
-        With ``out`` (one array per offset) the frames are written there and ``out`` is
-        returned; without, each frame is a new array.
+        With ``copy=False`` a frame may be a view of the decode buffer, valid until the next
+        read: copy it where it must stay (the loaders copy each frame once, into its sample).
         """
         if not fast_path(zarray):
-            frames = read_chunk_frames(zarray, label, lo, hi, offsets, factor, method)
-        else:
-            t = int(zarray.chunks[0])
-            chunk = lo // t
-            try:
-                decoded = self._decode(zarray, chunk)
-            except Exception as error:  # noqa: BLE001 - turned into one named line
-                raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: {error}") from None
-            first = lo - chunk * t
-            frames = [downsample_frames(decoded[first + o:first + o + 1], factor, method)[0] for o in offsets]
-        if out is None:
-            return [np.array(frame, dtype=np.float32) for frame in frames]
-        for target, frame in zip(out, frames):
-            target[...] = frame
-        return out
+            return list(read_chunk_frames(zarray, label, lo, hi, offsets, factor, method))
+        t = int(zarray.chunks[0])
+        chunk = lo // t
+        try:
+            decoded = self._decode(zarray, chunk)
+        except Exception as error:  # noqa: BLE001 - turned into one named line
+            raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: {error}") from None
+        first = lo - chunk * t
+        frames = [downsample_frames(decoded[first + o:first + o + 1], factor, method)[0] for o in offsets]
+        return [np.array(f, dtype=np.float32) for f in frames] if copy else frames
 
     def _decode(self, zarray, chunk: int) -> np.ndarray:
         from zarr.core.buffer import default_buffer_prototype

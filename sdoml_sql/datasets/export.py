@@ -130,7 +130,7 @@ def _write_missing(ds: FrameDataset, partial: Path, done: dict[int, str], progre
 
     images = zarr.open_array(str(partial / IMAGES), mode="r+", zarr_format=2)
     order = _export_order(ds, set(range(len(ds))) - set(done))
-    plan = schedule(ds, order, int(DEFAULT_CACHE_MB * 1e6) // ds.frame_bytes)
+    plan = schedule(ds, order, int(DEFAULT_CACHE_MB * 1e6) // ds.sample_bytes)
     bar = tqdm(total=len(ds), initial=len(done), unit="sample", desc="export", disable=not progress)
     with open(partial / JOURNAL, "a", encoding="utf-8") as journal:
         for step, item in zip(plan.steps, ds.run(plan)):

@@ -119,6 +119,11 @@ class FrameDataset:
         """Bytes of one frame as served (float32, after downsampling)."""
         return int(np.prod(self.image_shape[1:])) * 4
 
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample's image."""
+        return self.image_shape[0] * self.frame_bytes
+
     # --- reading --------------------------------------------------------------------------
 
     def zarrays(self) -> list:
@@ -130,11 +135,11 @@ class FrameDataset:
         return int(idx) // int(self.chunk_frames[array_id])
 
     def read_frames(self, array_id: int, lo: int, hi: int, offsets: tuple[int, ...],
-                    out: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Frames ``lo + offsets`` of one chunk of array ``array_id``, downsampled float32
-        (into ``out`` if given, else one new array each)."""
+                    copy: bool = True) -> list[np.ndarray]:
+        """Frames ``lo + offsets`` of one chunk of array ``array_id``, downsampled float32; with
+        ``copy=False`` they may be views of a buffer the next read overwrites."""
         frames = self._reader.read(self.zarrays()[array_id], str(self.arrays[array_id]), lo, hi, offsets,
-                                   self.downsample, self.method, out)
+                                   self.downsample, self.method, copy)
         if self.trace_dir:
             self._trace(array_id, lo)
         return frames
@@ -177,37 +182,68 @@ class FrameDataset:
 
     def sample(self, i: int, frames: list[np.ndarray | None]) -> Any:
         """The sample dict of sample ``i`` from its frames (None: no frame), normalised and transformed."""
-        height, width = self.image_shape[1:]
         image = np.empty(self.image_shape, dtype=np.float32)
         for c, frame in enumerate(frames):
-            image[c] = np.nan if frame is None else frame
-        if self.normalizer is not None:
-            image = self.normalizer.apply(image, self.array_ids[i])
-        present = self.array_ids[i] >= 0
-        years = np.array([self.arrays[a].year if a >= 0 else -1 for a in self.array_ids[i]], dtype=np.int64)
+            if frame is not None:
+                image[c] = frame
+        return self.finish(i, image)
+
+    def finish(self, i: int, image: np.ndarray) -> Any:
+        """Sample ``i``'s dict around its filled ``image`` (changed in place: NaN where no frame, normalised)."""
+        self.complete(i, image)
         item = {"image": image, "time": _iso(self.times[i]), "row": int(self.rows[i]),
-                "year": years, "idx": np.where(present, self.idx[i], -1).astype(np.int64)}
+                "year": self.years(i), "idx": np.where(self.array_ids[i] >= 0, self.idx[i], -1).astype(np.int64)}
         return self.transform(item) if self.transform is not None else item
 
-    def run(self, schedule) -> Iterator[Any]:
-        """Yield the samples of a :class:`~sdoml_sql.datasets.shuffle.Schedule` in its order,
-        decoding each chunk when the schedule says and keeping only the frames it says (in
-        a pool of frame slots reused across the epoch)."""
-        pool = FramePool(self.image_shape[1:])
-        cache: dict[int, int] = {}
+    def complete(self, i: int, image: np.ndarray) -> None:
+        """NaN frames for channels without a frame, then the normalisation, in place."""
+        for c in np.flatnonzero(self.array_ids[i] < 0):
+            image[c] = np.nan
+        if self.normalizer is not None:
+            self.normalizer.apply(image, self.array_ids[i])
+
+    def years(self, i: int) -> np.ndarray:
+        return np.array([self.arrays[a].year if a >= 0 else -1 for a in self.array_ids[i]], dtype=np.int64)
+
+    def fill(self, schedule, new_unit: Callable[[int], Any]) -> Iterator[tuple[int, np.ndarray, Any]]:
+        """Run a :class:`~sdoml_sql.datasets.shuffle.Schedule`: yield ``(position, image, unit)`` as
+        each sample's frames are all in (not yet completed: see :meth:`complete`).
+
+        Images live in units of ``schedule.group`` consecutive samples, arrays of
+        ``(size, C, H, W)`` float32 (numpy, or anything ``np.asarray`` views without a copy)
+        made by ``new_unit(size)``; each decoded frame is copied once, straight from the
+        decoded chunk into the samples waiting for it.
+        """
+        units: dict[int, tuple[Any, np.ndarray]] = {}
+        group, count = schedule.group, len(schedule.steps)
+
+        def place(q: int) -> np.ndarray:
+            unit = q // group
+            if unit not in units:
+                made = new_unit(min(group, count - unit * group))
+                units[unit] = (made, np.asarray(made))
+            return units[unit][1][q % group]
+
         for step in schedule.steps:
-            for key in step.evict:
-                pool.free(cache.pop(key))
+            for unit in step.evict:
+                units.pop(unit, None)
             for read in step.reads:
-                slots = [pool.take() for _ in read.keys]
-                self.read_frames(read.array_id, read.lo, read.hi, read.offsets, [pool.frame(n) for n in slots])
-                cache.update(zip(read.keys, slots))
-            keys = [int(a) * FRAME_KEY + int(x) if a >= 0 else None
-                    for a, x in zip(self.array_ids[step.sample], self.idx[step.sample])]
-            item = self.sample(step.sample, [pool.frame(cache[k]) if k is not None else None for k in keys])
-            for key in step.release:
-                pool.free(cache.pop(key))
-            yield item
+                frames = self.read_frames(read.array_id, read.lo, read.hi, read.offsets, copy=False)
+                for frame, targets in zip(frames, read.targets):
+                    for q, column in targets:
+                        place(q)[column] = frame
+            image = place(step.position)
+            yield step.position, image, units[step.position // group][0]
+            if step.position % group == group - 1:
+                units.pop(step.position // group, None)
+
+    def run(self, schedule) -> Iterator[Any]:
+        """Yield the sample dicts of a schedule in its order (see :meth:`fill`)."""
+        for position, image, _ in self.fill(schedule, self.new_images):
+            yield self.finish(schedule.steps[position].sample, image)
+
+    def new_images(self, size: int) -> np.ndarray:
+        return np.empty((size, *self.image_shape), dtype=np.float32)
 
     # --- subsets, splits, loaders ---------------------------------------------------------
 
@@ -243,30 +279,6 @@ class FrameDataset:
         """The epoch plan a loader with these options runs (chunk decodes, cache peak), without reading."""
         return epoch_plan(self, shuffle=shuffle, seed=seed, epoch=epoch, shards=max(num_workers, 1),
                           rank=rank, world_size=world_size, mix=mix, cache_mb=cache_mb)
-
-
-class FramePool:
-    """Frame slots allocated in blocks and reused: a schedule's frames without fresh memory per read."""
-
-    BLOCK = 32
-
-    def __init__(self, shape: tuple[int, int]):
-        self.shape = shape
-        self.blocks: list[np.ndarray] = []
-        self.free_slots: list[int] = []
-
-    def take(self) -> int:
-        if not self.free_slots:
-            start = len(self.blocks) * self.BLOCK
-            self.blocks.append(np.empty((self.BLOCK, *self.shape), dtype=np.float32))
-            self.free_slots.extend(range(start + self.BLOCK - 1, start - 1, -1))
-        return self.free_slots.pop()
-
-    def free(self, slot: int) -> None:
-        self.free_slots.append(slot)
-
-    def frame(self, slot: int) -> np.ndarray:
-        return self.blocks[slot // self.BLOCK][slot % self.BLOCK]
 
 
 def _iso(value) -> str:

@@ -39,32 +39,36 @@ DEFAULT_MIX = 2
 
 @dataclass(frozen=True)
 class Read:
-    """Decode one chunk of array ``array_id`` and keep frames ``lo + offsets`` as ``keys``."""
+    """Decode one chunk of array ``array_id``; frame ``lo + offsets[j]`` goes to the
+    ``(position, column)`` places ``targets[j]`` of the samples waiting for it."""
 
     array_id: int
     lo: int
     hi: int
     offsets: tuple[int, ...]
-    keys: tuple[int, ...]
+    targets: tuple[tuple[tuple[int, int], ...], ...]
 
 
 @dataclass(frozen=True)
 class Step:
-    """Serve ``sample``: drop ``evict``, run ``reads``, assemble, then drop ``release``."""
+    """Serve the sample at ``position`` (dataset sample ``sample``): drop the pending units
+    ``evict``, run ``reads``; the sample is then complete."""
 
+    position: int
     sample: int
     evict: tuple[int, ...]
     reads: tuple[Read, ...]
-    release: tuple[int, ...]
 
 
 @dataclass
 class Schedule:
-    """One worker's epoch: its steps in order, and what they cost."""
+    """One worker's epoch: its steps in order, pending samples grouped in units of ``group``
+    consecutive positions (1, or the batch size when the worker builds batches), and the cost."""
 
     steps: list[Step]
+    group: int
     decodes: int
-    peak_frames: int
+    peak_units: int
 
     @property
     def samples(self) -> list[int]:
@@ -78,7 +82,7 @@ class EpochPlan:
     schedules: list[Schedule]
     distinct_chunks: int
     cache_bytes: int
-    frame_bytes: int
+    sample_bytes: int
     blocks: int
     extra: dict = field(default_factory=dict)
 
@@ -92,13 +96,13 @@ class EpochPlan:
 
     @property
     def peak_cache_bytes(self) -> int:
-        """The largest frame cache any worker of the plan holds."""
-        return max((s.peak_frames for s in self.schedules), default=0) * self.frame_bytes
+        """The most memory any worker of the plan holds in samples waiting for frames."""
+        return max((s.peak_units * s.group for s in self.schedules), default=0) * self.sample_bytes
 
     def __str__(self) -> str:
         return (f"{self.samples} samples in {len(self.schedules)} shard(s) from {self.blocks} blocks; "
                 f"{self.decodes} chunk decodes for {self.distinct_chunks} distinct chunks "
-                f"({self.decodes / max(self.distinct_chunks, 1):.3f}x); frame cache peak "
+                f"({self.decodes / max(self.distinct_chunks, 1):.3f}x); pending samples peak "
                 f"{self.peak_cache_bytes / 1e6:.0f} MB of {self.cache_bytes / 1e6:.0f} MB per worker")
 
 
@@ -195,51 +199,65 @@ def mixed_order(blocks: list[np.ndarray], mix: int, rng: np.random.Generator) ->
     return order
 
 
-# --- the frame cache -----------------------------------------------------------------------
+# --- the pending samples ------------------------------------------------------------------
 
-def schedule(ds, order, budget_frames: int) -> Schedule:
-    """Simulate a worker serving ``order`` with a cache of ``budget_frames`` frames."""
+def schedule(ds, order, budget_units: int, group: int = 1) -> Schedule:
+    """Simulate a worker serving ``order``, holding at most ``budget_units`` pending units.
+
+    A chunk is decoded when the sample being served needs a frame of it; its frames are then
+    written into every later sample of ``order`` that uses them (the sample is *pending*),
+    soonest first, as long as the units pending stay within the budget.  A sample that did
+    not fit gets its frames from a later decode.  When the sample being served needs room,
+    the unit served last is dropped (its frames will be decoded again).
+    """
     order = [int(s) for s in order]
-    keys = frame_keys(ds, np.asarray(order, dtype=np.int64)) if order else np.zeros((0, 0), np.int64)
-    uses: dict[int, list[int]] = defaultdict(list)
-    by_chunk: dict[int, set[int]] = defaultdict(set)
-    for position, row in enumerate(keys.tolist()):
-        for key in row:
+    keys = frame_keys(ds, np.asarray(order, dtype=np.int64)).tolist() if order else []
+    waiting: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # chunk -> (position, column, key)
+    for position, row in enumerate(keys):
+        for column, key in enumerate(row):
             if key >= 0:
-                uses[key].append(position)
-                by_chunk[_chunk_key(ds, key)].add(key)
-    pointer = dict.fromkeys(uses, 0)
-
-    def next_use(key: int) -> int:
-        return uses[key][pointer[key]]
-
-    held: set[int] = set()
+                waiting[_chunk_key(ds, key)].append((position, column, key))
+    filled: dict[int, set[int]] = defaultdict(set)  # position -> columns written
+    pending: set[int] = set()
     steps, decodes, peak = [], 0, 0
-    for position, (sample, row) in enumerate(zip(order, keys.tolist())):
-        need = [k for k in row if k >= 0]
-        new = []
-        for chunk in dict.fromkeys(_chunk_key(ds, k) for k in need if k not in held):
-            new.extend(sorted(k for k in by_chunk[chunk] if k not in held and pointer[k] < len(uses[k])))
+    for position, (sample, row) in enumerate(zip(order, keys)):
+        unit = position // group
         evict: list[int] = []
-        if len(held) + len(new) > budget_frames:
-            needed = set(need)
-            others = sorted((k for k in (held | set(new)) - needed), key=next_use)
-            keep = needed | set(others[:max(budget_frames - len(needed), 0)])
-            evict = sorted(held - keep)
-            held -= set(evict)
-            new = [k for k in new if k in keep]
-        reads = _reads(ds, new)
-        decodes += len(reads)
-        held |= set(new)
-        peak = max(peak, len(held))
-        release = []
-        for key in need:
-            pointer[key] += 1
-            if pointer[key] == len(uses[key]):
-                held.discard(key)
-                release.append(key)
-        steps.append(Step(sample, tuple(evict), reads, tuple(release)))
-    return Schedule(steps, decodes, peak)
+        reads = []
+        missing = [key for column, key in enumerate(row) if key >= 0 and column not in filled[position]]
+        for chunk in dict.fromkeys(_chunk_key(ds, key) for key in missing):
+            if unit not in pending and len(pending) >= budget_units:
+                victim = max(pending)
+                pending.discard(victim)
+                evict.append(victim)
+                for q in range(victim * group, (victim + 1) * group):
+                    filled.pop(q, None)
+            targets = _targets(waiting[chunk], position, group, filled, pending, budget_units)
+            reads.append(_read(ds, targets))
+            decodes += 1
+        peak = max(peak, len(pending))
+        steps.append(Step(position, sample, tuple(evict), tuple(reads)))
+        filled.pop(position, None)
+        if position % group == group - 1 or position == len(order) - 1:
+            pending.discard(unit)
+    return Schedule(steps, group, decodes, peak)
+
+
+def _targets(waiting, position: int, group: int, filled, pending: set[int], budget: int):
+    """The (position, column, key) places a chunk decoded now fills: later samples lacking the
+    frame whose unit is pending or, soonest first, fits in the budget."""
+    targets = []
+    for q, column, key in waiting:
+        if q < position or column in filled[q]:
+            continue
+        unit = q // group
+        if unit not in pending:
+            if len(pending) >= budget:
+                continue
+            pending.add(unit)
+        filled[q].add(column)
+        targets.append((q, column, key))
+    return targets
 
 
 def _chunk_key(ds, key: int) -> int:
@@ -247,30 +265,30 @@ def _chunk_key(ds, key: int) -> int:
     return array_id * FRAME_KEY + idx // int(ds.chunk_frames[array_id])
 
 
-def _reads(ds, keys: list[int]) -> tuple[Read, ...]:
-    by_chunk: dict[int, list[int]] = defaultdict(list)
-    for key in keys:
-        by_chunk[_chunk_key(ds, key)].append(key)
-    reads = []
-    for chunk_keys_ in by_chunk.values():
-        ordered = sorted(chunk_keys_)
-        array_id = ordered[0] // FRAME_KEY
-        idx = [k % FRAME_KEY for k in ordered]
-        reads.append(Read(array_id, idx[0], idx[-1] + 1, tuple(i - idx[0] for i in idx), tuple(ordered)))
-    return tuple(reads)
+def _read(ds, targets) -> Read:
+    by_frame: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for q, column, key in targets:
+        by_frame[key].append((q, column))
+    frames = sorted(by_frame)
+    array_id = frames[0] // FRAME_KEY
+    idx = [k % FRAME_KEY for k in frames]
+    return Read(array_id, idx[0], idx[-1] + 1, tuple(i - idx[0] for i in idx),
+                tuple(tuple(by_frame[k]) for k in frames))
 
 
 # --- the plan ------------------------------------------------------------------------------
 
 def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: int = 1, rank: int = 0,
-               world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None) -> EpochPlan:
+               world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None,
+               group: int = 1) -> EpochPlan:
     """The shards of ``rank`` (one per worker) for epoch ``epoch``: see the module docstring."""
     _check_plan_options(ds, rank, world_size, mix, shards)
     cache_bytes = int((DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 1e6)
-    budget = cache_bytes // ds.frame_bytes
-    if budget < ds.image_shape[0]:
-        raise DatasetError(f"cache_mb={cache_bytes / 1e6:g} holds {budget} frames; one sample needs "
-                           f"{ds.image_shape[0]} ({ds.image_shape[0] * ds.frame_bytes / 1e6:.1f} MB)")
+    unit_bytes = group * ds.image_shape[0] * ds.frame_bytes
+    budget = cache_bytes // unit_bytes
+    if budget < 1:
+        raise DatasetError(f"cache_mb={cache_bytes / 1e6:g} is less than one {'batch' if group > 1 else 'sample'} "
+                           f"({unit_bytes / 1e6:.1f} MB)")
     blocks = sample_blocks(ds)
     line = block_line(ds, blocks)
     costs = boundary_costs(ds, blocks, line)
@@ -286,9 +304,9 @@ def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: 
             order = mixed_order(mine, mix, np.random.default_rng([seed, epoch, shard]))
         else:
             order = sorted(int(s) for b in mine for s in b)
-        schedules.append(schedule(ds, order, budget))
+        schedules.append(schedule(ds, order, budget, group))
     distinct = len(np.unique(chunk_keys(ds, np.arange(len(ds))))) - int((ds.array_ids < 0).any())
-    return EpochPlan(schedules, distinct, cache_bytes, ds.frame_bytes, len(blocks))
+    return EpochPlan(schedules, distinct, cache_bytes, ds.image_shape[0] * ds.frame_bytes, len(blocks))
 
 
 def _check_plan_options(ds, rank: int, world_size: int, mix: int, shards: int) -> None:
