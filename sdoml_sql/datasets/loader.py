@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from sdoml_sql.datasets.samples import _iso
 from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 
@@ -76,7 +75,7 @@ class EpochStream(IterableDataset):
 def _batch(ds, images, samples: list[int]) -> dict:
     """A batch as the default collate makes it from the samples' dicts."""
     index = np.asarray(samples)
-    return {"image": images, "time": [_iso(ds.times[i]) for i in samples],
+    return {"image": images, "time": [ds.time_text(i) for i in samples],
             "row": torch.as_tensor(ds.rows[index], dtype=torch.int64),
             "year": torch.as_tensor(np.stack([ds.years(i) for i in samples])),
             "idx": torch.as_tensor(np.where(ds.array_ids[index] >= 0, ds.idx[index], -1).astype(np.int64))}

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from sdoml_sql.datasets.shuffle import FRAME_KEY, epoch_plan
+from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.datasets.chunkio import ChunkReader
 from sdoml_sql.fetch.stack import (ArrayRef, _apply_missing, _check_downsample, _check_frames, _open_arrays,
@@ -191,7 +191,7 @@ class FrameDataset:
     def finish(self, i: int, image: np.ndarray) -> Any:
         """Sample ``i``'s dict around its filled ``image`` (changed in place: NaN where no frame, normalised)."""
         self.complete(i, image)
-        item = {"image": image, "time": _iso(self.times[i]), "row": int(self.rows[i]),
+        item = {"image": image, "time": self.time_text(i), "row": int(self.rows[i]),
                 "year": self.years(i), "idx": np.where(self.array_ids[i] >= 0, self.idx[i], -1).astype(np.int64)}
         return self.transform(item) if self.transform is not None else item
 
@@ -201,6 +201,10 @@ class FrameDataset:
             image[c] = np.nan
         if self.normalizer is not None:
             self.normalizer.apply(image, self.array_ids[i])
+
+    def time_text(self, i: int) -> str:
+        """Sample ``i``'s time as an ISO string ("" if unknown)."""
+        return _iso(self.times[i])
 
     def years(self, i: int) -> np.ndarray:
         return np.array([self.arrays[a].year if a >= 0 else -1 for a in self.array_ids[i]], dtype=np.int64)
@@ -275,10 +279,12 @@ class FrameDataset:
                            rank=rank, world_size=world_size, **options)
 
     def plan(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
-             rank: int = 0, world_size: int = 1, mix: int = 2, cache_mb: float | None = None):
-        """The epoch plan a loader with these options runs (chunk decodes, cache peak), without reading."""
+             rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None,
+             batch_size: int = 1):
+        """The epoch plan a loader with these options runs (chunk decodes, memory peak), without
+        reading; ``batch_size`` > 1 plans as a loader whose workers build batches."""
         return epoch_plan(self, shuffle=shuffle, seed=seed, epoch=epoch, shards=max(num_workers, 1),
-                          rank=rank, world_size=world_size, mix=mix, cache_mb=cache_mb)
+                          rank=rank, world_size=world_size, mix=mix, cache_mb=cache_mb, group=batch_size)
 
 
 def _iso(value) -> str:

@@ -11,10 +11,12 @@ shuffle decodes about one chunk per channel per sample.  A plan instead:
    straddling the cuts are decoded by two shards;
 3. orders each shard's samples: blocks in seeded random order, ``mix`` blocks open at a time,
    the next sample drawn at random from the open blocks (weighted by what they have left);
-4. simulates the worker's frame cache over that order: a chunk is decoded the first time a
-   sample needs it, and the frames of it that later samples of the shard use are kept until
-   their last use.  Above the cache size, the frames used furthest in the future are evicted
-   first (Belady's rule: the fewest re-decodes for that order).
+4. simulates the worker over that order: a chunk is decoded when the sample being served
+   needs a frame of it, and its frames are written at once into every later sample of the
+   shard that uses them (those samples are *pending*).  Pending samples are held in units
+   (one sample, or one batch when the loader's workers build batches); above the cache
+   size, a chunk's frames go only to the soonest units that fit, and when the sample being
+   served needs room the unit served last is dropped (its frames are decoded again later).
 
 The result is deterministic for ``(seed, epoch)``; every sample is in exactly one shard.
 What this gives up against a uniform shuffle: a batch holds samples from at most ``mix``
@@ -25,7 +27,7 @@ blocks (about ``mix`` × 12 hours of a 6-minute AIA selection) instead of the wh
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from sdoml_sql.exceptions import DatasetError
 DEFAULT_CACHE_MB = 2048.0
 #: A frame's key in caches and schedules: ``array_id * FRAME_KEY + idx`` (a chunk's: ``… + chunk``).
 FRAME_KEY = 1 << 40
-DEFAULT_MIX = 2
+DEFAULT_MIX = 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,6 @@ class EpochPlan:
     cache_bytes: int
     sample_bytes: int
     blocks: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def samples(self) -> int:
