@@ -237,6 +237,20 @@ def test_loader_with_two_workers_serves_each_sample_once_decoding_each_chunk_onc
     assert ranks[0] + ranks[1] != rows
 
 
+def test_loader_applies_a_transform_to_samples_and_batches_them(ml):
+    plain = ml.query(AIA_SQL).dataset(downsample=8)
+    doubled = ml.query(AIA_SQL).dataset(downsample=8, transform=lambda item: {**item, "image": item["image"] * 2})
+    images = {}
+    for batch in doubled.loader(batch_size=5, seed=2, drop_last=True):
+        assert batch["image"].shape == (5, 2, 64, 64)
+        images.update(zip(batch["row"].tolist(), batch["image"].numpy()))
+    assert len(images) == len(plain) - len(plain) % 5
+    checked = [i for i in range(len(plain)) if int(plain.rows[i]) in images][::40]
+    assert len(checked) >= 3
+    for i in checked:
+        np.testing.assert_array_equal(images[int(plain.rows[i])], plain[i]["image"] * 2)
+
+
 def test_export_survives_a_kill_resumes_and_equals_the_dataset(ml, ml_dir, tmp_path):
     out = tmp_path / "train.zarr"
     command = [*CLI, "export", AIA_SQL, str(out), "--catalog", str(ml_dir)]
