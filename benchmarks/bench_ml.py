@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--hmi-frames", type=int, default=400, help="HMI frames per component (15 per chunk)")
     parser.add_argument("--a-samples", type=int, default=16, help="samples timed for (a)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--mix", type=int, default=2, help="blocks open at a time in a loader worker")
+    parser.add_argument("--mix", type=int, default=1, help="blocks open at a time in a loader worker (default 1)")
     args = parser.parse_args()
 
     from sdoml_sql import Catalog, open_export
