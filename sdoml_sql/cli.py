@@ -95,9 +95,12 @@ def with_access_options(function):
 @click.option("--eve-samples", default=None, type=click.IntRange(1), help="EVE samples (about 1 per minute).")
 @click.option("--years", default=None, help="AIA years, comma separated (the last one carries the 2020 quirks).")
 @click.option("--channels", default=None, help="AIA channels, comma separated (default: all nine).")
+@click.option("--hmi-years", default=None,
+              help="HMI years, comma separated, or 'aia' for the AIA years (default: 2010,2012); HMI frames "
+                   "fall on the AIA days of a year, so AIA+HMI aligned samples can be made.")
 @click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_images, seed):
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
     from sdoml_sql.stores.sample import write_sample
 
@@ -107,11 +110,23 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_image
         "eve_samples": eve_samples,
         "years": tuple(int(y) for y in years.split(",")) if years else None,
         "channels": tuple(channels.split(",")) if channels else None,
+        "hmi_years": _hmi_years(hmi_years, years),
     }
     paths = write_sample(directory, images=not no_images, seed=seed,
                          **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
+
+
+def _hmi_years(hmi_years: str | None, years: str | None):
+    if hmi_years is None:
+        return None
+    if hmi_years == "aia":
+        return tuple(int(y) for y in years.split(",")) if years else (2010, 2020)
+    try:
+        return tuple(int(y) for y in hmi_years.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{hmi_years!r}: give years such as 2010,2011 or 'aia'", param_hint="--hmi-years")
 
 
 @main.command()
@@ -316,6 +331,26 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
     animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
                         fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
     click.echo(f"wrote {save(animation, output, progress=not quiet)} ({animation.sdoml_frames} frames)")
+
+
+@main.command()
+@click.argument("sql")
+@click.argument("output", type=click.Path(file_okay=False))
+@catalog_option
+@downsample_option
+@method_option
+@click.option("--missing", type=click.Choice(["drop", "nan", "raise"]), default="drop", show_default=True,
+              help="Samples with a channel missing: leave out, NaN frame, or fail.")
+@click.option("--normalize", type=click.Choice(["none", "sdoml"]), default="none", show_default=True,
+              help="sdoml: AIA log10 + z-score (statistics stored beside the catalog), HMI clipped and scaled.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_access_options
+def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
+    """Export the samples SQL selects to OUTPUT.zarr (one sample per chunk, rows in rows.parquet) for
+    training at disk speed; rerun the same command to resume an interrupted export."""
+    written = _selection(sql, catalog).export(output, downsample=downsample, method=method, missing=missing,
+                                              normalize=normalize, progress=not quiet)
+    click.echo(f"wrote {written}")
 
 
 @main.command()

@@ -36,3 +36,7 @@ class QueryError(SdomlError):
 
 class FetchError(SdomlError):
     """Frames of a selection cannot be read, or a selection row has no frame."""
+
+
+class DatasetError(SdomlError):
+    """An ML dataset, loader, split or export cannot be made from the given selection or options."""

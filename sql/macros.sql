@@ -185,3 +185,33 @@ SELECT b.instrument, b.channel, b.bucket,
        coalesce(p.frames, 0) AS frames, coalesce(p.gaps, 0) AS gaps, p.longest_step_s
 FROM buckets b LEFT JOIN per_bucket p USING (instrument, channel, bucket)
 ORDER BY b.instrument, b.channel, b.bucket;
+
+-- split_label: the train / val / test split of time t for machine learning, from whole calendar
+-- months (sdoml_sql.datasets.splits computes the same labels in Python: ds.split(...)).
+-- A month goes to test_months / val_months when either list is given, else by a seeded hash:
+-- u = first 8 hex digits of md5('<seed>:<YYYY-MM>') / 2^32; 'test' if u < test, 'val' if
+-- u < test + val, else 'train'. NULL (a guard gap) for t less than gap from the start or end of
+-- its month when the neighbouring month has another label. Named parameters, e.g.
+-- split_label(time, seed := 1, val := 0.2, test := 0.1, gap := INTERVAL 2 days).
+CREATE OR REPLACE MACRO month_split(month_start, seed, val, test, val_months, test_months) AS (
+    CASE WHEN len(val_months) + len(test_months) > 0 THEN
+             CASE WHEN list_contains(test_months, strftime(month_start::TIMESTAMP, '%Y-%m')) THEN 'test'
+                  WHEN list_contains(val_months, strftime(month_start::TIMESTAMP, '%Y-%m')) THEN 'val'
+                  ELSE 'train' END
+         WHEN ('0x' || md5(seed::VARCHAR || ':' || strftime(month_start::TIMESTAMP, '%Y-%m'))[1:8])::UBIGINT
+              / 4294967296.0 < test THEN 'test'
+         WHEN ('0x' || md5(seed::VARCHAR || ':' || strftime(month_start::TIMESTAMP, '%Y-%m'))[1:8])::UBIGINT
+              / 4294967296.0 < test + val THEN 'val'
+         ELSE 'train' END
+);
+CREATE OR REPLACE MACRO split_label(t, seed := 0, val := 0.1, test := 0.1, gap := INTERVAL 1 day,
+                                    val_months := []::VARCHAR[], test_months := []::VARCHAR[]) AS (
+    CASE WHEN (t::TIMESTAMP - date_trunc('month', t::TIMESTAMP) < gap::INTERVAL
+               AND month_split(date_trunc('month', t::TIMESTAMP) - INTERVAL 1 month, seed, val, test, val_months, test_months)
+                   <> month_split(date_trunc('month', t::TIMESTAMP), seed, val, test, val_months, test_months))
+           OR (date_trunc('month', t::TIMESTAMP) + INTERVAL 1 month - t::TIMESTAMP < gap::INTERVAL
+               AND month_split(date_trunc('month', t::TIMESTAMP) + INTERVAL 1 month, seed, val, test, val_months, test_months)
+                   <> month_split(date_trunc('month', t::TIMESTAMP), seed, val, test, val_months, test_months))
+         THEN NULL
+         ELSE month_split(date_trunc('month', t::TIMESTAMP), seed, val, test, val_months, test_months) END
+);

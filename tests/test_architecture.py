@@ -22,6 +22,7 @@ STAGES = {
     "catalog_builder": ("sdoml_sql.catalog_builder",),
     "fetch": ("sdoml_sql.fetch",),
     "quality": ("sdoml_sql.quality",),
+    "datasets": ("sdoml_sql.datasets",),
     "query": ("sdoml_sql.query",),
     "clients": ("sdoml_sql.fido",),
     "entry points": ("sdoml_sql", "sdoml_sql.cli", "sdoml_sql.demo"),
@@ -124,7 +125,7 @@ def test_no_import_cycles():
 
 
 def test_stage_subpackages_say_what_they_take_give_and_import():
-    for stage in ("stores", "catalog_builder", "fetch", "query", "fido"):
+    for stage in ("stores", "catalog_builder", "fetch", "quality", "datasets", "query", "fido"):
         doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
         assert doc and "In:" in doc and "Out:" in doc and "May import:" in doc, stage
 

@@ -185,6 +185,20 @@ class Selection:
 
         return movies.animate(self, **kw)
 
+    # --- verbs: the datasets stage makes ML samples of the frames (sdoml_sql.datasets) -------
+
+    def dataset(self, **kw):
+        """A PyTorch-ready map-style dataset of the selected frames (see :func:`sdoml_sql.datasets.dataset`)."""
+        from sdoml_sql import datasets
+
+        return datasets.dataset(self, **kw)
+
+    def export(self, output, **kw):
+        """Export the samples to a local Zarr for training (see :func:`sdoml_sql.datasets.export`)."""
+        from sdoml_sql import datasets
+
+        return datasets.export(self, output, **kw)
+
     def plot_eve(self, **kw):
         """Plot selected EVE lines (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
         from sdoml_sql.fetch import eve
