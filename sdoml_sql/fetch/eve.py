@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.output import save_figure
 
 GAP_FACTOR = 5.0
 NOT_LINES = {"idx", "time", "row", "eve_time", "offset_s", "eve_idx", "eve_offset_s", "group", "instrument"}
@@ -104,7 +105,7 @@ def plot_eve(selection, lines: Iterable[str] | None = None, catalog=None, output
     figure.autofmt_xdate()
     figure.tight_layout()
     if output is not None:
-        figure.savefig(output, dpi=120)
+        save_figure(figure, output, dpi=120)
     return figure
 
 

@@ -72,6 +72,20 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
     return frame
 
 
+def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
+    """The first and last ``T_OBS`` of a channel over every catalogued year (``None``s when
+    the catalog has none)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = sorted(str(p) for p in Path(catalog.directory).glob(f"{instrument}/year=*/channel={channel}/*.parquet"))
+    if not files:
+        return None, None
+    times = ds.dataset(files, format="parquet").to_table(columns=["T_OBS"]).column("T_OBS")
+    bounds = pc.min_max(times).as_py()
+    return bounds["min"], bounds["max"]
+
+
 def _nullable_types(arrow_type):
     import pyarrow as pa
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.headers import header_records, headers, map_header
+from sdoml_sql.fetch.output import save_figure
 from sdoml_sql.fetch.stack import FlatSelection, build_stack, selection_locators
 
 HMI_CMAP = "hmimag"
@@ -109,5 +110,5 @@ def plot_map(selection, i: int = 0, output=None, downsample: int = 1, method: st
     image = solar_map.plot(axes=axes)
     figure.colorbar(image, ax=axes, label=str(solar_map.unit or ""))
     if output is not None:
-        figure.savefig(output, dpi=110, bbox_inches="tight")
+        save_figure(figure, output, dpi=110, bbox_inches="tight")
     return figure

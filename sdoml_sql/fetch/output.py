@@ -150,12 +150,12 @@ def write_frames(selection, output, format: str | None = None, downsample: int =
     kind = output_format(output, format)
     output.parent.mkdir(parents=True, exist_ok=True)
     if kind == "fits":
-        with _written_atomically(output) as partial:
+        with written_atomically(output) as partial:
             written = _write_fits(selection, partial, downsample, method, missing, progress)
         return [output / path.name for path in written]
     array, grid, _ = build_stack(selection, downsample, method, missing)
     sidecar = output.with_name(output.stem + ".headers.parquet")
-    with _written_atomically(output) as partial, _written_atomically(sidecar) as partial_sidecar:
+    with written_atomically(output) as partial, written_atomically(sidecar) as partial_sidecar:
         target = _open_target(partial, kind, array)
         for start, values in compute_batches(array, progress=progress):
             target[start:start + len(values)] = values
@@ -167,10 +167,17 @@ def write_frames(selection, output, format: str | None = None, downsample: int =
 
 
 @contextlib.contextmanager
-def _written_atomically(path):
-    """Yield a temporary sibling of ``path``, moved onto ``path`` only if the block succeeds,
-    so a fetch that fails part-way leaves no partial output behind."""
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+def written_atomically(path):
+    """Yield a temporary sibling of ``path`` (a :class:`~pathlib.Path`), moved onto ``path``
+    only if the block succeeds, so a write that fails part-way leaves nothing behind.
+
+    The one rule of every command that writes: missing parent directories are created, the
+    output appears complete or not at all, an existing output is replaced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the suffix stays last: ffmpeg and matplotlib choose the format from it
+    partial = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield partial
     except BaseException:
@@ -179,6 +186,20 @@ def _written_atomically(path):
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(partial, path)
+
+
+def save_figure(figure, output, **savefig_options) -> Path:
+    """Save a matplotlib figure to ``output`` (PNG, PDF, SVG … from the suffix) by the
+    write rule of :func:`written_atomically`; an unknown suffix is a one-line
+    :class:`FetchError` listing the formats matplotlib can write."""
+    output = Path(output)
+    formats = figure.canvas.get_supported_filetypes()
+    if output.suffix.lower().lstrip(".") not in formats:
+        raise FetchError(f"cannot save a plot as {output.name}: use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    with written_atomically(output) as partial:
+        figure.savefig(partial, **savefig_options)
+    return output
 
 
 def _remove(path) -> None:

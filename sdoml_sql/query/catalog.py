@@ -15,6 +15,7 @@ columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``,
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -31,8 +32,8 @@ import pyarrow as pa
 
 from sdoml_sql.catalog_builder.build import read_manifest
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, QueryError
-from sdoml_sql.query.sqlguard import check_read_only, one_line
+from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
+from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
 VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
@@ -94,6 +95,24 @@ def example_names() -> list[str]:
 def example(name: str) -> str:
     """The text of example query ``name`` (``sql/examples/<name>.sql``)."""
     return read_sql(f"examples/{name}.sql")
+
+
+def read_sql_file(path: str | os.PathLike) -> str:
+    """The text of an SQL file (``@FILE`` on the command line).  A path under ``sql/`` that
+    does not exist from the current directory (``sql/examples/hmi_3min.sql``) is read from
+    the installed package, so the examples work from any directory."""
+    file = Path(path).expanduser()
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        parts = Path(path).parts
+        if len(parts) > 1 and parts[0] == "sql" and not file.is_absolute():
+            packaged = sql_dir().joinpath(*parts[1:])
+            if packaged.is_file():
+                return packaged.read_text(encoding="utf-8")
+        raise QueryError(f"no SQL file {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QueryError(f"cannot read SQL file {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def render(template: str, **values: str) -> str:
@@ -204,7 +223,34 @@ class Catalog:
 
         checked = check_read_only(sql)
         table = self._run(checked, params)
-        return Selection(table, self, checked)
+        hints = self.empty_result_hints(checked) if table.num_rows == 0 else []
+        for hint in hints:
+            warnings.warn(hint, EmptyResultWarning, stacklevel=2)
+        return Selection(table, self, checked, hints)
+
+    def empty_result_hints(self, sql: str) -> list[str]:
+        """Why a query may have returned no rows: each filter of a catalog column
+        (``channel``, ``instrument``, ``year``) on a literal the catalog does not hold, e.g.
+        ``no channel '171' in the catalog; channels are 94A, 131A, 171A, …``."""
+        known = self._known_values()
+        hints = []
+        for column, value in literal_filters(sql):
+            values = known.get(column)
+            if values is None or value in values:
+                continue
+            close = difflib.get_close_matches(str(value).upper(), [str(v).upper() for v in values], n=1)
+            guess = f"; did you mean {str(values[[str(v).upper() for v in values].index(close[0])])!r}?" if close else ""
+            hints.append(f"no {column} {value!r} in the catalog; {column}s are "
+                         f"{', '.join(map(str, values)) or 'none'}{guess}")
+        return list(dict.fromkeys(hints))
+
+    def _known_values(self) -> dict[str, list]:
+        rows = self._cursor().execute(
+            "SELECT DISTINCT instrument, channel, year FROM partitions ORDER BY instrument, "
+            "try_cast(regexp_extract(channel, '^[0-9]+') AS INTEGER) NULLS LAST, channel, year").fetchall()
+        return {"instrument": list(dict.fromkeys(r[0] for r in rows)),
+                "channel": list(dict.fromkeys(r[1] for r in rows)),
+                "year": sorted({r[2] for r in rows})}
 
     def sql(self, sql: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run one read-only statement and return the raw DuckDB relation (lazy; use
@@ -216,7 +262,7 @@ class Catalog:
                 return cursor.sql(checked)
             return cursor.sql(checked, params=params)
         except duckdb.Error as error:
-            raise QueryError(one_line(error, checked, self.all_columns)) from None
+            raise QueryError(one_line(error, checked, self.all_columns, self.all_names)) from None
 
     def _run(self, sql: str, params: Any):
         cursor = self._cursor()
@@ -224,7 +270,8 @@ class Catalog:
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             return result.to_arrow_table() if result.description is not None else pa.table({})
         except duckdb.Error as error:
-            raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
+            raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns,
+                                     self.all_names)) from None
         finally:
             cursor.close()
 
@@ -261,6 +308,11 @@ class Catalog:
             names.update(dict.fromkeys(self.columns(view)))
         return tuple(names)
 
+    @cached_property
+    def all_names(self) -> tuple[str, ...]:
+        """The views and table macros (for "did you mean" suggestions on unknown tables)."""
+        return tuple(self.tables() + self.macros())
+
     def channels(self) -> dict[str, str]:
         """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
         rows = self._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall()
@@ -286,7 +338,13 @@ class Catalog:
             entry = (self.manifest.get("sources") or {}).get(instrument)
             if not entry or not entry.get("url"):
                 raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
-            self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
+            try:
+                self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
+            except StoreError as error:
+                if "does not exist" not in str(error):
+                    raise
+                raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
+                                 f"{self.directory} --source {instrument}=NEW_PLACE") from None
         return self._sources[instrument]
 
 
