@@ -116,7 +116,7 @@ def _nothing_message(selection, grid: FrameGrid) -> str:
         hints = "".join(f"; {h}" for h in getattr(selection, "hints", []))
         return f"nothing to fetch: the query selected no rows{hints}"
     table = grid.table
-    what = "grid times" if grid.aligned else "selection rows"
+    what = "grid times" if grid.aligned or "time" in table.columns else "selection rows"
     span = ""
     if "time" in table.columns and table["time"].notna().any():
         times = pd.to_datetime(table["time"])

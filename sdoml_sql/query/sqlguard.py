@@ -162,7 +162,7 @@ def _close_table(message: str, tables) -> str:
         return ""
     upper = {t.upper(): t for t in tables}
     close = difflib.get_close_matches(unknown.group(1).upper(), list(upper), n=3, cutoff=0.5)
-    return " or ".join(upper[c] for c in close)
+    return " or ".join(f'"{upper[c]}"' for c in close)
 
 
 def _dashed_keyword(message: str, sql: str, columns) -> str:
