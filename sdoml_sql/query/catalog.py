@@ -52,6 +52,26 @@ FRAMES_LEAD = ("year", "channel", "idx")
 
 INIT_SQL = "init.sql"
 
+#: Set by ``sdoml-sql shell`` for the DuckDB shell it starts: the catalog ``init.sql`` reads.
+SHELL_CATALOG_ENV = "SDOML_SHELL_CATALOG"
+
+# The DuckDB shell (duckdb-cli 1.5) resolves relative paths from its working directory, never
+# from the init file's location, and no SQL can learn that location (the shell reads
+# /proc/self/cmdline as an empty file). So init.sql finds its catalog when the shell starts:
+# $SDOML_SHELL_CATALOG, else the working directory if it holds a catalog; views read their
+# files under getvariable('sdoml_catalog'), bound when queried.
+LOCATE_CATALOG = f"""-- sdoml-sql views and macros. Paths are relative to the catalog directory: start the shell
+-- inside it (cd CATALOG && duckdb -init init.sql), or anywhere with sdoml-sql shell --catalog CATALOG.
+SET VARIABLE sdoml_catalog = coalesce(nullif(getenv('{SHELL_CATALOG_ENV}'), ''), '.');
+SET VARIABLE sdoml_catalog_found = CASE
+    WHEN (SELECT count(*) FROM glob(getvariable('sdoml_catalog') || '/manifest.json')) > 0 THEN true
+    ELSE error('no sdoml-sql catalog in ' || getvariable('sdoml_catalog') || ': start the shell inside the '
+               || 'catalog directory (cd CATALOG && duckdb -init init.sql) or run sdoml-sql shell --catalog CATALOG')
+    END;"""
+
+#: The catalog directory in relocatable view SQL (spliced into a quoted path: '{catalog}/aia/…').
+RELOCATABLE_DIRECTORY = "' || getvariable('sdoml_catalog') || '"
+
 # Catalog._run fetches Arrow from an executed statement rather than from a relation
 # (con.sql(q).to_arrow_table()), which binds the statement twice: once to make the relation,
 # once to run it. Binding a view over many Parquet files costs milliseconds, while the copy
@@ -149,32 +169,39 @@ class Catalog:
         """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …)."""
         return any(self.directory.glob(VIEW_FILES[view]))
 
-    def view_sql(self, view: str, frames_columns: str = "") -> str:
-        """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
+    def view_sql(self, view: str, frames_columns: str = "", relocatable: bool = False) -> str:
+        """The ``CREATE VIEW`` statement of ``view`` for this catalog: file paths under the
+        catalog's absolute directory, or (``relocatable``) under the ``sdoml_catalog`` SQL
+        variable that ``init.sql`` sets (see :data:`LOCATE_CATALOG`)."""
         name = f"views/{view}.sql" if view not in VIEW_FILES or self.has(view) else f"views/empty/{view}.sql"
-        catalog = sql_string(self.directory.as_posix())
+        catalog = RELOCATABLE_DIRECTORY if relocatable else sql_string(self.directory.as_posix())
         times = {f"{i}_times": render(TIMES_SCAN, files=f"{catalog}/{VIEW_FILES[i]}") if self.has(i) else i
                  for i in ("aia", "hmi")}
         return render(read_sql(name), catalog=catalog, frames_columns=frames_columns, **times)
 
-    def script(self) -> str:
-        """Every view and macro as one SQL script (what ``init.sql`` holds)."""
-        return "\n".join(self._view_statements() + [read_sql("macros.sql")])
+    def script(self, relocatable: bool = False) -> str:
+        """Every view and macro as one SQL script.  ``relocatable=True`` gives what
+        ``init.sql`` holds: paths relative to the catalog directory, found when the shell
+        starts (:data:`LOCATE_CATALOG`), so a copied or moved catalog keeps working."""
+        locate = [LOCATE_CATALOG] if relocatable else []
+        return "\n".join(locate + self._view_statements(relocatable) + [read_sql("macros.sql")])
 
-    def _view_statements(self) -> list[str]:
-        statements = [self.view_sql(v) for v in VIEWS if v != "frames"]
+    def _view_statements(self, relocatable: bool = False) -> list[str]:
+        statements = [self.view_sql(v, relocatable=relocatable) for v in VIEWS if v != "frames"]
         scratch = duckdb.connect()
         scratch.execute("\n".join(self.view_sql(v) for v in ("aia", "hmi")))
         columns = common_columns(_describe(scratch, "aia"), _describe(scratch, "hmi"))
         scratch.close()
-        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns)))
+        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns), relocatable))
         return statements
 
     def write_init_sql(self, path: str | os.PathLike | None = None) -> Path:
         """Write the views and macros to ``path`` (default ``CATALOG/init.sql``) for the DuckDB
-        shell: ``duckdb -init CATALOG/init.sql``.  Falls back to a per-user cache file when
-        the catalog directory is read-only.  Returns the path written."""
-        text = self.script()
+        shell, relocatable: ``cd CATALOG && duckdb -init init.sql`` works wherever the
+        catalog is copied or moved (``sdoml-sql shell`` works from any directory).  Falls back
+        to a per-user cache file when the catalog directory is read-only.  Returns the path
+        written."""
+        text = self.script(relocatable=True)
         target = Path(path) if path else self.directory / INIT_SQL
         try:
             if not (target.is_file() and target.read_text(encoding="utf-8") == text):
@@ -326,7 +353,8 @@ class Catalog:
         Returns its exit status.  The shell is not locked down: it is your own session."""
         executable = find_duckdb_cli()
         init = self.write_init_sql()
-        return subprocess.call([executable, "-init", str(init), *args])
+        environment = {**os.environ, SHELL_CATALOG_ENV: str(self.directory)}
+        return subprocess.call([executable, "-init", str(init), *args], env=environment)
 
     # --- sources ----------------------------------------------------------------------
 
