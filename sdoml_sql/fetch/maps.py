@@ -40,14 +40,17 @@ def header(selection, i: int) -> dict[str, Any]:
 
 # --- maps --------------------------------------------------------------------------------
 
-def make_map(data: np.ndarray, meta: dict[str, Any], instrument: str):
+def make_map(data: np.ndarray, meta: dict[str, Any], instrument: str, channel: str | None = None):
     """One SunPy map with the channel's colormap (AIA ``sdoaiaNNN``, HMI ``hmimag``
-    with a symmetric range)."""
+    with a symmetric range).  An HMI map is named after its component (``channel``): the
+    three share one header ``CONTENT``, so SunPy would title them all "HMI magnetic"."""
     import sunpy.map
 
     solar_map = sunpy.map.Map((data, meta))
     if instrument == "hmi":
         style_hmi(solar_map)
+        if channel:
+            solar_map.nickname = f"HMI {channel}"  # name and plot title: "HMI Bz magnetic <date>"
     return solar_map
 
 
@@ -81,7 +84,7 @@ def maps(selection, sortby: str | None = None, downsample: int = 1, method: str 
         raise FetchError(f"missing={missing!r}: maps need a frame per row; use 'raise' or 'drop'")
     frames, table, raw_headers, catalog_rows, keys = load_frames(selection, downsample, method, missing)
     solar_maps = [make_map(frames[i], map_header(raw_headers[i], catalog_rows[i], keys[i], downsample, method),
-                           table["instrument"].iloc[i])
+                           table["instrument"].iloc[i], table["channel"].iloc[i])
                   for i in range(len(table))]
     return sunpy.map.MapSequence(solar_maps, sortby=sortby)
 

@@ -95,7 +95,8 @@ def movie_frames(selection, downsample: int = 1, method: str = "stride", missing
     for position, i in enumerate(order):
         if channels[position] in cmaps:
             continue
-        solar_map = make_map(pixels[i], map_header(raw[i], rows[i], keys[i], downsample, method), instruments[position])
+        solar_map = make_map(pixels[i], map_header(raw[i], rows[i], keys[i], downsample, method), instruments[position],
+                             channels[position])
         cmaps[channels[position]] = solar_map.plot_settings["cmap"]
         units[channels[position]] = solar_map.unit.to_string() if solar_map.unit is not None else ""
         first_map = first_map or solar_map

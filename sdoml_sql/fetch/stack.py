@@ -88,7 +88,8 @@ def selection_locators(selection) -> pd.DataFrame:
     if "time" not in locators.columns and hasattr(selection, "to_arrow"):
         table = selection.to_arrow()
         if "time" in table.column_names and table.num_rows == len(locators):
-            locators["time"] = table.column("time").to_pandas()  # grid times name missing rows
+            # grid times name missing rows (the first "time": a joined table's comes later)
+            locators["time"] = table.column(table.column_names.index("time")).to_pandas()
     return locators
 
 

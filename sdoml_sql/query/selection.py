@@ -62,7 +62,7 @@ class Selection:
     def kind(self) -> str:
         """``'frames'``, ``'aligned'``, ``'eve'`` or ``'table'`` (see the module docstring)."""
         names = {n.lower() for n in self.table.column_names}
-        if "frames" in names and pa.types.is_map(self.table.schema.field(self._name("frames")).type):
+        if "frames" in names and pa.types.is_map(self._column("frames").type):
             return "aligned"
         if {"year", "channel", "idx"} <= names:
             return "frames"
@@ -72,6 +72,11 @@ class Selection:
 
     def _name(self, lower: str) -> str:
         return next(n for n in self.table.column_names if n.lower() == lower)
+
+    def _column(self, lower: str) -> pa.ChunkedArray:
+        """The first column named ``lower`` (any case): columns a user joins on (``SELECT *``
+        of a join repeats ``time`` or ``idx``) come after the selection's own."""
+        return self.table.column(next(i for i, n in enumerate(self.table.column_names) if n.lower() == lower))
 
     # --- rows -------------------------------------------------------------------------
 
@@ -143,10 +148,9 @@ class Selection:
         if kind != "frames":
             raise QueryError(f"this selection ({kind}) has no frame locators: select year, channel "
                              "and idx (e.g. FROM aia, FROM frames or FROM nearest(...))")
-        frame = self.table.select([self._name(c) for c in ("year", "channel", "idx")]).to_pandas()
-        frame.columns = ["year", "channel", "idx"]
+        frame = pd.DataFrame({c: self._column(c).to_pandas() for c in ("year", "channel", "idx")})
         if "instrument" in {n.lower() for n in self.table.column_names}:
-            instrument = self.table.column(self._name("instrument")).to_pandas()
+            instrument = self._column("instrument").to_pandas()
         else:
             instrument = frame["channel"].map(self.catalog.channels())
         frame.insert(0, "instrument", instrument.values)
@@ -154,10 +158,10 @@ class Selection:
 
     def _aligned_locators(self) -> pd.DataFrame:
         rows = []
-        times = self.table.column(self._name("time")).to_pylist()
-        grid_rows = (self.table.column(self._name("row")).to_pylist()
+        times = self._column("time").to_pylist()
+        grid_rows = (self._column("row").to_pylist()
                      if "row" in {n.lower() for n in self.table.column_names} else range(len(self)))
-        for grid_row, time, entries in zip(grid_rows, times, self.table.column(self._name("frames")).to_pylist()):
+        for grid_row, time, entries in zip(grid_rows, times, self._column("frames").to_pylist()):
             for channel, value in entries or []:
                 value = value or {}
                 rows.append({"row": grid_row, "time": time, "instrument": value.get("instrument"),
@@ -245,7 +249,7 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     channels: dict[str, None] = {}
     for entries in maps:
         channels.update(dict.fromkeys(k for k, _ in (entries or [])))
-    position = frame.columns.get_loc("time") + 1 if "time" in frame.columns else 0
+    position = list(frame.columns).index("time") + 1 if "time" in frame.columns else 0
     flat = {}
     for channel in channels:
         values = [dict(entries or []).get(channel) or {} for entries in maps]
@@ -263,10 +267,20 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def json_lines(frame: pd.DataFrame) -> str:
     """``frame`` as JSON Lines, every value kept exactly (see :func:`json_value`)."""
-    names = [str(c) for c in frame.columns]
+    names = _unique_names([str(c) for c in frame.columns])
     columns = [[json_value(v) for v in _cells(frame.iloc[:, i])] for i in range(frame.shape[1])]
     return "".join(json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False) + "\n"
                    for row in zip(*columns)) if names else "{}\n" * len(frame)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Repeated column names (``SELECT *`` of a join) numbered as DuckDB does: time, time_1."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        unique.append(f"{name}_{seen[name]}" if name in seen else name)
+        seen[name] = seen.get(name, 0) + 1
+    return unique
 
 
 def _cells(series: pd.Series) -> list:
