@@ -62,13 +62,13 @@ CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance
 WITH
 wanted AS (
     SELECT c.n AS channel_order, c.channel,
-           coalesce(p.instrument, error('no channel ' || c.channel || ' in the catalog')) AS instrument,
-           epoch_us(checked_interval(channel_tolerance(tolerance, channels, c.channel, c.n),
-                                     'tolerance of ' || c.channel, false)) AS tolerance_us
+           coalesce(p.instrument, error('no channel ' || c.channel || ' in the catalog')) AS instrument
     FROM unnest(channels) WITH ORDINALITY AS c(channel, n)
     LEFT JOIN (SELECT DISTINCT channel, instrument FROM partitions) p USING (channel)
     WHERE CASE WHEN len(list_distinct(channels)) < len(channels)
                THEN error('channels lists a channel twice: ' || channels::VARCHAR) ELSE true END
+      AND checked_interval(channel_tolerance(tolerance, channels, c.channel, c.n),  -- a filter: always run
+                           'tolerance of ' || c.channel, false) IS NOT NULL
 ),
 grid AS (
     SELECT g.n - 1 AS row, g.time, w.channel_order, w.channel, w.instrument

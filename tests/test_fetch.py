@@ -142,7 +142,7 @@ def test_missing_nan_fills_and_drop_removes(catalog):
 def test_plan_counts_chunks_and_bytes_before_reading(catalog):
     selection = catalog.query(DAY_171)
     counters = count_chunk_reads(catalog)
-    plan = fetch_module.plan(selection, stored_sizes=True)
+    plan = fetch_module.plan(selection, stored_sizes=True, missing="nan")  # fetch's default, "raise", would refuse
     assert counters["aia"].reads == []
     assert plan.rows == 120 and plan.missing_rows == int(selection.locators()["idx"].isna().sum())
     assert plan.chunks == len(fetch_module.chunk_keys(selection))
