@@ -100,8 +100,10 @@ reach AS (
            abs(p.us - p.row * epoch_us(cadence::INTERVAL)) * 2
              + (p.us > p.row * epoch_us(cadence::INTERVAL))::INTEGER AS distance
     FROM paired p
-    WHERE abs(p.us - p.row * epoch_us(cadence::INTERVAL))
-          <= tolerances_us(tolerance, channels)[list_position(channels, p.channel)]
+    WHERE abs(p.us - p.row * epoch_us(cadence::INTERVAL)) <=
+          CASE WHEN list_min(tolerances_us(tolerance, channels)) = list_max(tolerances_us(tolerance, channels))
+               THEN list_max(tolerances_us(tolerance, channels))  -- one tolerance: a constant, no lookup per pair
+               ELSE tolerances_us(tolerance, channels)[list_position(channels, p.channel)] END
 ),
 best AS (  -- the closest frame per channel and grid row (equal T_OBS: lowest year, then idx)
     SELECT channel, row, arg_min({'year': year, 'idx': idx, 'T_OBS': T_OBS}, (distance, year, idx)) AS frame
