@@ -94,6 +94,15 @@ def test_json_csv_table_parquet_keep_every_value_exactly(catalog, tmp_path):
     assert pq.read_table(tmp_path / "rows.parquet").equals(arrow)
 
 
+def test_json_writes_every_duckdb_type(catalog):
+    row = json.loads(catalog.query(
+        "SELECT [1.5, NULL] AS l, {'a': 1e-300} AS s, DATE '2010-01-01' AS d, "
+        "INTERVAL '1 month 2 days 3.5 seconds' AS i, 'inf'::DOUBLE AS inf, 12345678901234567890::HUGEINT AS h, "
+        "0.1::FLOAT AS f").to_text("json"))
+    assert row == {"l": [1.5, None], "s": {"a": 1e-300}, "d": "2010-01-01", "i": "P1M2DT3.5S", "inf": "Infinity",
+                   "h": 12345678901234567890, "f": 0.1}
+
+
 def test_cli_json_output_is_not_rounded(catalog_dir):
     result = invoke("query", 'SELECT "Fe XX_2", "Fe XX_2"*1e-6 AS s FROM eve ORDER BY idx LIMIT 1',
                     "--catalog", catalog_dir, "--format", "json")

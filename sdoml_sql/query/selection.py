@@ -269,7 +269,7 @@ def json_lines(frame: pd.DataFrame) -> str:
     """``frame`` as JSON Lines, every value kept exactly (see :func:`json_value`)."""
     names = _unique_names([str(c) for c in frame.columns])
     columns = [[json_value(v) for v in _cells(frame.iloc[:, i])] for i in range(frame.shape[1])]
-    return "".join(json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False) + "\n"
+    return "".join(json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False, default=str) + "\n"
                    for row in zip(*columns)) if names else "{}\n" * len(frame)
 
 
@@ -316,6 +316,12 @@ def json_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (pd.Timedelta, dt.timedelta)):
         return pd.Timedelta(value).isoformat()
+    if isinstance(value, pd.DateOffset):  # a DuckDB INTERVAL: months, days and time kept apart
+        parts = value.kwds
+        seconds = pd.Timedelta(nanoseconds=parts.get("nanoseconds", 0), microseconds=parts.get("microseconds", 0),
+                               seconds=parts.get("seconds", 0), minutes=parts.get("minutes", 0),
+                               hours=parts.get("hours", 0)).total_seconds()
+        return f"P{parts.get('years', 0) * 12 + parts.get('months', 0)}M{parts.get('days', 0)}DT{seconds:g}S"
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):
