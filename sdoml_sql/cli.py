@@ -329,7 +329,9 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
     """Fetch the frames of the rows SQL selects and write them to --output."""
     from sdoml_sql.fetch import plan, write_frames
+    from sdoml_sql.fetch.output import output_format as check_output
 
+    check_output(output, output_format, missing)  # before any reading or printing
     selection = _selection(sql, catalog)
     if not quiet:
         click.echo(f"plan: {plan(selection, downsample=downsample, method=method, missing=missing)}", err=True)

@@ -170,6 +170,9 @@ def test_unknown_plot_and_movie_formats_are_one_line(catalog_dir, tmp_path):
     frames = "SELECT year, channel, idx FROM aia ORDER BY idx LIMIT 2"
     assert_one_error_line(run("plot", frames, str(tmp_path / "x.xyz"), "--catalog", str(catalog_dir)), "x.xyz", ".png")
     assert_one_error_line(run("movie", frames, str(tmp_path / "x.avi"), "--catalog", str(catalog_dir)), "x.avi", ".mp4")
+    assert_one_error_line(run("fetch", frames, "-o", str(tmp_path / "x.txt"), "--catalog", str(catalog_dir)), "x.txt")
+    assert_one_error_line(run("fetch", frames, "-o", str(tmp_path / "fits"), "--missing", "nan",
+                              "--catalog", str(catalog_dir)), "FITS")
     assert not list(tmp_path.iterdir())
 
 

@@ -182,8 +182,16 @@ FITS_STRUCTURAL_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3
                         "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM"}
 
 
-def output_format(output, format: str | None = None) -> str:
-    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix."""
+def output_format(output, format: str | None = None, missing: str | None = None) -> str:
+    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix (checked
+    against ``missing``: FITS cannot hold NaN frames).  Raises :class:`FetchError`."""
+    kind = _output_kind(output, format)
+    if kind == "fits" and missing == "nan":
+        raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
+    return kind
+
+
+def _output_kind(output, format: str | None) -> str:
     if format:
         if format not in OUTPUT_FORMATS:
             raise FetchError(f"format {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -226,8 +234,7 @@ def write_frames(selection, output, format: str | None = None, downsample: int =
     header), or a directory of FITS files (one per frame, headers included).  Returns the
     paths written."""
     output = Path(output)
-    kind = output_format(output, format)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    kind = output_format(output, format, missing)
     if kind == "fits":
         with written_atomically(output) as partial:
             written = _write_fits(selection, partial, downsample, method, missing, progress)
@@ -301,8 +308,6 @@ def _remove(path) -> None:
 
 
 def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:
-    if missing == "nan":
-        raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
     flat = FlatSelection(selection.catalog, selection_locators(selection))
     array, grid, _ = build_stack(flat, downsample, method, missing)
     raw, rows, keys = header_records(selection.catalog, grid.table)
