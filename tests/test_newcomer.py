@@ -151,6 +151,9 @@ def test_query_output_in_missing_directory_and_unwritable_path(catalog_dir, tmp_
     (tmp_path / "file").write_text("")
     result = run("query", "SELECT 1 AS x", "--catalog", str(catalog_dir), "-o", str(tmp_path / "file" / "x.csv"))
     assert_one_error_line(result, "file")
+    result = run("movie", "SELECT year, channel, idx FROM aia ORDER BY idx LIMIT 2", str(tmp_path / "file" / "m.gif"),
+                 "--catalog", str(catalog_dir), "--downsample", "8", "--quiet")
+    assert_one_error_line(result, "file")  # and no matplotlib warning after it
 
 
 # --- 3-6. one line, not a traceback --------------------------------------------------------

@@ -374,6 +374,9 @@ class MovieAnimation(FuncAnimation):
         self.sdoml_movie = movie
         self.sdoml_fps = fps
         self.sdoml_frames = len(movie)
+        # Frames are rendered by the MovieFigure, not matplotlib's draw loop: without this,
+        # an animation whose save failed warns "deleted without rendering" under the error line.
+        self._draw_was_started = True
 
     def to_jshtml(self, fps=None, embed_frames=True, default_mode=None):
         """The HTML/JavaScript player of ``Animation.to_jshtml`` (same template), frames
