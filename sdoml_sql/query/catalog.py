@@ -262,6 +262,8 @@ class Catalog:
         known = self._known_values()
         hints = []
         for column, value in literal_filters(sql):
+            if column == "year" and str(value).strip().isdigit():
+                value = int(value)  # DuckDB compares year = '2010' as a number
             values = known.get(column)
             if values is None or value in values:
                 continue
