@@ -8,26 +8,48 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
+import warnings
 
 import click
 
 from sdoml_sql.version import __version__
-from sdoml_sql.exceptions import SdomlError
+from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
 
 
 class _Group(click.Group):
     """A click group that turns :class:`SdomlError` into a one-line message and exit 1."""
 
     def invoke(self, ctx):
+        warnings.simplefilter("ignore", EmptyResultWarning)  # printed as "hint:" lines instead
         try:
             return super().invoke(ctx)
         except SdomlError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+        except OSError as error:  # a path the user named cannot be read or written
+            click.echo(f"error: {_os_error(error)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _os_error(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
+class _SqlCommand(click.Command):
+    """A command whose SQL argument may start with a ``--`` comment: an argument starting
+    ``--`` with whitespace before any ``=`` cannot be an option, so it is passed on as SQL
+    (led by a newline, which SQL ignores and click does not take for an option)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, ["\n" + a if _is_sql_comment(a) else a for a in args])
+
+
+def _is_sql_comment(arg: str) -> bool:
+    return arg.startswith("--") and any(c.isspace() for c in arg.partition("=")[0])
 
 
 @click.group(cls=_Group)
@@ -212,13 +234,28 @@ def _client(scheduler: str | None):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
+@click.option("--source", "sources", multiple=True, metavar="INSTRUMENT=STORE",
+              help="Re-point an instrument to a store that moved (aia=PATH); repeatable.")
 @with_access_options
-def rebuild(catalog, full, read_ahead, quiet, billing_project):
+def rebuild(catalog, full, read_ahead, quiet, billing_project, sources):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
     from sdoml_sql.catalog_builder.build import rebuild_catalog
 
-    report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead, billing_project=billing_project)
+    report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=not quiet,
+                             read_ahead=read_ahead, billing_project=billing_project)
     _print_report(report)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("aia=PATH", …)`` → ``{"aia": "PATH", …}``."""
+    pairs = {}
+    for value in values:
+        name, sep, target = value.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise click.BadParameter(f"{value!r}: give INSTRUMENT=STORE, e.g. aia=/data/sdomlv2_small.zarr",
+                                     param_hint=option)
+        pairs[name.strip().lower()] = target.strip()
+    return pairs
 
 
 def _print_report(report) -> None:
@@ -229,10 +266,10 @@ def _print_report(report) -> None:
 
 # --- SQL -------------------------------------------------------------------------------------
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql", required=False)
 @catalog_option
-@click.option("--file", "sql_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--file", "sql_file", type=click.Path(dir_okay=False), default=None,
               help="Read the SQL from this file (same as SQL = @FILE).")
 @click.option("--format", "output_format", type=click.Choice(["table", "csv", "json", "parquet"]),
               default=None, help="Output format (default: table; parquet needs --output).")
@@ -243,6 +280,8 @@ def query(sql, catalog, sql_file, output_format, output):
     from sdoml_sql.query.catalog import query as run_query
 
     selection = run_query(_sql_text(sql, sql_file), catalog=catalog)
+    for hint in selection.hints:
+        click.echo(f"hint: {hint}", err=True)
     if output:
         selection.write(output, output_format)
     elif output_format == "parquet":
@@ -252,12 +291,14 @@ def query(sql, catalog, sql_file, output_format, output):
 
 
 def _sql_text(sql: str | None, sql_file: str | None) -> str:
+    from sdoml_sql.query.catalog import read_sql_file
+
     if sql_file:
-        return Path(sql_file).read_text(encoding="utf-8")
+        return read_sql_file(sql_file)
     if sql is None or sql == "-":
         return sys.stdin.read()
     if sql.startswith("@"):
-        return Path(sql[1:]).read_text(encoding="utf-8")
+        return read_sql_file(sql[1:])
     return sql
 
 
@@ -287,7 +328,7 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
                               show_default=True, help="Rows without a frame: fail, fill NaN frames, or drop them.")
 
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql")
 @catalog_option
 @click.option("--output", "-o", required=True, type=click.Path(),
@@ -302,7 +343,9 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
     """Fetch the frames of the rows SQL selects and write them to --output."""
     from sdoml_sql.fetch import plan, write_frames
+    from sdoml_sql.fetch.output import output_format as check_output
 
+    check_output(output, output_format, missing)  # before any reading or printing
     selection = _selection(sql, catalog)
     if not quiet:
         click.echo(f"plan: {plan(selection, downsample=downsample, method=method, missing=missing)}", err=True)
@@ -310,7 +353,7 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
     click.echo(f"wrote {len(written)} file(s): {written[0]}" + (" …" if len(written) > 1 else ""))
 
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql")
 @click.argument("output", type=click.Path(dir_okay=False))
 @catalog_option
@@ -326,14 +369,15 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 @with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
     """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
-    from sdoml_sql.fetch.movies import animate, save
+    from sdoml_sql.fetch.movies import animate, movie_suffix, save
 
+    movie_suffix(output)
     animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
                         fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
     click.echo(f"wrote {save(animation, output, progress=not quiet)} ({animation.sdoml_frames} frames)")
 
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql")
 @click.argument("output", type=click.Path(file_okay=False))
 @catalog_option

@@ -19,7 +19,6 @@ import zarr
 
 import sql_brute as brute
 from test_bad_input import assert_one_line_error
-from test_distributed import cluster_client  # noqa: F401 - a LocalCluster of 2 worker processes
 from sdoml_sql import Catalog
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.quality.stats import compute_frame_stats
@@ -206,10 +205,11 @@ def test_a_killed_pass_keeps_the_partitions_it_finished(catalog_dir, tmp_path):
     files = sorted(str(p.relative_to(directory).parent) for p in (directory / "frame_stats").rglob("*.parquet"))
     assert files == [finished]
     assert len(pq.read_table(directory / finished / "data.parquet")) > 0
-    assert Catalog(directory).query(f"SELECT count(*) AS n FROM frame_quality WHERE has_stats").to_pandas().n[0] > 0
+    assert Catalog(directory).query("SELECT count(*) AS n FROM frame_quality WHERE has_stats").to_pandas().n[0] > 0
     report = compute_frame_stats(directory, progress=False)  # lock released, the rest computed
     assert report.skipped == [finished] and finished not in report.written
-    assert not any((directory / ".staging").iterdir()) if (directory / ".staging").exists() else True
+    staging = directory / ".staging"
+    assert not staging.exists() or not any(staging.iterdir())
 
 
 def test_a_local_cluster_gives_the_same_statistics(cluster_client, catalog_dir, stats_dir, tmp_path):

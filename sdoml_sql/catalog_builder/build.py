@@ -30,7 +30,7 @@ from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
-from sdoml_sql.stores.source import Source, open_store
+from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -101,7 +101,7 @@ def build_catalog(
     Raises :class:`HarvestError`, :class:`StoreError` or :class:`CatalogError`; the catalog is
     then unchanged.
     """
-    requests = {name: url for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
+    requests = {name: absolute_local(url, mirror) for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
         raise CatalogError("nothing to build: name at least one of the aia, hmi or eve stores")
     directory = Path(catalog) if catalog else default_catalog_dir()
@@ -115,9 +115,21 @@ def build_catalog(
     return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
 
 
+def absolute_local(url: str, mirror: str | None = None) -> str:
+    """A local store path (or ``file://`` URL) made absolute, so that the manifest names the
+    store from any working directory; preset names and remote URLs are returned as given."""
+    resolved = resolve_url(str(url), mirror)
+    if resolved.startswith("file://"):
+        return "file://" + os.path.abspath(os.path.expanduser(resolved[len("file://"):]))
+    if "://" in resolved:
+        return str(url)
+    return os.path.abspath(os.path.expanduser(resolved))
+
+
 def rebuild_catalog(
     catalog: str | os.PathLike | None = None,
     *,
+    sources: dict[str, str] | None = None,
     full: bool = False,
     progress: bool = True,
     read_ahead: int | None = None,
@@ -128,16 +140,23 @@ def rebuild_catalog(
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
-    ``full=True`` rewrites every partition.
+    ``full=True`` rewrites every partition.  ``sources`` re-points instruments to stores that
+    moved (``{"aia": "/new/place/sdomlv2_small.zarr"}``); the manifest records the new place.
     """
     directory = Path(catalog) if catalog else default_catalog_dir()
     manifest = read_manifest(directory)
     if manifest is None:
         raise CatalogError(f"catalog {directory} has no {MANIFEST}: build it first with `sdoml-sql build`")
+    known = manifest.get("sources", {})
+    unknown = sorted(set(sources or {}) - set(known))
+    if unknown:
+        raise CatalogError(f"catalog {directory} has no {unknown[0]} source to re-point: it has "
+                           f"{', '.join(sorted(known)) or 'none'}")
+    moved = {name: absolute_local(url) for name, url in (sources or {}).items()}
     plan = {
-        name: {"url": entry["url"], "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
+        name: {"url": moved.get(name, entry["url"]), "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
-        for name, entry in manifest.get("sources", {}).items()
+        for name, entry in known.items()
     }
     return _run_build(directory, plan, full=full, progress=progress, read_ahead=read_ahead, client=client)
 

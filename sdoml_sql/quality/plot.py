@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.exceptions import QueryError
-from sdoml_sql.fetch.output import _written_atomically
+from sdoml_sql.fetch.output import save_figure
 
 FLAGS = ("duplicate_time", "time_outside_year", "channel_mismatch", "quality_nonzero", "exposure_outlier",
          "off_centre", "nan", "partial_nan", "dark")
@@ -59,9 +59,7 @@ def plot_quality(catalog, output: str | Path | None = None, *, start=None, stop=
     checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]}).to_pandas().iloc[0]
     figure = draw(counts, flags, params, int(checked["frames"]), int(checked["checked"]))
     if output is not None:
-        output = Path(output)
-        with _written_atomically(output) as partial:
-            figure.savefig(partial, dpi=110, format=output.suffix.lstrip(".") or "png")
+        save_figure(figure, output, dpi=110)
     return figure
 
 

@@ -12,8 +12,14 @@ SQL that made it.  ``kind`` says what the rows are:
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import json
+import math
+from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -22,18 +28,22 @@ from sdoml_sql.exceptions import QueryError
 LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
 FRAME_FIELDS = ("instrument", "year", "idx", "T_OBS", "offset_s")
 _NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
+ISO_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 class Selection:
     """Rows selected from a catalog: ``Selection(table, catalog, sql)``."""
 
-    def __init__(self, table: pa.Table, catalog, sql: str):
+    def __init__(self, table: pa.Table, catalog, sql: str, hints: list[str] | tuple[str, ...] = ()):
         self.table = table
         self.catalog = catalog
         self.sql = sql
+        #: Why an empty result may be empty (see :meth:`Catalog.empty_result_hints`).
+        self.hints = list(hints)
 
     def __repr__(self) -> str:
-        return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}>"
+        hints = "".join(f" hint={h!r}" for h in self.hints)
+        return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}{hints}>"
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -52,7 +62,7 @@ class Selection:
     def kind(self) -> str:
         """``'frames'``, ``'aligned'``, ``'eve'`` or ``'table'`` (see the module docstring)."""
         names = {n.lower() for n in self.table.column_names}
-        if "frames" in names and pa.types.is_map(self.table.schema.field(self._name("frames")).type):
+        if "frames" in names and pa.types.is_map(self._column("frames").type):
             return "aligned"
         if {"year", "channel", "idx"} <= names:
             return "frames"
@@ -62,6 +72,11 @@ class Selection:
 
     def _name(self, lower: str) -> str:
         return next(n for n in self.table.column_names if n.lower() == lower)
+
+    def _column(self, lower: str) -> pa.ChunkedArray:
+        """The first column named ``lower`` (any case): columns a user joins on (``SELECT *``
+        of a join repeats ``time`` or ``idx``) come after the selection's own."""
+        return self.table.column(next(i for i, n in enumerate(self.table.column_names) if n.lower() == lower))
 
     # --- rows -------------------------------------------------------------------------
 
@@ -84,30 +99,39 @@ class Selection:
     # --- output -----------------------------------------------------------------------
 
     def to_text(self, format: str = "table") -> str:
-        """The rows as text: ``table`` (aligned columns), ``csv`` or ``json`` (one object per
-        row, ISO times)."""
+        """The rows as text: ``table`` (aligned columns), ``csv`` or ``json`` (JSON Lines: one
+        object per row).  Every format keeps every value exactly: floats at full precision
+        (the shortest text that reads back to the same float32/float64), times in ISO 8601
+        with their microseconds, NULL as an empty CSV field, ``null`` in JSON and ``<NA>``/
+        ``NaN``/``NaT`` in the table."""
         frame = self.to_pandas()
         if format == "table":
             with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
-                return frame.to_string(index=False) + "\n"
+                return frame.to_string(index=False, float_format=str) + "\n"
         if format == "csv":
-            return frame.to_csv(index=False)
+            return frame.to_csv(index=False, date_format=ISO_MICROSECONDS)
         if format == "json":
-            return frame.to_json(orient="records", date_format="iso", lines=True)
+            return json_lines(frame)
         raise QueryError(f"unknown format {format!r}: choose table, csv, json or parquet")
 
-    def write(self, path, format: str | None = None) -> None:
+    def write(self, path, format: str | None = None) -> Path:
         """Write the rows to ``path`` as ``parquet``, ``csv``, ``json`` or ``table`` text
-        (default: from the file's extension, else parquet)."""
+        (default: from the file's extension, else parquet).  Missing parent directories are
+        created; the file appears complete or not at all.  Returns the path."""
         import pyarrow.parquet as pq
-        from pathlib import Path
+
+        from sdoml_sql.fetch.output import written_atomically
 
         path = Path(path)
         format = format or {".csv": "csv", ".json": "json", ".txt": "table"}.get(path.suffix, "parquet")
-        if format == "parquet":
-            pq.write_table(self.table, path)
-        else:
-            path.write_text(self.to_text(format), encoding="utf-8")
+        if format not in ("parquet", "csv", "json", "table"):
+            raise QueryError(f"unknown format {format!r}: choose table, csv, json or parquet")
+        with written_atomically(path) as partial:
+            if format == "parquet":
+                pq.write_table(self.table, partial)
+            else:
+                partial.write_text(self.to_text(format), encoding="utf-8")
+        return path
 
     # --- locators ---------------------------------------------------------------------
 
@@ -124,10 +148,9 @@ class Selection:
         if kind != "frames":
             raise QueryError(f"this selection ({kind}) has no frame locators: select year, channel "
                              "and idx (e.g. FROM aia, FROM frames or FROM nearest(...))")
-        frame = self.table.select([self._name(c) for c in ("year", "channel", "idx")]).to_pandas()
-        frame.columns = ["year", "channel", "idx"]
+        frame = pd.DataFrame({c: self._column(c).to_pandas() for c in ("year", "channel", "idx")})
         if "instrument" in {n.lower() for n in self.table.column_names}:
-            instrument = self.table.column(self._name("instrument")).to_pandas()
+            instrument = self._column("instrument").to_pandas()
         else:
             instrument = frame["channel"].map(self.catalog.channels())
         frame.insert(0, "instrument", instrument.values)
@@ -135,10 +158,10 @@ class Selection:
 
     def _aligned_locators(self) -> pd.DataFrame:
         rows = []
-        times = self.table.column(self._name("time")).to_pylist()
-        grid_rows = (self.table.column(self._name("row")).to_pylist()
+        times = self._column("time").to_pylist()
+        grid_rows = (self._column("row").to_pylist()
                      if "row" in {n.lower() for n in self.table.column_names} else range(len(self)))
-        for grid_row, time, entries in zip(grid_rows, times, self.table.column(self._name("frames")).to_pylist()):
+        for grid_row, time, entries in zip(grid_rows, times, self._column("frames").to_pylist()):
             for channel, value in entries or []:
                 value = value or {}
                 rows.append({"row": grid_row, "time": time, "instrument": value.get("instrument"),
@@ -149,41 +172,60 @@ class Selection:
 
     # --- verbs: the fetch stage reads what the selection locates (sdoml_sql.fetch) --------
 
-    def fetch(self, **kw):
-        """Read the selected frames (see :func:`sdoml_sql.fetch.fetch`)."""
+    def fetch(self, downsample: int = 1, method: str = "stride", missing: str = "raise"):
+        """The selected frames as a lazy float32 dask array: ``(n, H, W)``, or
+        ``(time, channel, H, W)`` for ``aligned`` (see :func:`sdoml_sql.fetch.fetch`).
+
+        ``downsample`` keeps 1 pixel in N per axis (``method="stride"``) or averages N×N
+        blocks (``"mean"``); rows without a frame raise (``missing="raise"``), become NaN
+        frames (``"nan"``) or are dropped (``"drop"``)."""
         from sdoml_sql import fetch
 
-        return fetch.fetch(self, **kw)
+        return fetch.fetch(self, downsample=downsample, method=method, missing=missing)
 
-    def plan(self, **kw):
-        """Which chunks a fetch would read (see :func:`sdoml_sql.fetch.plan`)."""
+    def plan(self, downsample: int = 1, method: str = "stride", missing: str = "raise",
+             stored_sizes: bool = False):
+        """Which chunks and bytes :meth:`fetch` with the same arguments would read, without
+        reading pixels (see :func:`sdoml_sql.fetch.plan`); ``stored_sizes`` also asks the
+        store for the compressed sizes."""
         from sdoml_sql import fetch
 
-        return fetch.plan(self, **kw)
+        return fetch.plan(self, downsample=downsample, method=method, missing=missing, stored_sizes=stored_sizes)
 
-    def to_xarray(self, **kw):
-        """The selected frames as an xarray object (see :func:`sdoml_sql.fetch.to_xarray`)."""
+    def to_xarray(self, downsample: int = 1, method: str = "stride", missing: str = "raise",
+                  headers: bool = True):
+        """The selected frames as a lazy ``xarray.DataArray`` with coordinates (and every
+        header column with ``headers=True``; see :func:`sdoml_sql.fetch.to_xarray`)."""
         from sdoml_sql import fetch
 
-        return fetch.to_xarray(self, **kw)
+        return fetch.to_xarray(self, downsample=downsample, method=method, missing=missing, headers=headers)
 
-    def header(self, i):
+    def header(self, i: int):
         """The FITS header of selected row ``i`` (see :func:`sdoml_sql.fetch.maps.header`)."""
         from sdoml_sql.fetch import maps
 
         return maps.header(self, i)
 
-    def maps(self, **kw):
-        """The selected frames as SunPy maps (see :func:`sdoml_sql.fetch.maps.maps`)."""
+    def maps(self, sortby: str | None = None, downsample: int = 1, method: str = "stride",
+             missing: str = "raise"):
+        """The selected frames as a ``sunpy.map.MapSequence`` in row order (``sortby="date"``:
+        by time); ``missing="drop"`` leaves out rows without a frame (see
+        :func:`sdoml_sql.fetch.maps.maps`)."""
         from sdoml_sql.fetch import maps
 
-        return maps.maps(self, **kw)
+        return maps.maps(self, sortby=sortby, downsample=downsample, method=method, missing=missing)
 
-    def animate(self, **kw):
-        """A movie of the selected frames (see :func:`sdoml_sql.fetch.movies.animate`)."""
+    def animate(self, downsample: int = 1, method: str = "stride", scaling: str = "fixed",
+                percentiles: tuple[float, float] = (1.0, 99.9), vmin: float | None = None,
+                vmax: float | None = None, fps: float = 10, figsize: tuple[float, float] = (6, 6),
+                dpi: int = 100, sortby: str | None = None, missing: str = "raise"):
+        """A movie of the selected frames, a matplotlib animation (see
+        :func:`sdoml_sql.fetch.movies.animate` for the arguments)."""
         from sdoml_sql.fetch import movies
 
-        return movies.animate(self, **kw)
+        return movies.animate(self, downsample=downsample, method=method, scaling=scaling,
+                              percentiles=percentiles, vmin=vmin, vmax=vmax, fps=fps, figsize=figsize,
+                              dpi=dpi, sortby=sortby, missing=missing)
 
     # --- verbs: the datasets stage makes ML samples of the frames (sdoml_sql.datasets) -------
 
@@ -199,11 +241,12 @@ class Selection:
 
         return datasets.export(self, output, **kw)
 
-    def plot_eve(self, **kw):
-        """Plot selected EVE lines (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
+    def plot_eve(self, lines: list[str] | str | None = None, output=None, gap_factor: float = 5.0,
+                 figsize: tuple[float, float] | None = None):
+        """Plot selected EVE lines, one panel per line (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
         from sdoml_sql.fetch import eve
 
-        return eve.plot_eve(self, **kw)
+        return eve.plot_eve(self, lines=lines, output=output, gap_factor=gap_factor, figsize=figsize)
 
 
 def _typed_locators(frame: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +263,7 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     channels: dict[str, None] = {}
     for entries in maps:
         channels.update(dict.fromkeys(k for k, _ in (entries or [])))
-    position = frame.columns.get_loc("time") + 1 if "time" in frame.columns else 0
+    position = list(frame.columns).index("time") + 1 if "time" in frame.columns else 0
     flat = {}
     for channel in channels:
         values = [dict(entries or []).get(channel) or {} for entries in maps]
@@ -234,3 +277,67 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         wide[f"{channel}.T_OBS"] = pd.to_datetime(wide[f"{channel}.T_OBS"])
         wide[f"{channel}.offset_s"] = pd.to_numeric(wide[f"{channel}.offset_s"]).astype("float64")
     return pd.concat([frame.iloc[:, :position], wide, frame.iloc[:, position:]], axis=1)
+
+
+def json_lines(frame: pd.DataFrame) -> str:
+    """``frame`` as JSON Lines, every value kept exactly (see :func:`json_value`)."""
+    names = _unique_names([str(c) for c in frame.columns])
+    columns = [[json_value(v) for v in _cells(frame.iloc[:, i])] for i in range(frame.shape[1])]
+    return "".join(json.dumps(dict(zip(names, row)), ensure_ascii=False, allow_nan=False, default=str) + "\n"
+                   for row in zip(*columns)) if names else "{}\n" * len(frame)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Repeated column names (``SELECT *`` of a join) numbered as DuckDB does: time, time_1."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        unique.append(f"{name}_{seen[name]}" if name in seen else name)
+        seen[name] = seen.get(name, 0) + 1
+    return unique
+
+
+def _cells(series: pd.Series) -> list:
+    """A column's cells; float32 stays float32 (pandas would widen it to a Python float)."""
+    if series.dtype == np.float32:
+        return list(series.to_numpy())
+    return series.astype(object).tolist()
+
+
+def json_value(value: Any) -> Any:
+    """A cell as a JSON-ready Python value that reads back to the same value: NULL/NaN/NaT →
+    ``None``, times → ISO 8601 with microseconds, float32 → its shortest float32 text,
+    nested maps/structs/lists kept."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) and all(isinstance(v, tuple) and len(v) == 2 for v in value):  # an Arrow MAP
+            return {str(k): json_value(v) for k, v in value}
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.float32) and np.isfinite(value):
+        return float(str(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"  # JSON has no infinities
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (pd.Timedelta, dt.timedelta)):
+        return pd.Timedelta(value).isoformat()
+    if isinstance(value, pd.DateOffset):  # a DuckDB INTERVAL: months, days and time kept apart
+        parts = value.kwds
+        seconds = pd.Timedelta(nanoseconds=parts.get("nanoseconds", 0), microseconds=parts.get("microseconds", 0),
+                               seconds=parts.get("seconds", 0), minutes=parts.get("minutes", 0),
+                               hours=parts.get("hours", 0)).total_seconds()
+        return f"P{parts.get('years', 0) * 12 + parts.get('months', 0)}M{parts.get('days', 0)}DT{seconds:g}S"
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
