@@ -2,7 +2,9 @@
 
 The package follows the data's path, one subpackage per stage: sources
 (:mod:`sdoml_sql.stores`) → harvest and Parquet catalog (:mod:`sdoml_sql.catalog_builder`)
-→ frames, maps and movies (:mod:`sdoml_sql.fetch`) ← SQL and selections
+→ frames, maps and movies (:mod:`sdoml_sql.fetch`) → frame statistics
+(:mod:`sdoml_sql.quality`) and ML samples, loaders and exports (:mod:`sdoml_sql.datasets`)
+← SQL and selections
 (:mod:`sdoml_sql.query`, the front door).  The names below are imported on first use, so
 ``sdoml-sql tree`` does not pay for DuckDB, pandas and pyarrow.
 """
@@ -16,6 +18,7 @@ from sdoml_sql.version import __version__
 from sdoml_sql.exceptions import (
     AccessDeniedError,
     CatalogError,
+    DatasetError,
     FetchError,
     HarvestError,
     OfflineError,
@@ -36,12 +39,16 @@ _LAZY = {
     "Catalog": "sdoml_sql.query",
     "Selection": "sdoml_sql.query",
     "plot_eve": "sdoml_sql.fetch.eve",
+    "compute_frame_stats": "sdoml_sql.quality.stats",
+    "plot_quality": "sdoml_sql.quality.plot",
+    "open_export": "sdoml_sql.datasets",
 }
 
 __all__ = [
     "__version__",
     "AccessDeniedError",
     "CatalogError",
+    "DatasetError",
     "FetchError",
     "HarvestError",
     "OfflineError",

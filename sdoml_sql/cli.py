@@ -8,26 +8,48 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
+import warnings
 
 import click
 
 from sdoml_sql.version import __version__
-from sdoml_sql.exceptions import SdomlError
+from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
 
 
 class _Group(click.Group):
     """A click group that turns :class:`SdomlError` into a one-line message and exit 1."""
 
     def invoke(self, ctx):
+        warnings.simplefilter("ignore", EmptyResultWarning)  # printed as "hint:" lines instead
         try:
             return super().invoke(ctx)
         except SdomlError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+        except OSError as error:  # a path the user named cannot be read or written
+            click.echo(f"error: {_os_error(error)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _os_error(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
+class _SqlCommand(click.Command):
+    """A command whose SQL argument may start with a ``--`` comment: an argument starting
+    ``--`` with whitespace before any ``=`` cannot be an option, so it is passed on as SQL
+    (led by a newline, which SQL ignores and click does not take for an option)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, ["\n" + a if _is_sql_comment(a) else a for a in args])
+
+
+def _is_sql_comment(arg: str) -> bool:
+    return arg.startswith("--") and any(c.isspace() for c in arg.partition("=")[0])
 
 
 @click.group(cls=_Group)
@@ -95,9 +117,12 @@ def with_access_options(function):
 @click.option("--eve-samples", default=None, type=click.IntRange(1), help="EVE samples (about 1 per minute).")
 @click.option("--years", default=None, help="AIA years, comma separated (the last one carries the 2020 quirks).")
 @click.option("--channels", default=None, help="AIA channels, comma separated (default: all nine).")
+@click.option("--hmi-years", default=None,
+              help="HMI years, comma separated, or 'aia' for the AIA years (default: 2010,2012); HMI frames "
+                   "fall on the AIA days of a year, so AIA+HMI aligned samples can be made.")
 @click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_images, seed):
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
     from sdoml_sql.stores.sample import write_sample
 
@@ -107,11 +132,23 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, no_image
         "eve_samples": eve_samples,
         "years": tuple(int(y) for y in years.split(",")) if years else None,
         "channels": tuple(channels.split(",")) if channels else None,
+        "hmi_years": _hmi_years(hmi_years, years),
     }
     paths = write_sample(directory, images=not no_images, seed=seed,
                          **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
+
+
+def _hmi_years(hmi_years: str | None, years: str | None):
+    if hmi_years is None:
+        return None
+    if hmi_years == "aia":
+        return tuple(int(y) for y in years.split(",")) if years else (2010, 2020)
+    try:
+        return tuple(int(y) for y in hmi_years.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{hmi_years!r}: give years such as 2010,2011 or 'aia'", param_hint="--hmi-years")
 
 
 @main.command()
@@ -203,15 +240,29 @@ def _client(scheduler: str | None):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
               help="Google Cloud project billed for the requester-pays GCS bucket.")
+@click.option("--source", "sources", multiple=True, metavar="INSTRUMENT=STORE",
+              help="Re-point an instrument to a store that moved (aia=PATH); repeatable.")
 @break_lock_option
 @with_access_options
-def rebuild(catalog, full, read_ahead, quiet, billing_project, break_lock):
+def rebuild(catalog, full, read_ahead, quiet, billing_project, sources, break_lock):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
     from sdoml_sql.catalog_builder.build import rebuild_catalog
 
-    report = rebuild_catalog(catalog, full=full, progress=not quiet, read_ahead=read_ahead,
-                             billing_project=billing_project, break_lock=break_lock)
+    report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=not quiet,
+                             read_ahead=read_ahead, billing_project=billing_project, break_lock=break_lock)
     _print_report(report)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("aia=PATH", …)`` → ``{"aia": "PATH", …}``."""
+    pairs = {}
+    for value in values:
+        name, sep, target = value.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise click.BadParameter(f"{value!r}: give INSTRUMENT=STORE, e.g. aia=/data/sdomlv2_small.zarr",
+                                     param_hint=option)
+        pairs[name.strip().lower()] = target.strip()
+    return pairs
 
 
 def _print_report(report) -> None:
@@ -234,10 +285,10 @@ def sync(source, directory, quiet):
 
 # --- SQL -------------------------------------------------------------------------------------
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql", required=False)
 @catalog_option
-@click.option("--file", "sql_file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--file", "sql_file", type=click.Path(dir_okay=False), default=None,
               help="Read the SQL from this file (same as SQL = @FILE).")
 @click.option("--format", "output_format", type=click.Choice(["table", "csv", "json", "parquet"]),
               default=None, help="Output format (default: table; parquet needs --output).")
@@ -248,24 +299,36 @@ def sync(source, directory, quiet):
 @with_access_options
 def query(sql, catalog, sql_file, output_format, output, query_timeout):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
+    import warnings
+
+    from sdoml_sql.exceptions import EmptyResultWarning
     from sdoml_sql.query.catalog import query as run_query, query_text
 
-    if output:
-        run_query(_sql_text(sql, sql_file), catalog=catalog, timeout=query_timeout).write(output, output_format)
-    elif output_format == "parquet":
+    if output_format == "parquet" and not output:
         raise click.UsageError("--format parquet needs --output FILE")
-    else:
-        click.echo(query_text(_sql_text(sql, sql_file), catalog, output_format or "table", timeout=query_timeout),
-                   nl=False)
+    text = _sql_text(sql, sql_file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyResultWarning)
+        if output:
+            run_query(text, catalog=catalog, timeout=query_timeout).write(output, output_format)
+        else:
+            click.echo(query_text(text, catalog, output_format or "table", timeout=query_timeout), nl=False)
+    for warning in caught:
+        if issubclass(warning.category, EmptyResultWarning):
+            click.echo(f"hint: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _sql_text(sql: str | None, sql_file: str | None) -> str:
+    from sdoml_sql.query.catalog import read_sql_file
+
     if sql_file:
-        return Path(sql_file).read_text(encoding="utf-8")
+        return read_sql_file(sql_file)
     if sql is None or sql == "-":
         return sys.stdin.read()
     if sql.startswith("@"):
-        return Path(sql[1:]).read_text(encoding="utf-8")
+        return read_sql_file(sql[1:])
     return sql
 
 
@@ -295,7 +358,7 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
                               show_default=True, help="Rows without a frame: fail, fill NaN frames, or drop them.")
 
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql")
 @catalog_option
 @click.option("--output", "-o", required=True, type=click.Path(),
@@ -310,7 +373,9 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
     """Fetch the frames of the rows SQL selects and write them to --output."""
     from sdoml_sql.fetch import plan, write_frames
+    from sdoml_sql.fetch.output import output_format as check_output
 
+    check_output(output, output_format, missing)  # before any reading or printing
     selection = _selection(sql, catalog)
     if not quiet:
         click.echo(f"plan: {plan(selection, downsample=downsample, method=method, missing=missing)}", err=True)
@@ -318,7 +383,7 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
     click.echo(f"wrote {len(written)} file(s): {written[0]}" + (" …" if len(written) > 1 else ""))
 
 
-@main.command()
+@main.command(cls=_SqlCommand)
 @click.argument("sql")
 @click.argument("output", type=click.Path(dir_okay=False))
 @catalog_option
@@ -334,11 +399,32 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 @with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
     """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
-    from sdoml_sql.fetch.movies import animate, save
+    from sdoml_sql.fetch.movies import animate, movie_suffix, save
 
+    movie_suffix(output)
     animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
                         fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
     click.echo(f"wrote {save(animation, output, progress=not quiet)} ({animation.sdoml_frames} frames)")
+
+
+@main.command(cls=_SqlCommand)
+@click.argument("sql")
+@click.argument("output", type=click.Path(file_okay=False))
+@catalog_option
+@downsample_option
+@method_option
+@click.option("--missing", type=click.Choice(["drop", "nan", "raise"]), default="drop", show_default=True,
+              help="Samples with a channel missing: leave out, NaN frame, or fail.")
+@click.option("--normalize", type=click.Choice(["none", "sdoml"]), default="none", show_default=True,
+              help="sdoml: AIA log10 + z-score (statistics stored beside the catalog), HMI clipped and scaled.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_access_options
+def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
+    """Export the samples SQL selects to OUTPUT.zarr (one sample per chunk, rows in rows.parquet) for
+    training at disk speed; rerun the same command to resume an interrupted export."""
+    written = _selection(sql, catalog).export(output, downsample=downsample, method=method, missing=missing,
+                                              normalize=normalize, progress=not quiet)
+    click.echo(f"wrote {written}")
 
 
 @main.command()
@@ -358,6 +444,43 @@ def plot(sql, output, catalog, lines, row):
         plot_eve(selection, lines=_split(lines), output=output)
     else:
         plot_map(selection, row, output)
+    click.echo(f"wrote {output}")
+
+
+# --- frame quality ---------------------------------------------------------------------------
+
+@main.command()
+@catalog_option
+@click.option("--years", default=None, help="Only these years, comma separated.")
+@click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
+@click.option("--full", is_flag=True, help="Recompute every partition, changed or not.")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Threads reading chunks (default: one per core).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to spread the chunks over.")
+@with_access_options
+def stats(catalog, years, channels, full, workers, quiet, scheduler):
+    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality)."""
+    from sdoml_sql.quality.stats import compute_frame_stats
+
+    with _client(scheduler) as client:
+        report = compute_frame_stats(catalog, years=_split(years), channels=_split(channels), full=full,
+                                     progress=not quiet, client=client, workers=workers)
+    click.echo(report.summary())
+
+
+@main.command("plot-quality")
+@click.argument("output", type=click.Path(dir_okay=False))
+@catalog_option
+@click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
+@click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
+@click.option("--bucket", default=None, help="Bucket length, e.g. '1 hour' (default: about 200 buckets).")
+@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 30 minutes).")
+def plot_quality_command(output, catalog, start, stop, bucket, gap):
+    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT."""
+    from sdoml_sql.quality.plot import plot_quality
+    from sdoml_sql.query.catalog import open_catalog
+
+    plot_quality(open_catalog(catalog), output, start=start, stop=stop, bucket=bucket, gap=gap)
     click.echo(f"wrote {output}")
 
 

@@ -132,11 +132,15 @@ def run(outdir: str | Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: ``python -m sdoml_sql.demo [OUTDIR]`` (default ``demo-output``)."""
+    import argparse
+
     import matplotlib
 
+    parser = argparse.ArgumentParser(prog="python -m sdoml_sql.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("outdir", nargs="?", default="demo-output", help="where to write (default: demo-output)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     matplotlib.use("Agg")
-    args = sys.argv[1:] if argv is None else argv
-    run(args[0] if args else "demo-output")
+    run(args.outdir)
     return 0
 
 

@@ -36,3 +36,12 @@ class QueryError(SdomlError):
 
 class FetchError(SdomlError):
     """Frames of a selection cannot be read, or a selection row has no frame."""
+
+
+class DatasetError(SdomlError):
+    """An ML dataset, loader, split or export cannot be made from the given selection or options."""
+
+
+class EmptyResultWarning(UserWarning):
+    """A query returned no rows and filters a catalog column on a value the catalog does not
+    hold (``WHERE channel = '171'``): the warning names the value and the ones there are."""

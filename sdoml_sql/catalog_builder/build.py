@@ -32,7 +32,7 @@ from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
 from sdoml_sql.catalog_builder import remote
 from sdoml_sql.catalog_builder.location import MANIFEST, CatalogLocation, is_remote, open_location, read_manifest
-from sdoml_sql.stores.source import Source, open_store
+from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
 DATA_FILE = "data.parquet"
@@ -105,7 +105,7 @@ def build_catalog(
     expired lock of a build that died).  Raises :class:`HarvestError`, :class:`StoreError` or
     :class:`CatalogError`; the catalog is then unchanged.
     """
-    requests = {name: url for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
+    requests = {name: absolute_local(url, mirror) for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
         raise CatalogError("nothing to build: name at least one of the aia, hmi or eve stores")
     target = catalog if catalog else default_catalog_dir()
@@ -120,9 +120,21 @@ def build_catalog(
                           break_lock=break_lock)
 
 
+def absolute_local(url: str, mirror: str | None = None) -> str:
+    """A local store path (or ``file://`` URL) made absolute, so that the manifest names the
+    store from any working directory; preset names and remote URLs are returned as given."""
+    resolved = resolve_url(str(url), mirror)
+    if resolved.startswith("file://"):
+        return "file://" + os.path.abspath(os.path.expanduser(resolved[len("file://"):]))
+    if "://" in resolved:
+        return str(url)
+    return os.path.abspath(os.path.expanduser(resolved))
+
+
 def rebuild_catalog(
     catalog: str | os.PathLike | None = None,
     *,
+    sources: dict[str, str] | None = None,
     full: bool = False,
     progress: bool = True,
     read_ahead: int | None = None,
@@ -134,17 +146,24 @@ def rebuild_catalog(
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
-    ``full=True`` rewrites every partition.  ``catalog`` may be remote, as for
-    :func:`build_catalog`.
+    ``full=True`` rewrites every partition.  ``sources`` re-points instruments to stores that
+    moved (``{"aia": "/new/place/sdomlv2_small.zarr"}``); the manifest records the new place.
+    ``catalog`` may be remote, as for :func:`build_catalog`.
     """
     target = catalog if catalog else default_catalog_dir()
     manifest = read_manifest(target)
     if manifest is None:
         raise CatalogError(f"catalog {target} has no {MANIFEST}: build it first with `sdoml-sql build`")
+    known = manifest.get("sources", {})
+    unknown = sorted(set(sources or {}) - set(known))
+    if unknown:
+        raise CatalogError(f"catalog {target} has no {unknown[0]} source to re-point: it has "
+                           f"{', '.join(sorted(known)) or 'none'}")
+    moved = {name: absolute_local(url) for name, url in (sources or {}).items()}
     plan = {
-        name: {"url": entry["url"], "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
+        name: {"url": moved.get(name, entry["url"]), "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
-        for name, entry in manifest.get("sources", {}).items()
+        for name, entry in known.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
                           break_lock=break_lock)
@@ -165,7 +184,7 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
     report = BuildReport(catalog=location.url)
     with remote.remote_lock(location, break_lock):
         old = read_manifest(location) or {"partitions": {}, "sources": {}, "warnings": []}
-        sources = {name: _open(name, entry) for name, entry in plan.items()}
+        sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
         todo, keep = _split_changed(planned, old["partitions"], full)
         report.skipped = sorted(keep)
@@ -202,9 +221,9 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
-    with _exclusive(directory):
+    with exclusive(directory):
         old = read_manifest(directory) or {"partitions": {}, "sources": {}, "warnings": []}
-        sources = {name: _open(name, entry) for name, entry in plan.items()}
+        sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
@@ -227,8 +246,8 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
 
 
 @contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold the catalog's build lock; a second build at the same time is refused."""
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold the catalog's build lock; a second build (or stats pass) at the same time is refused."""
     lock_path = directory / LOCK_FILE
     handle = open(lock_path, "a+")
     try:
@@ -241,7 +260,7 @@ def _exclusive(directory: Path) -> Iterator[None]:
     try:
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} since {_now()}")
+        handle.write(f"pid {os.getpid()} since {now_utc()}")
         handle.flush()
         shutil.rmtree(directory / STAGING_DIR, ignore_errors=True)  # leftovers of a killed build
         yield
@@ -250,7 +269,8 @@ def _exclusive(directory: Path) -> Iterator[None]:
         handle.close()
 
 
-def _open(name: str, entry: dict) -> Source:
+def open_source(name: str, entry: dict) -> Source:
+    """Open the store of a plan or manifest entry (``url``, ``storage_options``); errors name ``name``."""
     try:
         return open_store(entry["url"], storage_options=entry["storage_options"],
                           billing_project=entry.get("billing_project"), mirror=entry.get("mirror"))
@@ -453,12 +473,12 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
     del raw
     write_partition_file(harvest.table, staging / partition.key / DATA_FILE)
     if harvest.ragged:
-        _write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
+        write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
     partition.meta = {
         "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
         "array_path": partition.array_path, "rows": harvest.table.num_rows,
         "shape": zarray["shape"], "chunks": zarray["chunks"], "dtype": zarray["dtype"],
-        "fingerprint": partition.fingerprint, "built_at": _now(), "keys": harvest.keys,
+        "fingerprint": partition.fingerprint, "built_at": now_utc(), "keys": harvest.keys,
         "ragged_keys": sorted(harvest.ragged), "warnings": harvest.warnings,
         "source_bytes": harvest.source_bytes, **time_index(harvest.table),
     }
@@ -483,12 +503,12 @@ def time_index(table: pa.Table) -> dict[str, Any]:
 
 def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
     samples, lines, warnings = harvest_eve(source, partition.array_path)
-    _write_parquet(samples, staging / partition.key / DATA_FILE)
-    _write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
+    write_parquet(samples, staging / partition.key / DATA_FILE)
+    write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
     partition.meta = {
         "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
         "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
-        "fingerprint": partition.fingerprint, "built_at": _now(), "warnings": warnings,
+        "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
     }
     return partition
 
@@ -517,7 +537,8 @@ def _ragged_table(ragged: dict[str, list]) -> pa.Table:
     })
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as zstd Parquet at ``path`` (a staging path: callers rename it in)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
 
@@ -580,7 +601,7 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
-        "built_at": _now(),
+        "built_at": now_utc(),
         "sources": source_entries,
         "partitions": dict(sorted(partitions.items())),
         "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
@@ -599,7 +620,8 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     os.replace(temporary, directory / MANIFEST)
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The current UTC time as ``2026-11-26T15:00:00Z``."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

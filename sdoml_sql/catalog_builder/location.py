@@ -221,10 +221,32 @@ def open_manifest(location: CatalogLocation) -> dict[str, Any]:
     return manifest
 
 
+def _check_endpoint_answers(location: CatalogLocation) -> None:
+    """Fail at once when an explicit endpoint (an S3 service, a GCS emulator) refuses
+    connections: botocore would retry with back-off first."""
+    import socket
+    import urllib.parse
+
+    options = location.source.storage_options
+    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+    if not endpoint:
+        return
+    parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=OPEN_TIMEOUT_S / 4).close()
+    except OSError as error:
+        if isinstance(error, socket.gaierror):
+            return  # an unknown host: the store's own DNS check names it (OfflineError)
+        raise CatalogError(f"cannot reach catalog {location.url}: nothing answers at {parts.hostname}:{port} "
+                           f"({error.strerror or error})") from None
+
+
 def _first_remote_read(location: CatalogLocation) -> dict[str, Any] | None:
     import dataclasses
 
     source = location.source
+    _check_endpoint_answers(location)
     patient = source.policy
     source.policy = dataclasses.replace(patient, timeout=min(patient.timeout, OPEN_TIMEOUT_S),
                                         retries=min(patient.retries, OPEN_RETRIES))

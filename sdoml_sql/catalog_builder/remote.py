@@ -6,9 +6,9 @@ worker's: no shared disk), uploads every frame partition under a name no reader 
 (``aia/year=2010/channel=171A/data-<build>.parquet``), then writes ``manifest.json`` — one
 PUT, atomic — naming the new files.  A reader opens the manifest and then only the files it
 names, so it sees the old catalog or the new one, never a mix; a build killed before the
-manifest leaves the old catalog as it was.  Files that neither the new nor the previous
-manifest names are deleted after the commit (a reader still on the previous manifest keeps
-its files until the build after).  EVE tables and ``array_attrs`` keep fixed names and are
+manifest leaves the old catalog as it was.  A file a rebuild replaced is kept for
+:data:`RETIRED_GRACE_S` (15 min) for readers still on an older manifest, then deleted by a
+later build; files no manifest named (a killed build's) are deleted at the next commit.  EVE tables and ``array_attrs`` keep fixed names and are
 replaced object by object.
 
 One build at a time: ``.lock`` holds the builder's owner and an expiry, refreshed while the
@@ -38,6 +38,8 @@ LOCK_OBJECT = ".lock"
 #: Seconds a build lock lives without a refresh; refreshed every third of that.
 LOCK_TTL_S = 300.0
 FRAME_INSTRUMENTS = ("aia", "hmi")
+#: Seconds a frame file stays after a rebuild replaced it, for readers of the older manifest.
+RETIRED_GRACE_S = 900.0
 
 
 def new_build_id() -> str:
@@ -127,16 +129,29 @@ def upload_partition(location: CatalogLocation, staging: Path, partition, side_k
 
 def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[str, Any],
            removed_side_keys: list[str], data_file: str) -> None:
-    """Write the manifest (the commit point), then delete what no manifest still names."""
-    location.write_bytes("manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    named = {_frame_path(key, entry, data_file) for m in (manifest, previous)
-             for key, entry in (m.get("partitions") or {}).items()}
+    """Write the manifest (the commit point), then delete frame files no reader can need.
+
+    A file the previous manifest named and this one does not is *retired*: listed in the
+    manifest's ``retired_files`` with the time it left, and deleted only by a later build
+    once :data:`RETIRED_GRACE_S` has passed, so a reader that opened an older manifest keeps
+    its files for its query.  Files no manifest ever named (a killed build's) go at once."""
+    now = time.time()
+    current = _named(manifest, data_file)
+    retired = {path: since for path, since in (previous.get("retired_files") or {}).items() if path not in current}
+    retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
+    retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
+    location.write_bytes("manifest.json", orjson.dumps({**manifest, "retired_files": retired},
+                                                       option=orjson.OPT_INDENT_2))
     for instrument in FRAME_INSTRUMENTS:
         for path in location.listing(instrument):
-            if path.endswith(".parquet") and path not in named:
+            if path.endswith(".parquet") and path not in current and path not in retired:
                 location.delete(path)
     for key in removed_side_keys:
         location.delete(f"{key}/{data_file}")
+
+
+def _named(manifest: dict[str, Any], data_file: str) -> set[str]:
+    return {_frame_path(key, entry, data_file) for key, entry in (manifest.get("partitions") or {}).items()}
 
 
 def _frame_path(key: str, entry: dict[str, Any], data_file: str) -> str:

@@ -14,7 +14,7 @@ May import: :mod:`sdoml_sql.catalog_builder`, :mod:`sdoml_sql.stores` and the ba
 modules — never :mod:`sdoml_sql.query`: a selection arrives duck-typed.
 """
 
-from sdoml_sql.fetch.output import to_xarray, write_frames
+from sdoml_sql.fetch.output import to_xarray, write_frames, write_zarr
 from sdoml_sql.fetch.stack import FetchPlan, chunk_keys, fetch, plan
 
-__all__ = ["FetchPlan", "chunk_keys", "fetch", "plan", "to_xarray", "write_frames"]
+__all__ = ["FetchPlan", "chunk_keys", "fetch", "plan", "to_xarray", "write_frames", "write_zarr"]

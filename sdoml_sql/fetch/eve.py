@@ -16,6 +16,8 @@ import pandas as pd
 
 from sdoml_sql.catalog_builder.location import location_of
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.headers import column_range
+from sdoml_sql.fetch.output import save_figure
 
 GAP_FACTOR = 5.0
 NOT_LINES = {"idx", "time", "row", "eve_time", "offset_s", "eve_idx", "eve_offset_s", "group", "instrument"}
@@ -29,6 +31,12 @@ def eve_lines(catalog) -> pd.DataFrame:
         raise FetchError(f"catalog {catalog.directory} has no eve_lines table: build it with an EVE store")
     table = location.parquet_dataset(files).to_table(columns=["name", "ion", "wavelength", "logT"])
     return table.to_pandas().drop_duplicates("name").set_index("name")
+
+
+def eve_coverage(catalog) -> str:
+    """``the catalog has EVE samples from … to …`` (or says it has none)."""
+    first, last = column_range(catalog, "eve/*/*.parquet", "time") if catalog is not None else (None, None)
+    return f"the catalog has EVE samples from {first} to {last}" if first else "the catalog has no EVE samples"
 
 
 def eve_series(selection_or_frame) -> pd.DataFrame:
@@ -91,6 +99,9 @@ def plot_eve(selection, lines: Iterable[str] | None = None, catalog=None, output
     catalog = catalog or getattr(selection, "catalog", None)
     series = eve_series(selection)
     names = _chosen_lines(series, lines)
+    if not series[names].notna().any().any():
+        raise FetchError(f"nothing to plot: the selection has {len(series)} EVE samples"
+                         f"{' and every value is missing' if len(series) else ''}; {eve_coverage(catalog)}")
     info = eve_lines(catalog) if catalog is not None else pd.DataFrame(columns=["ion", "wavelength", "logT"])
     data = with_gaps(series[names], gap_factor)
     figure, axes = plt.subplots(len(names), 1, sharex=True, squeeze=False,
@@ -104,7 +115,7 @@ def plot_eve(selection, lines: Iterable[str] | None = None, catalog=None, output
     figure.autofmt_xdate()
     figure.tight_layout()
     if output is not None:
-        figure.savefig(output, dpi=120)
+        save_figure(figure, output, dpi=120)
     return figure
 
 

@@ -71,6 +71,25 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
     return frame
 
 
+def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
+    """The first and last ``T_OBS`` of a channel over every catalogued year (``None``s when
+    the catalog has none)."""
+    return column_range(catalog, f"{instrument}/year=*/channel={channel}/*.parquet", "T_OBS")
+
+
+def column_range(catalog, files: str, column: str) -> tuple[Any, Any]:
+    """The smallest and largest value of ``column`` in the catalog's Parquet ``files`` (a
+    glob under the catalog directory or URL); ``None``s when there are none."""
+    import pyarrow.compute as pc
+
+    location = location_of(catalog)
+    paths = location.glob(files)
+    if not paths:
+        return None, None
+    bounds = pc.min_max(location.parquet_dataset(paths).to_table(columns=[column]).column(column)).as_py()
+    return bounds["min"], bounds["max"]
+
+
 def _nullable_types(arrow_type):
     import pyarrow as pa
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.headers import header_records, headers, map_header
+from sdoml_sql.fetch.output import save_figure
 from sdoml_sql.fetch.stack import FlatSelection, build_stack, selection_locators
 
 HMI_CMAP = "hmimag"
@@ -39,14 +40,17 @@ def header(selection, i: int) -> dict[str, Any]:
 
 # --- maps --------------------------------------------------------------------------------
 
-def make_map(data: np.ndarray, meta: dict[str, Any], instrument: str):
+def make_map(data: np.ndarray, meta: dict[str, Any], instrument: str, channel: str | None = None):
     """One SunPy map with the channel's colormap (AIA ``sdoaiaNNN``, HMI ``hmimag``
-    with a symmetric range)."""
+    with a symmetric range).  An HMI map is named after its component (``channel``): the
+    three share one header ``CONTENT``, so SunPy would title them all "HMI magnetic"."""
     import sunpy.map
 
     solar_map = sunpy.map.Map((data, meta))
     if instrument == "hmi":
         style_hmi(solar_map)
+        if channel:
+            solar_map.nickname = f"HMI {channel}"  # name and plot title: "HMI Bz magnetic <date>"
     return solar_map
 
 
@@ -80,7 +84,7 @@ def maps(selection, sortby: str | None = None, downsample: int = 1, method: str 
         raise FetchError(f"missing={missing!r}: maps need a frame per row; use 'raise' or 'drop'")
     frames, table, raw_headers, catalog_rows, keys = load_frames(selection, downsample, method, missing)
     solar_maps = [make_map(frames[i], map_header(raw_headers[i], catalog_rows[i], keys[i], downsample, method),
-                           table["instrument"].iloc[i])
+                           table["instrument"].iloc[i], table["channel"].iloc[i])
                   for i in range(len(table))]
     return sunpy.map.MapSequence(solar_maps, sortby=sortby)
 
@@ -109,5 +113,5 @@ def plot_map(selection, i: int = 0, output=None, downsample: int = 1, method: st
     image = solar_map.plot(axes=axes)
     figure.colorbar(image, ax=axes, label=str(solar_map.unit or ""))
     if output is not None:
-        figure.savefig(output, dpi=110, bbox_inches="tight")
+        save_figure(figure, output, dpi=110, bbox_inches="tight")
     return figure

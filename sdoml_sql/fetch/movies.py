@@ -33,6 +33,7 @@ from matplotlib.animation import FuncAnimation
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.maps import load_frames, make_map, map_header
+from sdoml_sql.fetch.output import written_atomically
 
 SCALINGS = ("fixed", "frame")
 DEFAULT_PERCENTILES = (1.0, 99.9)
@@ -94,7 +95,8 @@ def movie_frames(selection, downsample: int = 1, method: str = "stride", missing
     for position, i in enumerate(order):
         if channels[position] in cmaps:
             continue
-        solar_map = make_map(pixels[i], map_header(raw[i], rows[i], keys[i], downsample, method), instruments[position])
+        solar_map = make_map(pixels[i], map_header(raw[i], rows[i], keys[i], downsample, method), instruments[position],
+                             channels[position])
         cmaps[channels[position]] = solar_map.plot_settings["cmap"]
         units[channels[position]] = solar_map.unit.to_string() if solar_map.unit is not None else ""
         first_map = first_map or solar_map
@@ -372,6 +374,9 @@ class MovieAnimation(FuncAnimation):
         self.sdoml_movie = movie
         self.sdoml_fps = fps
         self.sdoml_frames = len(movie)
+        # Frames are rendered by the MovieFigure, not matplotlib's draw loop: without this,
+        # an animation whose save failed warns "deleted without rendering" under the error line.
+        self._draw_was_started = True
 
     def to_jshtml(self, fps=None, embed_frames=True, default_mode=None):
         """The HTML/JavaScript player of ``Animation.to_jshtml`` (same template), frames
@@ -468,11 +473,23 @@ def save(animation, path: str | Path, fps: float | None = None, progress: bool =
     animations go through ``Animation.save``.  ``progress=True`` shows a tqdm bar on stderr.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise FetchError(f"cannot write a movie as {path.name}: use {', '.join(FORMATS)}")
+    suffix = movie_suffix(path)
     fps = fps or getattr(animation, "sdoml_fps", 10)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with written_atomically(path) as partial:
+        _save_to(animation, partial, suffix, fps, progress, dpi)
+    return path
+
+
+def movie_suffix(path: str | Path) -> str:
+    """The movie format of ``path`` (``.mp4``, ``.gif`` or ``.html``); raises
+    :class:`FetchError` for anything else, before any frame is read."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise FetchError(f"cannot write a movie as {Path(path).name}: use {', '.join(FORMATS)}")
+    return suffix
+
+
+def _save_to(animation, path: Path, suffix: str, fps: float, progress: bool, dpi: int | None) -> Path:
     movie = getattr(animation, "sdoml_movie", None)
     if movie is None:
         return _save_slow(animation, path, suffix, fps, progress, dpi)

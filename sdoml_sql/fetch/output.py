@@ -24,26 +24,103 @@ from sdoml_sql.fetch.stack import FlatSelection, FrameGrid, build_stack, selecti
 
 def to_xarray(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
               headers: bool = True):
-    """The fetch as a lazy ``xarray.DataArray`` with coordinates.
+    """The fetch as a lazy ``xarray.DataArray`` named ``frames``, with coordinates.
 
     Frame selections: dims ``(frame, y, x)`` with ``instrument``, ``year``, ``channel``,
     ``idx`` (and the selection's ``time`` if any) along ``frame``.  Aligned selections:
-    dims ``(time, channel, y, x)``.  With ``headers=True`` every header column of the
-    catalog becomes a coordinate along ``frame`` (or ``(time, channel)``), NaN/None where a
-    row has no frame.
+    dims ``(time, channel, y, x)``.  Always: ``T_OBS`` and the pixel ``units`` (``DN/s``
+    for AIA, ``G`` for HMI; the ``units`` attribute when all frames share one).  With
+    ``headers=True`` every header column of the catalog becomes a coordinate along
+    ``frame`` (or ``(time, channel)``), NaN/None where a row has no frame.
     """
+    data, grid, _ = build_stack(selection, downsample, method, missing)
+    table = frame_headers(selection.catalog, grid.table)
+    return frames_data_array(data, grid, table if headers else essential_headers(table),
+                             {"downsample": downsample, "method": method, "missing": missing})
+
+
+def essential_headers(header_table: pd.DataFrame) -> pd.DataFrame:
+    """The header columns every exported stack carries as coordinates: ``T_OBS`` and the
+    pixel ``units`` (from ``PIXLUNIT``: ``DN/s`` for AIA, ``G`` for HMI)."""
+    return pd.DataFrame({"T_OBS": header_table.get("T_OBS"), "units": _units(header_table)},
+                        index=header_table.index)
+
+
+def frames_data_array(data, grid: FrameGrid, header_table: pd.DataFrame, attrs: dict[str, Any]):
+    """A stack (dask or numpy) and its frame grid as an ``xarray.DataArray`` named
+    ``frames``: locators and ``header_table``'s columns (one row per locator) as
+    coordinates, pixel units from ``PIXLUNIT``."""
     import xarray as xr
 
-    data, grid, _ = build_stack(selection, downsample, method, missing)
-    header_table = frame_headers(selection.catalog, grid.table) if headers else None
+    if "units" not in header_table.columns:
+        header_table = header_table.assign(units=_units(header_table))
+    shared = header_table["units"].dropna().unique()
     if grid.aligned:
         coords = _aligned_coords(grid, header_table)
         dims = ("time", "channel", "y", "x")
     else:
         coords = _frame_coords(grid, header_table)
         dims = ("frame", "y", "x")
-    attrs = {"downsample": downsample, "method": method, "missing": missing}
+    if len(shared) == 1:
+        coords.pop("units")
+        attrs = {**attrs, "units": str(shared[0])}
+    elif grid.aligned:  # one unit per channel (AIA DN/s, HMI G)
+        per_channel = [pd.Series(column).dropna().unique() for column in coords["units"][1].T]
+        if all(len(u) <= 1 for u in per_channel):
+            coords["units"] = ("channel", np.array([u[0] if len(u) else None for u in per_channel], dtype=object))
     return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs, name="frames")
+
+
+#: ``PIXLUNIT`` values → the units of the pixel values (HMI writes "Gauss").
+UNIT_NAMES = {"gauss": "G"}
+
+
+def _units(header_table: pd.DataFrame) -> pd.Series:
+    if "PIXLUNIT" not in header_table.columns:
+        return pd.Series([None] * len(header_table), index=header_table.index, dtype=object)
+    units = header_table["PIXLUNIT"].astype(object)
+    return units.map(lambda u: UNIT_NAMES.get(str(u).lower(), u) if isinstance(u, str) else None)
+
+
+def write_zarr(data, path, progress: bool = False, rows_per_chunk: int = 16) -> Path:
+    """Write an ``xarray.DataArray`` or ``Dataset`` (numpy- or dask-backed, e.g. from
+    :func:`to_xarray` or :func:`frames_data_array`) as a Zarr v2 store that
+    ``xarray.open_zarr(path)`` reads back as it was: dimension names, coordinates,
+    attributes (``units``) and consolidated metadata, as xarray writes them.
+
+    Variables are chunked ``rows_per_chunk`` along their first dimension and whole along
+    the others (Blosc zstd + bitshuffle, like SDOML); dask-backed variables are computed
+    in batches of about :data:`BATCH_BYTES` (a tqdm bar with ``progress``), so a fetch
+    larger than memory streams to disk.  Written by the rule of :func:`written_atomically`.
+    Returns ``path``.
+    """
+    path = Path(path)
+    with written_atomically(path) as partial:
+        _store_zarr(data, partial, progress, rows_per_chunk)
+    return path
+
+
+def _store_zarr(data, path: Path, progress: bool, rows_per_chunk: int) -> None:
+    import dask.array as da
+    import numcodecs
+    import xarray as xr
+    import zarr
+
+    dataset = data.to_dataset() if isinstance(data, xr.DataArray) else data
+    compressor = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    lazy, encoding, template = [], {}, dataset.copy()
+    for name, variable in dataset.data_vars.items():
+        chunks = (min(max(variable.shape[0], 1), rows_per_chunk),) + tuple(variable.shape[1:]) if variable.ndim else ()
+        encoding[name] = {"chunks": chunks, "compressors": (compressor,)}
+        if variable.ndim and isinstance(variable.data, da.Array):
+            lazy.append(name)  # its values are written below, in batches
+            template[name] = variable.copy(data=da.zeros(variable.shape, dtype=variable.dtype, chunks=chunks))
+    template.to_zarr(str(path), mode="w", zarr_format=2, compute=False, encoding=encoding, consolidated=True)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    for name in lazy:
+        target = group[name]
+        for start, values in compute_batches(dataset[name].data, progress=progress):
+            target[start:start + len(values)] = values
 
 
 def _frame_coords(grid: FrameGrid, header_table: pd.DataFrame | None) -> dict[str, Any]:
@@ -105,8 +182,16 @@ FITS_STRUCTURAL_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3
                         "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM"}
 
 
-def output_format(output, format: str | None = None) -> str:
-    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix."""
+def output_format(output, format: str | None = None, missing: str | None = None) -> str:
+    """``npy``, ``zarr`` or ``fits`` from an explicit format or the output's suffix (checked
+    against ``missing``: FITS cannot hold NaN frames).  Raises :class:`FetchError`."""
+    kind = _output_kind(output, format)
+    if kind == "fits" and missing == "nan":
+        raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
+    return kind
+
+
+def _output_kind(output, format: str | None) -> str:
     if format:
         if format not in OUTPUT_FORMATS:
             raise FetchError(f"format {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -143,34 +228,54 @@ def compute_batches(array, budget: int = BATCH_BYTES, progress: bool = False):
 
 def write_frames(selection, output, format: str | None = None, downsample: int = 1, method: str = "stride",
                  missing: str = "raise", progress: bool = False) -> list:
-    """Fetch and write the frames: ``.npy`` or ``.zarr`` (plus ``<name>.headers.parquet``
-    with every selected row's locator and catalog header) or a directory of FITS files
-    (one per frame, headers included).  Returns the paths written."""
+    """Fetch and write the frames: ``.npy``, ``.zarr`` (what :func:`to_xarray` holds, by
+    :func:`write_zarr`: ``xarray.open_zarr`` reads dims, coordinates and units), each
+    with ``<name>.headers.parquet`` beside it (every selected row's locator and catalog
+    header), or a directory of FITS files (one per frame, headers included).  Returns the
+    paths written."""
     output = Path(output)
-    kind = output_format(output, format)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    kind = output_format(output, format, missing)
     if kind == "fits":
-        with _written_atomically(output) as partial:
+        with written_atomically(output) as partial:
             written = _write_fits(selection, partial, downsample, method, missing, progress)
         return [output / path.name for path in written]
     array, grid, _ = build_stack(selection, downsample, method, missing)
     sidecar = output.with_name(output.stem + ".headers.parquet")
-    with _written_atomically(output) as partial, _written_atomically(sidecar) as partial_sidecar:
-        target = _open_target(partial, kind, array)
-        for start, values in compute_batches(array, progress=progress):
-            target[start:start + len(values)] = values
-        if kind == "npy":
-            target.flush()
-            del target
-        headers_table(selection.catalog, grid.table).to_parquet(partial_sidecar, index=False)
+    table = headers_table(selection.catalog, grid.table)
+    with written_atomically(output) as partial, written_atomically(sidecar) as partial_sidecar:
+        if kind == "zarr":
+            attrs = {"downsample": downsample, "method": method, "missing": missing, "headers": sidecar.name}
+            data = frames_data_array(array, grid, essential_headers(table), attrs)
+            _store_zarr(data, partial, progress, ZARR_ROWS_PER_CHUNK)
+        else:
+            _write_npy(array, partial, progress)
+        table.to_parquet(partial_sidecar, index=False)
     return [output, sidecar]
 
 
+ZARR_ROWS_PER_CHUNK = 16
+
+
+def _write_npy(array, path: Path, progress: bool) -> None:
+    target = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=array.shape)
+    for start, values in compute_batches(array, progress=progress):
+        target[start:start + len(values)] = values
+    target.flush()
+    del target
+
+
 @contextlib.contextmanager
-def _written_atomically(path):
-    """Yield a temporary sibling of ``path``, moved onto ``path`` only if the block succeeds,
-    so a fetch that fails part-way leaves no partial output behind."""
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+def written_atomically(path):
+    """Yield a temporary sibling of ``path`` (a :class:`~pathlib.Path`), moved onto ``path``
+    only if the block succeeds, so a write that fails part-way leaves nothing behind.
+
+    The one rule of every command that writes: missing parent directories are created, the
+    output appears complete or not at all, an existing output is replaced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the suffix stays last: ffmpeg and matplotlib choose the format from it
+    partial = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield partial
     except BaseException:
@@ -181,6 +286,20 @@ def _written_atomically(path):
     os.replace(partial, path)
 
 
+def save_figure(figure, output, **savefig_options) -> Path:
+    """Save a matplotlib figure to ``output`` (PNG, PDF, SVG … from the suffix) by the
+    write rule of :func:`written_atomically`; an unknown suffix is a one-line
+    :class:`FetchError` listing the formats matplotlib can write."""
+    output = Path(output)
+    formats = figure.canvas.get_supported_filetypes()
+    if output.suffix.lower().lstrip(".") not in formats:
+        raise FetchError(f"cannot save a plot as {output.name}: use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    with written_atomically(output) as partial:
+        figure.savefig(partial, **savefig_options)
+    return output
+
+
 def _remove(path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -188,33 +307,39 @@ def _remove(path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _open_target(output, kind: str, array):
-    if kind == "npy":
-        return np.lib.format.open_memmap(output, mode="w+", dtype=np.float32, shape=array.shape)
-    import zarr
-
-    chunks = (min(max(array.shape[0], 1), 16),) + tuple(array.shape[1:])
-    return zarr.create_array(str(output), shape=array.shape, chunks=chunks, dtype=np.float32,
-                             fill_value=np.nan, zarr_format=2, overwrite=True)
-
-
 def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, locator, frame, meta in fits_frames(selection, downsample, method, missing, progress):
+        written.append(write_fits_file(directory / default_fits_name(i, locator, meta), frame, meta))
+    return written
+
+
+def fits_frames(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
+                progress: bool = False):
+    """Yield ``(row, locator, pixels, header)`` per selected frame, the header fit for SunPy
+    (:func:`~sdoml_sql.fetch.headers.map_header`).  Frames are read chunk-aware in batches
+    (:func:`compute_batches`): each chunk once for the whole selection."""
     if missing == "nan":
         raise FetchError("FITS output writes one file per frame: use missing='drop' or 'raise'")
     flat = FlatSelection(selection.catalog, selection_locators(selection))
     array, grid, _ = build_stack(flat, downsample, method, missing)
     raw, rows, keys = header_records(selection.catalog, grid.table)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
     for start, values in compute_batches(array, progress=progress):
         for offset, frame in enumerate(values):
             i = start + offset
-            meta = map_header(raw[i], rows[i], keys[i], downsample, method)
-            written.append(_write_fits_frame(directory, i, grid.table.iloc[i], frame, meta))
-    return written
+            yield i, grid.table.iloc[i], frame, map_header(raw[i], rows[i], keys[i], downsample, method)
 
 
-def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[str, Any]):
+def default_fits_name(i: int, locator, meta: dict[str, Any]) -> str:
+    """``00003_aia_171A_20100827T000009.fits``: row, instrument, channel, T_OBS."""
+    stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
+    return f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
+
+
+def fits_header(meta: dict[str, Any]):
+    """An ``astropy.io.fits.Header`` of a header dict: structural keys left to astropy,
+    COMMENT/HISTORY as cards, values FITS cannot hold (lists, None) left out."""
     import warnings
 
     from astropy.io import fits
@@ -231,7 +356,20 @@ def _write_fits_frame(directory, i: int, locator, frame: np.ndarray, meta: dict[
                     header.add_comment(value) if key.upper() == "COMMENT" else header.add_history(value)
                 continue
             header[key] = value
-        stamp = str(meta.get("T_OBS", "")).replace(":", "").replace("-", "")[:15] or "notime"
-        path = directory / f"{i:05d}_{locator['instrument']}_{locator['channel']}_{stamp}.fits"
-        fits.PrimaryHDU(frame, header=header).writeto(path, overwrite=True)
+    return header
+
+
+def write_fits_file(path, frame: np.ndarray, meta: dict[str, Any]) -> Path:
+    """Write one frame and its header to ``path`` (under a temporary name, renamed when
+    complete); return ``path``."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+
+    path = Path(path)
+    with written_atomically(path) as partial, warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        # The cards were checked as they were made (fits_header); skip the second verify pass.
+        fits.PrimaryHDU(frame, header=fits_header(meta)).writeto(partial, output_verify="ignore")
     return path

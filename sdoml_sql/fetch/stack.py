@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.headers import channel_time_range
 
 MISSING_MODES = ("raise", "nan", "drop")
 DOWNSAMPLE_METHODS = ("stride", "mean")
@@ -87,7 +88,8 @@ def selection_locators(selection) -> pd.DataFrame:
     if "time" not in locators.columns and hasattr(selection, "to_arrow"):
         table = selection.to_arrow()
         if "time" in table.column_names and table.num_rows == len(locators):
-            locators["time"] = table.column("time").to_pandas()  # grid times name missing rows
+            # grid times name missing rows (the first "time": a joined table's comes later)
+            locators["time"] = table.column(table.column_names.index("time")).to_pandas()
     return locators
 
 
@@ -103,7 +105,32 @@ def frame_grid(selection, missing: str = "raise") -> FrameGrid:
         raise FetchError(f"missing={missing!r}: choose one of {', '.join(MISSING_MODES)}")
     locators = selection_locators(selection)
     grid = _aligned_grid(locators) if is_aligned(selection, locators) else _flat_grid(locators)
+    if not grid.array_ids.shape[0] or (grid.missing.all() and missing != "nan"):
+        raise FetchError(_nothing_message(selection, grid))
     return _apply_missing(grid, missing)
+
+
+def _nothing_message(selection, grid: FrameGrid) -> str:
+    """Why a selection gives no frame at all: no rows, or no row with a frame (naming the
+    grid's time range and what the catalog covers of its channels)."""
+    if not grid.array_ids.shape[0]:
+        hints = "".join(f"; {h}" for h in getattr(selection, "hints", []))
+        return f"nothing to fetch: the query selected no rows{hints}"
+    table = grid.table
+    what = "grid times" if grid.aligned or "time" in table.columns else "selection rows"
+    span = ""
+    if "time" in table.columns and table["time"].notna().any():
+        times = pd.to_datetime(table["time"])
+        span = f" from {times.min()} to {times.max()}"
+    covered = [f"{instrument} {channel} {_time_span(selection.catalog, instrument, channel)}"
+               for instrument, channel in dict.fromkeys(zip(table["instrument"], table["channel"]))]
+    return (f"no frames: none of the {grid.array_ids.shape[0]} {what}{span} has a frame within tolerance; "
+            f"the catalog has {'; '.join(covered)}")
+
+
+def _time_span(catalog, instrument: str, channel: str) -> str:
+    first, last = channel_time_range(catalog, str(instrument), str(channel))
+    return f"from {first} to {last}" if first is not None else "no frames"
 
 
 def _array_ids(locators: pd.DataFrame) -> tuple[list[ArrayRef], np.ndarray]:
@@ -222,6 +249,19 @@ def _check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
     if len(shapes) > 1:
         raise FetchError(f"frames of different sizes cannot be stacked: {sorted(shapes)} "
                          f"from {', '.join(map(str, grid.arrays))}")
+
+
+def _store_frame_shape(catalog, locators: pd.DataFrame) -> tuple[int, int]:
+    """The (H, W) of the frames of the locators' channels, from one of their arrays."""
+    partitions = (catalog.manifest.get("partitions") or {})
+    for instrument, channel in dict.fromkeys(zip(locators["instrument"].astype(str), locators["channel"].astype(str))):
+        for key in partitions:
+            where, _, name = key.rpartition("/channel=")
+            if name == channel and where.startswith(f"{instrument}/year="):
+                ref = ArrayRef(instrument, int(where.rpartition("=")[2]), channel)
+                return tuple(_open_arrays(catalog, [ref])[0].shape[1:])
+    raise FetchError(f"catalog {catalog.directory} has no array of "
+                     f"{', '.join(sorted(set(locators['channel'].astype(str))))}: the frame size is unknown")
 
 
 def plan_layout(grid: FrameGrid, zarrays: list[Any]) -> Layout:
@@ -364,6 +404,8 @@ def build_stack(selection, downsample: int, method: str, missing: str):
     grid = frame_grid(selection, missing)
     zarrays = _open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
+    if not zarrays:  # every row is a NaN frame: the frame size still comes from the store
+        layout.shape = _store_frame_shape(selection.catalog, grid.table)
     _check_downsample(layout.shape, downsample, method)
     return _dask_array(grid, zarrays, layout, downsample, method), grid, layout
 
@@ -455,14 +497,15 @@ def _size(n: int | None) -> str:
     return f"{value} B"
 
 
-def plan(selection, downsample: int = 1, method: str = "stride", missing: str = "nan",
+def plan(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
          stored_sizes: bool = False) -> FetchPlan:
     """How many chunks and bytes a fetch of ``selection`` reads, without reading pixels.
 
     ``read_bytes`` counts decoded chunk bytes (each chunk is decompressed whole);
     ``stored_sizes=True`` also asks the store for the compressed sizes of those chunks
-    (one batched listing; a HEAD per chunk on object stores).  Rows without a frame are
-    counted, not raised, unless ``missing="raise"``.
+    (one batched listing; a HEAD per chunk on object stores).  ``missing`` works as in
+    :func:`fetch` (same default, ``"raise"``); with ``"nan"`` rows without a frame are
+    counted in ``missing_rows``.
     """
     array, grid, layout = build_stack(selection, downsample, method, missing)
     per_array: dict[str, int] = {}

@@ -1,7 +1,8 @@
 """SQL over a catalog directory: DuckDB views and macros from ``sql/``, on a locked connection.
 
 ``Catalog(dir)`` opens an in-memory DuckDB database whose views read the catalog's Parquet
-files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``)
+files (``aia``, ``hmi``, ``frames``, ``eve``, ``eve_lines``, ``array_attrs``, ``partitions``,
+``frame_stats``, ``frame_quality``)
 and whose table macros (``nearest``, ``nearest_frames``, ``nearest_eve``, ``aligned``,
 ``coverage``) live in ``sql/macros.sql``.  The connection is then locked: only the catalog
 directory is readable (``allowed_directories``), nothing else is
@@ -15,6 +16,7 @@ columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``,
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -30,18 +32,20 @@ import duckdb
 
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, QueryError
-from sdoml_sql.query import scans, timewindow
-from sdoml_sql.query.sqlguard import check_read_only, one_line
+from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
+from sdoml_sql.query import quality_cache, scans, timewindow
+from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
-VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames")
+VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
+         "frame_stats", "frame_quality")
 
 #: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
 VIEW_FILES = {
     "eve": "eve/*/*.parquet",
     "eve_lines": "eve_lines/*/*.parquet",
     "array_attrs": "array_attrs/*/*/*/*.parquet",
+    "frame_stats": "frame_stats/*/*/*/*.parquet",
 }
 
 #: Views whose scans come from the manifest's partitions (query/scans.py), by instruments.
@@ -54,6 +58,26 @@ INIT_SQL = "init.sql"
 
 #: Environment variable with the default query time limit in seconds.
 QUERY_TIMEOUT_ENV = "SDOML_QUERY_TIMEOUT"
+
+#: Set by ``sdoml-sql shell`` for the DuckDB shell it starts: the catalog ``init.sql`` reads.
+SHELL_CATALOG_ENV = "SDOML_SHELL_CATALOG"
+
+# The DuckDB shell (duckdb-cli 1.5) resolves relative paths from its working directory, never
+# from the init file's location, and no SQL can learn that location (the shell reads
+# /proc/self/cmdline as an empty file). So init.sql finds its catalog when the shell starts:
+# $SDOML_SHELL_CATALOG, else the working directory if it holds a catalog; views read their
+# files under getvariable('sdoml_catalog'), bound when queried.
+LOCATE_CATALOG = f"""-- sdoml-sql views and macros. Paths are relative to the catalog directory: start the shell
+-- inside it (cd CATALOG && duckdb -init init.sql), or anywhere with sdoml-sql shell --catalog CATALOG.
+SET VARIABLE sdoml_catalog = coalesce(nullif(getenv('{SHELL_CATALOG_ENV}'), ''), '.');
+SET VARIABLE sdoml_catalog_found = CASE
+    WHEN (SELECT count(*) FROM glob(getvariable('sdoml_catalog') || '/manifest.json')) > 0 THEN true
+    ELSE error('no sdoml-sql catalog in ' || getvariable('sdoml_catalog') || ': start the shell inside the '
+               || 'catalog directory (cd CATALOG && duckdb -init init.sql) or run sdoml-sql shell --catalog CATALOG')
+    END;"""
+
+#: The catalog directory in relocatable view SQL (spliced into a quoted path: '{catalog}/aia/…').
+RELOCATABLE_DIRECTORY = "' || getvariable('sdoml_catalog') || '"
 
 # Catalog._run fetches Arrow from an executed statement rather than from a relation
 # (con.sql(q).to_arrow_table()), which binds the statement twice: once to make the relation,
@@ -95,6 +119,24 @@ def example(name: str) -> str:
     return read_sql(f"examples/{name}.sql")
 
 
+def read_sql_file(path: str | os.PathLike) -> str:
+    """The text of an SQL file (``@FILE`` on the command line).  A path under ``sql/`` that
+    does not exist from the current directory (``sql/examples/hmi_3min.sql``) is read from
+    the installed package, so the examples work from any directory."""
+    file = Path(path).expanduser()
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        parts = Path(path).parts
+        if len(parts) > 1 and parts[0] == "sql" and not file.is_absolute():
+            packaged = sql_dir().joinpath(*parts[1:])
+            if packaged.is_file():
+                return packaged.read_text(encoding="utf-8")
+        raise QueryError(f"no SQL file {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QueryError(f"cannot read SQL file {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
 def render(template: str, **values: str) -> str:
     """Fill ``{name}`` placeholders of an SQL template (other braces are left alone)."""
     for name, value in values.items():
@@ -123,6 +165,8 @@ class Catalog:
         self.manifest = open_manifest(self.location)
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
+        self._quality_cached = False
+        self._quality_cached = quality_cache.prepare(self)
         self._connection = self.connect()
         self._database = self._connection.execute("SELECT current_database()").fetchone()[0]
 
@@ -139,20 +183,25 @@ class Catalog:
             return bool(self.location.fs.glob(self.location.path(VIEW_FILES[view])))
         return any(self.directory.glob(VIEW_FILES[view]))
 
-    def view_sql(self, view: str, frames_columns: str = "") -> str:
-        """The ``CREATE VIEW`` statement of ``view`` for this catalog."""
+    def view_sql(self, view: str, frames_columns: str = "", relocatable: bool = False) -> str:
+        """The ``CREATE VIEW`` statement of ``view`` for this catalog: file paths under the
+        catalog's absolute directory or URL, or (``relocatable``) under the ``sdoml_catalog``
+        SQL variable that ``init.sql`` sets (see :data:`LOCATE_CATALOG`)."""
         empty = (view in VIEW_FILES or view in MANIFEST_VIEWS) and not self.has(view)
         name = f"views/empty/{view}.sql" if empty else f"views/{view}.sql"
-        catalog = sql_string(self._base)
+        if view == "frame_quality" and self._quality_cached:
+            name = "views/frame_quality_cached.sql"
+        base = RELOCATABLE_DIRECTORY if relocatable else sql_string(self._base)
         if view in MANIFEST_VIEWS and not empty:
-            return render(read_sql(name), **self._manifest_scans(view))
-        return render(read_sql(name), catalog=catalog, frames_columns=frames_columns,
+            return render(read_sql(name), **self._manifest_scans(view, base))
+        return render(read_sql(name), catalog=base, frames_columns=frames_columns,
                       year_slack=str(scans.year_slack(self._present)))
 
-    def _manifest_scans(self, view: str) -> dict[str, str]:
-        """The placeholders of a view read from the manifest's partitions (query/scans.py)."""
+    def _manifest_scans(self, view: str, base: str) -> dict[str, str]:
+        """The placeholders of a view read from the manifest's partitions (query/scans.py);
+        ``base`` is the catalog as the inside of an SQL string literal."""
         def locate(relative: str) -> str:
-            return sql_string(f"{self._base}/{relative}")
+            return f"{base}/{sql_string(relative)}"
 
         if view == "partitions":
             return {"partition_rows": scans.partitions_rows(self._present, locate)}
@@ -170,22 +219,27 @@ class Catalog:
         """The catalog's path or URL as the views name its files."""
         return self.location.url if self.location.remote else self.directory.as_posix()
 
-    def script(self) -> str:
-        """Every view and macro as one SQL script (what ``init.sql`` holds)."""
-        return "\n".join(self._view_statements() + [read_sql("macros.sql")])
+    def script(self, relocatable: bool = False) -> str:
+        """Every view and macro as one SQL script.  ``relocatable=True`` gives what
+        ``init.sql`` holds: paths relative to the catalog directory, found when the shell
+        starts (:data:`LOCATE_CATALOG`), so a copied or moved catalog keeps working."""
+        locate = [LOCATE_CATALOG] if relocatable else []
+        return "\n".join(locate + self._view_statements(relocatable) + [read_sql("macros.sql")])
 
-    def _view_statements(self) -> list[str]:
-        statements = [self.view_sql(v) for v in VIEWS if v != "frames"]
+    def _view_statements(self, relocatable: bool = False) -> list[str]:
+        statements = [self.view_sql(v, relocatable=relocatable) for v in VIEWS if v != "frames"]
         columns = common_columns(*(scans.view_columns(self._present, i) for i in ("aia", "hmi")))
-        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns)))
+        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns), relocatable))
         return statements
 
     def write_init_sql(self, path: str | os.PathLike | None = None) -> Path:
         """Write the views and macros to ``path`` (default ``CATALOG/init.sql``) for the DuckDB
-        shell: ``duckdb -init CATALOG/init.sql``.  Falls back to a per-user cache file when
-        the catalog directory is read-only.  Returns the path written."""
+        shell, relocatable: ``cd CATALOG && duckdb -init init.sql`` works wherever the
+        catalog is copied or moved (``sdoml-sql shell`` works from any directory).  Falls back
+        to a per-user cache file when the catalog directory is read-only.  Returns the path
+        written."""
         self._refuse_remote_shell()
-        text = self.script()
+        text = self.script(relocatable=True)
         target = Path(path) if path else self.directory / INIT_SQL
         try:
             if not (target.is_file() and target.read_text(encoding="utf-8") == text):
@@ -242,7 +296,40 @@ class Catalog:
 
         checked = check_read_only(sql)
         table = self._run(checked, params, timeout=timeout)
-        return Selection(table, self, checked)
+        hints = self._warn_empty(checked) if table.num_rows == 0 else []
+        return Selection(table, self, checked, hints)
+
+    def _warn_empty(self, sql: str) -> list[str]:
+        hints = self.empty_result_hints(sql)
+        for hint in hints:
+            warnings.warn(hint, EmptyResultWarning, stacklevel=3)
+        return hints
+
+    def empty_result_hints(self, sql: str) -> list[str]:
+        """Why a query may have returned no rows: each filter of a catalog column
+        (``channel``, ``instrument``, ``year``) on a literal the catalog does not hold, e.g.
+        ``no channel '171' in the catalog; channels are 94A, 131A, 171A, …``."""
+        known = self._known_values()
+        hints = []
+        for column, value in literal_filters(sql):
+            if column == "year" and str(value).strip().isdigit():
+                value = int(value)  # DuckDB compares year = '2010' as a number
+            values = known.get(column)
+            if values is None or value in values:
+                continue
+            close = difflib.get_close_matches(str(value).upper(), [str(v).upper() for v in values], n=1)
+            guess = f"; did you mean {str(values[[str(v).upper() for v in values].index(close[0])])!r}?" if close else ""
+            hints.append(f"no {column} {value!r} in the catalog; {column}s are "
+                         f"{', '.join(map(str, values)) or 'none'}{guess}")
+        return list(dict.fromkeys(hints))
+
+    def _known_values(self) -> dict[str, list]:
+        rows = self._cursor().execute(
+            "SELECT DISTINCT instrument, channel, year FROM partitions ORDER BY instrument, "
+            "try_cast(regexp_extract(channel, '^[0-9]+') AS INTEGER) NULLS LAST, channel, year").fetchall()
+        return {"instrument": list(dict.fromkeys(r[0] for r in rows)),
+                "channel": list(dict.fromkeys(r[1] for r in rows)),
+                "year": sorted({r[2] for r in rows})}
 
     def sql(self, sql: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run one read-only statement and return the raw DuckDB relation (lazy; use
@@ -254,21 +341,24 @@ class Catalog:
                 return cursor.sql(checked)
             return cursor.sql(checked, params=params)
         except duckdb.Error as error:
-            raise QueryError(one_line(error, checked, self.all_columns)) from None
+            raise QueryError(one_line(error, checked, self.all_columns, self.all_names)) from None
 
     def text(self, sql: str, format: str = "table", params: Any = None, timeout: float | None = None) -> str:
         """Run one read-only statement and return its rows as text: ``table``, ``csv`` or
-        ``json`` (one object per row).  Imports neither pandas nor pyarrow (what
-        ``sdoml-sql query`` prints).  Same checks, time limit and errors as :meth:`query`."""
+        ``json`` (one object per row), written as :meth:`Selection.to_text` writes them but
+        without pandas (what ``sdoml-sql query`` prints).  Same checks, time limit, errors
+        and empty-result warnings as :meth:`query`."""
         from sdoml_sql.query import text
 
-        text.render(format, [], [], [])  # an unknown format fails before the query runs
-        result = self._run(check_read_only(sql), params, arrow=False, timeout=timeout)
+        text.render(format, [], [])  # an unknown format fails before the query runs
+        checked = check_read_only(sql)
+        result = self._run(checked, params, arrow=False, timeout=timeout)
         if result is None:
-            return text.render(format, [], [], [])
+            return text.render(format, [], [])
         description, rows = result
-        return text.render(format, [d[0] for d in description], [text.is_numeric(str(d[1])) for d in description],
-                           rows)
+        if not rows:
+            self._warn_empty(checked)
+        return text.render(format, [text.duckdb_column(d[0], str(d[1])) for d in description], rows)
 
     def _run(self, sql: str, params: Any, arrow: bool = True, timeout: float | None = None):
         limit = query_time_limit(timeout)
@@ -279,14 +369,15 @@ class Catalog:
                 alarm.start()
             self._narrow_to_time_window(cursor, sql)
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
-            if arrow:
-                return result.to_arrow_table() if result.description is not None else _empty_arrow()
-            return (result.description, result.fetchall()) if result.description is not None else None
+            if result.description is None:
+                return _empty_arrow() if arrow else None
+            return result.to_arrow_table() if arrow else (result.description, _python_rows(result))
         except duckdb.Error as error:
             if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
                 raise QueryError(f"query stopped at its time limit of {limit:g} s "
                                  f"(timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
-            raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns)) from None
+            raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns,
+                                      self.all_names)) from None
         finally:
             if alarm:
                 alarm.cancel()
@@ -340,6 +431,11 @@ class Catalog:
             names.update(dict.fromkeys(self.columns(view)))
         return tuple(names)
 
+    @cached_property
+    def all_names(self) -> tuple[str, ...]:
+        """The views and table macros (for "did you mean" suggestions on unknown tables)."""
+        return tuple(self.tables() + self.macros())
+
     def channels(self) -> dict[str, str]:
         """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
         rows = self._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall()
@@ -354,7 +450,8 @@ class Catalog:
         self._refuse_remote_shell()
         executable = find_duckdb_cli()
         init = self.write_init_sql()
-        return subprocess.call([executable, "-init", str(init), *args])
+        environment = {**os.environ, SHELL_CATALOG_ENV: str(self.directory)}
+        return subprocess.call([executable, "-init", str(init), *args], env=environment)
 
     def _refuse_remote_shell(self) -> None:
         if self.location.remote:
@@ -371,7 +468,13 @@ class Catalog:
             entry = (self.manifest.get("sources") or {}).get(instrument)
             if not entry or not entry.get("url"):
                 raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
-            self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
+            try:
+                self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
+            except StoreError as error:
+                if "does not exist" not in str(error):
+                    raise
+                raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
+                                 f"{self.directory} --source {instrument}=NEW_PLACE") from None
         return self._sources[instrument]
 
 
@@ -398,6 +501,15 @@ def query_time_limit(timeout: float | None = None) -> float | None:
     if not timeout > 0:
         raise QueryError(f"the query time limit must be a positive number of seconds, not {timeout!r}")
     return float(timeout)
+
+
+def _python_rows(result) -> list[tuple]:
+    """A result's rows as Python values; through Arrow when a column is an INTERVAL (DuckDB's
+    own Python rows count its months as 30 days)."""
+    if any(str(d[1]).upper().startswith("INTERVAL") for d in result.description):
+        table = result.to_arrow_table()
+        return list(zip(*(column.to_pylist() for column in table.columns)))
+    return result.fetchall()
 
 
 def _empty_arrow():

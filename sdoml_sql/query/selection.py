@@ -12,29 +12,33 @@ SQL that made it.  ``kind`` says what the rows are:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 
 from sdoml_sql.exceptions import QueryError
+from sdoml_sql.query.text import FRAME_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
-FRAME_FIELDS = ("instrument", "year", "idx", "T_OBS", "offset_s")
 
 
 class Selection:
     """Rows selected from a catalog: ``Selection(table, catalog, sql)``."""
 
-    def __init__(self, table: pa.Table, catalog, sql: str):
+    def __init__(self, table: pa.Table, catalog, sql: str, hints: list[str] | tuple[str, ...] = ()):
         self.table = table
         self.catalog = catalog
         self.sql = sql
+        #: Why an empty result may be empty (see :meth:`Catalog.empty_result_hints`).
+        self.hints = list(hints)
 
     def __repr__(self) -> str:
-        return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}>"
+        hints = "".join(f" hint={h!r}" for h in self.hints)
+        return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}{hints}>"
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -53,7 +57,7 @@ class Selection:
     def kind(self) -> str:
         """``'frames'``, ``'aligned'``, ``'eve'`` or ``'table'`` (see the module docstring)."""
         names = {n.lower() for n in self.table.column_names}
-        if "frames" in names and pa.types.is_map(self.table.schema.field(self._name("frames")).type):
+        if "frames" in names and pa.types.is_map(self._column("frames").type):
             return "aligned"
         if {"year", "channel", "idx"} <= names:
             return "frames"
@@ -63,6 +67,11 @@ class Selection:
 
     def _name(self, lower: str) -> str:
         return next(n for n in self.table.column_names if n.lower() == lower)
+
+    def _column(self, lower: str) -> pa.ChunkedArray:
+        """The first column named ``lower`` (any case): columns a user joins on (``SELECT *``
+        of a join repeats ``time`` or ``idx``) come after the selection's own."""
+        return self.table.column(next(i for i, n in enumerate(self.table.column_names) if n.lower() == lower))
 
     # --- rows -------------------------------------------------------------------------
 
@@ -88,28 +97,38 @@ class Selection:
     # --- output -----------------------------------------------------------------------
 
     def to_text(self, format: str = "table") -> str:
-        """The rows as text: ``table`` (aligned columns), ``csv`` or ``json`` (one object per
-        row, ISO times).  Written from the Arrow rows without pandas, so that ``sdoml-sql
-        query`` starts fast."""
+        """The rows as text: ``table`` (aligned columns), ``csv`` or ``json`` (JSON Lines: one
+        object per row).  Every format keeps every value exactly: floats at full precision
+        (the shortest text that reads back to the same float32/float64), times in ISO 8601
+        with their microseconds, NULL as an empty CSV field, ``null`` in JSON and ``NULL``
+        in the table.  An aligned result is spread as by :meth:`to_pandas`.  Written from
+        the Arrow rows by :mod:`sdoml_sql.query.text`, the same writer as ``sdoml-sql query``."""
         from sdoml_sql.query import text
 
-        numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-                   for t in self.table.schema.types]
+        columns = [text.Column(name, pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
+                               pa.types.is_float32(t), pa.types.is_map(t))
+                   for name, t in zip(self.table.column_names, self.table.schema.types)]
         rows = list(zip(*(column.to_pylist() for column in self.table.columns)))
-        return text.render(format, self.table.column_names, numeric, rows)
+        return text.render(format, columns, rows)
 
-    def write(self, path, format: str | None = None) -> None:
+    def write(self, path, format: str | None = None) -> Path:
         """Write the rows to ``path`` as ``parquet``, ``csv``, ``json`` or ``table`` text
-        (default: from the file's extension, else parquet)."""
+        (default: from the file's extension, else parquet).  Missing parent directories are
+        created; the file appears complete or not at all.  Returns the path."""
         import pyarrow.parquet as pq
-        from pathlib import Path
+
+        from sdoml_sql.fetch.output import written_atomically
 
         path = Path(path)
         format = format or {".csv": "csv", ".json": "json", ".txt": "table"}.get(path.suffix, "parquet")
-        if format == "parquet":
-            pq.write_table(self.table, path)
-        else:
-            path.write_text(self.to_text(format), encoding="utf-8")
+        if format not in ("parquet", "csv", "json", "table"):
+            raise QueryError(f"unknown format {format!r}: choose table, csv, json or parquet")
+        with written_atomically(path) as partial:
+            if format == "parquet":
+                pq.write_table(self.table, partial)
+            else:
+                partial.write_text(self.to_text(format), encoding="utf-8")
+        return path
 
     # --- locators ---------------------------------------------------------------------
 
@@ -120,16 +139,17 @@ class Selection:
         For an ``aligned`` result: one row per (grid time, channel), channels in query
         order, with the extra columns ``row`` (grid row number) and ``time``.
         """
+        import pandas as pd
+
         kind = self.kind
         if kind == "aligned":
             return self._aligned_locators()
         if kind != "frames":
             raise QueryError(f"this selection ({kind}) has no frame locators: select year, channel "
                              "and idx (e.g. FROM aia, FROM frames or FROM nearest(...))")
-        frame = self.table.select([self._name(c) for c in ("year", "channel", "idx")]).to_pandas()
-        frame.columns = ["year", "channel", "idx"]
+        frame = pd.DataFrame({c: self._column(c).to_pandas() for c in ("year", "channel", "idx")})
         if "instrument" in {n.lower() for n in self.table.column_names}:
-            instrument = self.table.column(self._name("instrument")).to_pandas()
+            instrument = self._column("instrument").to_pandas()
         else:
             instrument = frame["channel"].map(self.catalog.channels())
         frame.insert(0, "instrument", instrument.values)
@@ -139,10 +159,10 @@ class Selection:
         import pandas as pd
 
         rows = []
-        times = self.table.column(self._name("time")).to_pylist()
-        grid_rows = (self.table.column(self._name("row")).to_pylist()
+        times = self._column("time").to_pylist()
+        grid_rows = (self._column("row").to_pylist()
                      if "row" in {n.lower() for n in self.table.column_names} else range(len(self)))
-        for grid_row, time, entries in zip(grid_rows, times, self.table.column(self._name("frames")).to_pylist()):
+        for grid_row, time, entries in zip(grid_rows, times, self._column("frames").to_pylist()):
             for channel, value in entries or []:
                 value = value or {}
                 rows.append({"row": grid_row, "time": time, "instrument": value.get("instrument"),
@@ -153,47 +173,81 @@ class Selection:
 
     # --- verbs: the fetch stage reads what the selection locates (sdoml_sql.fetch) --------
 
-    def fetch(self, **kw):
-        """Read the selected frames (see :func:`sdoml_sql.fetch.fetch`)."""
+    def fetch(self, downsample: int = 1, method: str = "stride", missing: str = "raise"):
+        """The selected frames as a lazy float32 dask array: ``(n, H, W)``, or
+        ``(time, channel, H, W)`` for ``aligned`` (see :func:`sdoml_sql.fetch.fetch`).
+
+        ``downsample`` keeps 1 pixel in N per axis (``method="stride"``) or averages N×N
+        blocks (``"mean"``); rows without a frame raise (``missing="raise"``), become NaN
+        frames (``"nan"``) or are dropped (``"drop"``)."""
         from sdoml_sql import fetch
 
-        return fetch.fetch(self, **kw)
+        return fetch.fetch(self, downsample=downsample, method=method, missing=missing)
 
-    def plan(self, **kw):
-        """Which chunks a fetch would read (see :func:`sdoml_sql.fetch.plan`)."""
+    def plan(self, downsample: int = 1, method: str = "stride", missing: str = "raise",
+             stored_sizes: bool = False):
+        """Which chunks and bytes :meth:`fetch` with the same arguments would read, without
+        reading pixels (see :func:`sdoml_sql.fetch.plan`); ``stored_sizes`` also asks the
+        store for the compressed sizes."""
         from sdoml_sql import fetch
 
-        return fetch.plan(self, **kw)
+        return fetch.plan(self, downsample=downsample, method=method, missing=missing, stored_sizes=stored_sizes)
 
-    def to_xarray(self, **kw):
-        """The selected frames as an xarray object (see :func:`sdoml_sql.fetch.to_xarray`)."""
+    def to_xarray(self, downsample: int = 1, method: str = "stride", missing: str = "raise",
+                  headers: bool = True):
+        """The selected frames as a lazy ``xarray.DataArray`` with coordinates (and every
+        header column with ``headers=True``; see :func:`sdoml_sql.fetch.to_xarray`)."""
         from sdoml_sql import fetch
 
-        return fetch.to_xarray(self, **kw)
+        return fetch.to_xarray(self, downsample=downsample, method=method, missing=missing, headers=headers)
 
-    def header(self, i):
+    def header(self, i: int):
         """The FITS header of selected row ``i`` (see :func:`sdoml_sql.fetch.maps.header`)."""
         from sdoml_sql.fetch import maps
 
         return maps.header(self, i)
 
-    def maps(self, **kw):
-        """The selected frames as SunPy maps (see :func:`sdoml_sql.fetch.maps.maps`)."""
+    def maps(self, sortby: str | None = None, downsample: int = 1, method: str = "stride",
+             missing: str = "raise"):
+        """The selected frames as a ``sunpy.map.MapSequence`` in row order (``sortby="date"``:
+        by time); ``missing="drop"`` leaves out rows without a frame (see
+        :func:`sdoml_sql.fetch.maps.maps`)."""
         from sdoml_sql.fetch import maps
 
-        return maps.maps(self, **kw)
+        return maps.maps(self, sortby=sortby, downsample=downsample, method=method, missing=missing)
 
-    def animate(self, **kw):
-        """A movie of the selected frames (see :func:`sdoml_sql.fetch.movies.animate`)."""
+    def animate(self, downsample: int = 1, method: str = "stride", scaling: str = "fixed",
+                percentiles: tuple[float, float] = (1.0, 99.9), vmin: float | None = None,
+                vmax: float | None = None, fps: float = 10, figsize: tuple[float, float] = (6, 6),
+                dpi: int = 100, sortby: str | None = None, missing: str = "raise"):
+        """A movie of the selected frames, a matplotlib animation (see
+        :func:`sdoml_sql.fetch.movies.animate` for the arguments)."""
         from sdoml_sql.fetch import movies
 
-        return movies.animate(self, **kw)
+        return movies.animate(self, downsample=downsample, method=method, scaling=scaling,
+                              percentiles=percentiles, vmin=vmin, vmax=vmax, fps=fps, figsize=figsize,
+                              dpi=dpi, sortby=sortby, missing=missing)
 
-    def plot_eve(self, **kw):
-        """Plot selected EVE lines (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
+    # --- verbs: the datasets stage makes ML samples of the frames (sdoml_sql.datasets) -------
+
+    def dataset(self, **kw):
+        """A PyTorch-ready map-style dataset of the selected frames (see :func:`sdoml_sql.datasets.dataset`)."""
+        from sdoml_sql import datasets
+
+        return datasets.dataset(self, **kw)
+
+    def export(self, output, **kw):
+        """Export the samples to a local Zarr for training (see :func:`sdoml_sql.datasets.export`)."""
+        from sdoml_sql import datasets
+
+        return datasets.export(self, output, **kw)
+
+    def plot_eve(self, lines: list[str] | str | None = None, output=None, gap_factor: float = 5.0,
+                 figsize: tuple[float, float] | None = None):
+        """Plot selected EVE lines, one panel per line (see :func:`sdoml_sql.fetch.eve.plot_eve`)."""
         from sdoml_sql.fetch import eve
 
-        return eve.plot_eve(self, **kw)
+        return eve.plot_eve(self, lines=lines, output=output, gap_factor=gap_factor, figsize=figsize)
 
 
 def _typed_locators(frame: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +268,7 @@ def _flatten_aligned(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     channels: dict[str, None] = {}
     for entries in maps:
         channels.update(dict.fromkeys(k for k, _ in (entries or [])))
-    position = frame.columns.get_loc("time") + 1 if "time" in frame.columns else 0
+    position = list(frame.columns).index("time") + 1 if "time" in frame.columns else 0
     flat = {}
     for channel in channels:
         values = [dict(entries or []).get(channel) or {} for entries in maps]

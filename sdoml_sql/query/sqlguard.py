@@ -73,6 +73,37 @@ def _refuse(sql: str) -> str:
     return sql.strip().rstrip(";").strip()
 
 
+def literal_filters(sql: str) -> list[tuple[str, object]]:
+    """The ``column = literal`` and ``column IN (literal, …)`` comparisons of a query as
+    ``(column name in lower case, value)`` pairs: ``[("channel", "171")]``."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statement = sqlglot.parse_one(sql, read="duckdb")
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        return []
+    pairs = []
+    for node in statement.find_all(exp.EQ, exp.In):
+        if isinstance(node, exp.EQ):
+            sides = [(node.this, node.expression), (node.expression, node.this)]
+        else:
+            sides = [(node.this, value) for value in node.expressions]
+        pairs += [(column.name.lower(), _literal_value(value)) for column, value in sides
+                  if isinstance(column, exp.Column) and isinstance(value, exp.Literal)]
+    return pairs
+
+
+def _literal_value(literal):
+    if literal.is_string:
+        return literal.this
+    try:
+        number = float(literal.this)
+    except ValueError:
+        return literal.this
+    return int(number) if number.is_integer() else number
+
+
 def _parse(sql: str) -> list:
     import sqlglot
 
@@ -121,16 +152,20 @@ _UNKNOWN_COLUMN = re.compile(r'(?:column|Column) (?:with name )?"?([^"\s]+)"? (?
 _LINE = re.compile(r"^LINE (\d+):")
 
 
-def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ...] = ()) -> str:
+def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ...] = (),
+             tables: list[str] | tuple[str, ...] = ()) -> str:
     """A DuckDB error as one line: its first line, the offending token, close matches.
 
     ``columns`` (names of the catalog's columns) are searched for close matches when DuckDB
-    reports an unknown column without candidates of its own.
+    reports an unknown column without candidates of its own; ``tables`` (views and macros)
+    when it reports an unknown table.  An unknown column that is the end of a dashed keyword
+    (``DATE-OBS`` read as ``DATE - OBS``) is answered with the quoted name.
     """
     lines = [line.rstrip() for line in str(error).splitlines()]
     message = lines[0] if lines else type(error).__name__
     message = re.sub(r"^\w+Exception:\s*", "", message)
-    suggestion = _suggestion(lines, message, columns)
+    suggestion = (_dashed_keyword(message, sql, columns) or _close_table(message, tables)
+                  or _suggestion(lines, message, columns))
     token = _offending_token(lines, sql)
     parts = [message.rstrip()]
     if suggestion:
@@ -138,6 +173,31 @@ def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ..
     if token:
         parts.append(f"at {token!r}")
     return " — ".join(parts)
+
+
+_UNKNOWN_TABLE = re.compile(r'Table (?:Function )?with name "?([^"\s!]+)"? does not exist')
+
+
+def _close_table(message: str, tables) -> str:
+    unknown = _UNKNOWN_TABLE.search(message)
+    if not unknown or not tables:
+        return ""
+    upper = {t.upper(): t for t in tables}
+    close = difflib.get_close_matches(unknown.group(1).upper(), list(upper), n=3, cutoff=0.5)
+    return " or ".join(f'"{upper[c]}"' for c in close)
+
+
+def _dashed_keyword(message: str, sql: str, columns) -> str:
+    """``"DATE-OBS"`` when DuckDB misses column ``OBS`` of ``DATE-OBS`` written unquoted."""
+    unknown = _UNKNOWN_COLUMN.search(message)
+    if not unknown or not columns:
+        return ""
+    upper = {c.upper(): c for c in columns}
+    for before in re.findall(rf'([A-Za-z_][\w-]*)\s*-\s*{re.escape(unknown.group(1))}\b', sql):
+        name = upper.get(f"{before}-{unknown.group(1)}".upper())
+        if name:
+            return f'"{name}" (quote keywords with a dash)'
+    return ""
 
 
 def _suggestion(lines: list[str], message: str, columns) -> str:

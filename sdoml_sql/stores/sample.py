@@ -5,7 +5,8 @@ here.  They follow ``docs/`` and the data contract (``sdoml-v2-format.md``): Zar
 the real array names, dtypes, chunking and compressor, one list per FITS keyword with one
 entry per frame, the real key set and value types, and the real quirks (days stored out of
 order, channels of one year with different lengths, ``'nan'`` strings, TAI times in HMI
-across a leap second, the 2020 group's nulls, ragged lists, all-NaN frame and 2019 times).
+across a leap second, the 2020 group's nulls, ragged lists, all-NaN frame and 2019 times),
+plus one frame of each other defect kind in known places (:data:`SEEDED_DEFECTS`).
 
 Header values start from the real AIA and HMI headers that SunPy ships as test data and are
 scaled to 512 pixels; the observer (``CRLN_OBS``, ``CRLT_OBS``, ``DSUN_OBS``) comes from
@@ -145,7 +146,8 @@ def write_sample(
     first year so that it crosses a 120-frame chunk boundary).  Each channel drops 0–2 frames so the channels of a year differ in
     length.  ``hmi_frames`` is per component and year, ``eve_samples`` the EVE length (about
     one per minute, starting on the first AIA day).  When ``years`` has more than one year,
-    the last carries the 2020 quirks.  ``hmi_years`` containing 2012 (or 2015) gets frames
+    the last carries the 2020 quirks and
+    the :data:`SEEDED_DEFECTS`.  ``hmi_years`` containing 2012 (or 2015) gets frames
     across that year's leap second.  ``images=False`` writes metadata and headers only (all
     chunks left unwritten, reading as 0).  The same ``seed`` gives byte-identical stores.
     ``progress`` shows a tqdm bar on stderr (default: only for big image writes).
@@ -708,7 +710,12 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
     short = np.abs(t_obs - flare_ms) <= 12 * 60_000
     if not short.any():
         short[np.argmin(np.abs(t_obs - flare_ms))] = True
+    defects = seeded_defects(channel, t_obs, short, year) if quirky else {}
+    if "duplicate_time" in defects:
+        at = defects["duplicate_time"]
+        t_obs[at] = t_obs[at - 1]
     attributes = aia_headers(channel, t_obs, short, year, quirky=quirky, seed=seed)
+    _seed_header_defects(attributes, channel, defects)
     _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (AIA_CHUNK_FRAMES, IMAGE_SIZE, IMAGE_SIZE))
     _write_attributes(path, f"{year}/{channel}", attributes)
     if not images:
@@ -721,12 +728,65 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
     def draw(i):
         if i == nan_frame:  # SDOMLv2#1: all-NaN frames in 2020
             return np.full((IMAGE_SIZE, IMAGE_SIZE), np.nan, np.float32)
-        return painter.frame(crln[i], crlt[i], flare[i], i)
+        return _seed_pixel_defects(painter.frame(crln[i], crlt[i], flare[i], i), i, defects)
 
     _write_frames(path / f"{year}" / channel, len(t_obs), AIA_CHUNK_FRAMES, draw, bar)
 
 
 PREVIOUS_YEAR_FRAMES = 2
+
+#: Defects seeded in the quirky (last) year, each in one frame: ``kind: (channel, position)``.
+#: The position is the frame's idx (with the default sizes and seed), or the next one if
+#: that frame is a previous-year frame, a short-exposure (flare) frame or the all-NaN frame,
+#: so that each seeded frame has exactly one defect.  ``duplicate_time`` copies the T_OBS of the frame before;
+#: ``channel_mismatch`` gives 335A the WAVELNTH/WAVE_STR of 131A; ``quality_nonzero`` sets
+#: QUALITY bit 13 (0x2000, eclipse); ``long_exposure`` sets EXPTIME to 4x the nominal,
+#: ``zero_exposure`` to 0; ``off_centre`` moves CRPIX1 by 40 pixels; ``partial_nan``
+#: blanks 32 rows of pixels; ``dark`` scales a frame by 0.3 (an eclipse).  Other years have none.
+SEEDED_DEFECTS = {
+    "duplicate_time": ("211A", 7), "channel_mismatch": ("335A", 6), "quality_nonzero": ("94A", 6),
+    "long_exposure": ("1600A", 6), "zero_exposure": ("1700A", 5), "off_centre": ("304A", 5),
+    "partial_nan": ("193A", 6), "dark": ("131A", 6),
+}
+DARK_FACTOR = 0.3
+
+
+def seeded_defects(channel: str, t_obs: np.ndarray, short: np.ndarray, year: int) -> dict[str, int]:
+    """``{kind: idx}`` of the defects seeded in ``channel``'s array of the quirky ``year``."""
+    previous_year = t_obs < _ms(f"{year}-01-01")
+    found = {}
+    for kind, (where, wanted) in SEEDED_DEFECTS.items():
+        if where != channel or len(t_obs) < 3:
+            continue
+        position = min(wanted, len(t_obs) - 1)
+        while previous_year[position] or short[position] or (channel == "171A" and position == 3) or (
+                kind == "duplicate_time" and previous_year[position - 1]):
+            position = (position + 1) % len(t_obs) or 1
+        found[kind] = position
+    return found
+
+
+def _seed_header_defects(attributes: dict[str, list], channel: str, defects: dict[str, int]) -> None:
+    if "channel_mismatch" in defects:
+        other = "131A"
+        attributes["WAVELNTH"][defects["channel_mismatch"]] = CHANNEL_INFO[other][0]
+        attributes["WAVE_STR"][defects["channel_mismatch"]] = CHANNEL_INFO[other][2]
+    if "quality_nonzero" in defects:
+        attributes["QUALITY"][defects["quality_nonzero"]] = 0x2000
+    if "long_exposure" in defects:
+        attributes["EXPTIME"][defects["long_exposure"]] = round(4 * CHANNEL_INFO[channel][4], 6)
+    if "zero_exposure" in defects:
+        attributes["EXPTIME"][defects["zero_exposure"]] = 0.0
+    if "off_centre" in defects:
+        attributes["CRPIX1"][defects["off_centre"]] = round(attributes["CRPIX1"][defects["off_centre"]] + 40, 4)
+
+
+def _seed_pixel_defects(image: np.ndarray, i: int, defects: dict[str, int]) -> np.ndarray:
+    if defects.get("partial_nan") == i:
+        image[100:132] = np.nan
+    if defects.get("dark") == i:
+        image *= np.float32(DARK_FACTOR)
+    return image
 
 
 def _with_previous_year_frames(t_obs: np.ndarray, year: int, offset_s: float) -> np.ndarray:

@@ -1,0 +1,128 @@
+"""PyTorch loaders: the only module of sdoml-sql that imports torch (imported on first ``.loader()``).
+
+:func:`make_loader` wraps a :class:`~sdoml_sql.datasets.samples.FrameDataset` in an
+``IterableDataset`` whose worker ``w`` serves shard ``w`` of an
+:class:`~sdoml_sql.datasets.shuffle.EpochPlan`, and returns a plain
+``torch.utils.data.DataLoader`` over it.  :func:`uniform_loader` is the plain uniform shuffle
+an export's one-sample chunks allow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
+from sdoml_sql.exceptions import DatasetError
+
+
+class EpochStream(IterableDataset):
+    """One rank's epoch of a dataset; worker ``w`` serves shard ``w`` of the plan.
+
+    Without a ``transform`` a worker builds whole batches (``options["group"]`` samples) in
+    shared memory, each frame copied once from its decoded chunk into its batch, which the
+    DataLoader then hands to the main process without another copy; with a ``transform`` it
+    yields samples and the DataLoader batches them.
+    """
+
+    def __init__(self, dataset, options: dict, drop_last: bool = False):
+        self.dataset = dataset
+        self.options = options
+        self.drop_last = drop_last
+        self.plan = epoch_plan(dataset, **options)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Plan another epoch (takes effect at the next ``iter(loader)``)."""
+        self.options = {**self.options, "epoch": int(epoch)}
+        self.plan = epoch_plan(self.dataset, **self.options)
+
+    def __len__(self) -> int:
+        return self.plan.samples
+
+    def __iter__(self):
+        info = get_worker_info()
+        if info is not None and info.num_workers != len(self.plan.schedules):
+            raise DatasetError(f"the plan has {len(self.plan.schedules)} shards for {info.num_workers} workers")
+        schedules = self.plan.schedules if info is None else [self.plan.schedules[info.id]]
+        for schedule in schedules:  # in-process: every shard, one after the other
+            if schedule.group > 1:
+                yield from self._batches(schedule, shared=info is not None)
+            else:
+                yield from self.dataset.run(schedule)
+
+    def _batches(self, schedule, shared: bool):
+        ds = self.dataset
+        shape = ds.image_shape
+
+        def new_unit(size: int):
+            if not shared:
+                return torch.empty((size, *shape), dtype=torch.float32)
+            storage = torch.UntypedStorage._new_shared(size * int(np.prod(shape)) * 4)  # as default_collate does
+            return torch.empty(0, dtype=torch.float32).set_(storage).view(size, *shape)
+
+        samples: list[int] = []
+        for position, image, unit in ds.fill(schedule, new_unit):
+            i = schedule.steps[position].sample
+            ds.complete(i, image)
+            samples.append(i)
+            if len(samples) == len(unit):
+                if not (self.drop_last and len(unit) < schedule.group):
+                    yield _batch(ds, unit, samples)
+                samples = []
+
+
+def _batch(ds, images, samples: list[int]) -> dict:
+    """A batch as the default collate makes it from the samples' dicts."""
+    index = np.asarray(samples)
+    return {"image": images, "time": [ds.time_text(i) for i in samples],
+            "row": torch.as_tensor(ds.rows[index], dtype=torch.int64),
+            "year": torch.as_tensor(np.stack([ds.years(i) for i in samples])),
+            "idx": torch.as_tensor(np.where(ds.array_ids[index] >= 0, ds.idx[index], -1).astype(np.int64))}
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                num_workers: int = 0, rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX,
+                cache_mb: float | None = None, drop_last: bool = False, pin_memory: bool = False,
+                prefetch_factor: int | None = None) -> DataLoader:
+    """A ``DataLoader`` over one epoch of ``dataset`` with chunk-aware shuffling.
+
+    Every sample of the rank's shard appears once per epoch, in an order fixed by
+    ``(seed, epoch)``.  ``num_workers`` processes each serve a run of neighbouring blocks
+    (see :mod:`sdoml_sql.datasets.shuffle`), so an epoch decodes each chunk about once in all.
+    ``rank``/``world_size`` give disjoint shards that together cover the epoch (for
+    distributed data parallel).  ``mix`` blocks are open at a time in a worker.  A worker
+    holds at most ``cache_mb`` MB (default 2048) of samples waiting for their frames, in whole
+    batches, plus one decoded chunk (126 MB for 120 AIA frames of 512²).  Each worker batches
+    its own shard, so an epoch ends with up to one partial batch per worker (``drop_last``
+    drops them).  ``loader.dataset.plan`` says what the epoch will decode;
+    ``loader.dataset.set_epoch(e)`` plans epoch ``e`` for the next ``iter(loader)``.
+    """
+    _check_batch_size(batch_size)
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise DatasetError(f"num_workers={num_workers!r}: give 0 or a positive integer")
+    batches_in_worker = dataset.transform is None
+    options = {"shuffle": bool(shuffle), "seed": int(seed), "epoch": int(epoch), "shards": max(num_workers, 1),
+               "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
+               "group": batch_size if batches_in_worker else 1}
+    stream = EpochStream(dataset, options, drop_last)
+    extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers else {}
+    return DataLoader(stream, batch_size=None if batches_in_worker else batch_size, num_workers=num_workers,
+                      drop_last=False if batches_in_worker else drop_last,
+                      pin_memory=pin_memory and torch.cuda.is_available(), **extra)
+
+
+def _check_batch_size(batch_size) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise DatasetError(f"batch_size={batch_size!r}: give a positive integer")
+
+def uniform_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                   num_workers: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> DataLoader:
+    """A ``DataLoader`` over a map-style dataset with a uniform shuffle fixed by ``(seed, epoch)``;
+    ``rank``/``world_size`` take every ``world_size``-th sample of the permutation."""
+    _check_batch_size(batch_size)
+    if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise DatasetError(f"rank={rank!r}, world_size={world_size!r}: need 0 <= rank < world_size")
+    order = np.random.default_rng([seed, epoch]).permutation(len(dataset)) if shuffle else np.arange(len(dataset))
+    return DataLoader(dataset, batch_size=batch_size, sampler=order[rank::world_size].tolist(),
+                      num_workers=num_workers, drop_last=drop_last)

@@ -1,0 +1,150 @@
+"""The quality and coverage picture: one row per channel, time along x.
+
+Each row shows the frames per bucket (grey bars), buckets without a frame (pale red),
+buckets where a gap starts (red ticks on top) and the flagged frames per bucket stacked by
+flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sdoml_sql.exceptions import QueryError
+from sdoml_sql.fetch.output import save_figure
+
+FLAGS = ("duplicate_time", "time_outside_year", "channel_mismatch", "quality_nonzero", "exposure_outlier",
+         "off_centre", "nan", "partial_nan", "dark")
+FLAG_COLOURS = dict(zip(FLAGS, ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                                "#000000", "#7f7f7f", "#bcbd22")))
+#: Bucket lengths tried in turn for the default: the first giving at most MAX_BUCKETS.
+NICE_BUCKETS = ("1 minute", "6 minutes", "12 minutes", "1 hour", "6 hours", "1 day", "7 days", "30 days", "365 days")
+MAX_BUCKETS = 240
+DEFAULT_GAP = "30 minutes"
+
+COUNTS_SQL = """
+SELECT instrument, channel, bucket, frames, gaps
+FROM coverage($start::TIMESTAMP, $stop::TIMESTAMP, $bucket::INTERVAL, $gap::INTERVAL)
+"""
+FLAGS_SQL = """
+SELECT instrument, channel, time_bucket($bucket::INTERVAL, T_OBS, $start::TIMESTAMP) AS bucket, flag,
+       count(*) AS frames
+FROM (SELECT instrument, channel, T_OBS, unnest(flags) AS flag FROM frame_quality
+      WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP)
+GROUP BY ALL
+"""
+CHECKED_SQL = """
+SELECT count(*) AS frames, count_if(has_stats) AS checked FROM frame_quality
+WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP
+"""
+
+
+def plot_quality(catalog, output: str | Path | None = None, *, start=None, stop=None, bucket: str | None = None,
+                 gap: str | None = None):
+    """Draw frames per bucket, gaps and flagged frames by flag, one row per channel.
+
+    ``catalog`` is a :class:`~sdoml_sql.query.Catalog` (anything with ``.query(sql, params)``).
+    ``start``/``stop`` default to the days around the catalog's first and last frame,
+    ``bucket`` to the first of :data:`NICE_BUCKETS` giving at most 240 buckets, ``gap`` (a step
+    between frames longer than it is a gap) to 30 minutes.  Returns the matplotlib Figure;
+    with ``output`` it is also written (PNG, PDF, SVG; under a temporary name, then renamed).
+    """
+    start, stop = _time_range(catalog, start, stop)
+    bucket = bucket or _default_bucket(start, stop)
+    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap or DEFAULT_GAP}
+    counts = catalog.query(COUNTS_SQL, params).to_pandas()
+    flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")}).to_pandas()
+    checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]}).to_pandas().iloc[0]
+    figure = draw(counts, flags, params, int(checked["frames"]), int(checked["checked"]))
+    if output is not None:
+        save_figure(figure, output, dpi=110)
+    return figure
+
+
+def _time_range(catalog, start, stop) -> tuple[pd.Timestamp, pd.Timestamp]:
+    if start is None or stop is None:
+        span = catalog.query("SELECT min(T_OBS) AS first, max(T_OBS) AS last FROM frame_times").to_pandas().iloc[0]
+        if pd.isna(span["first"]):
+            raise QueryError("the catalog has no AIA or HMI frames to plot")
+        start = start if start is not None else pd.Timestamp(span["first"]).floor("D")
+        stop = stop if stop is not None else pd.Timestamp(span["last"]).floor("D") + pd.Timedelta(days=1)
+    try:
+        start, stop = pd.Timestamp(start), pd.Timestamp(stop)
+    except ValueError as error:
+        raise QueryError(f"start/stop: not a time: {error}") from None
+    if stop <= start:
+        raise QueryError(f"stop {stop} is not after start {start}")
+    return start, stop
+
+
+def _default_bucket(start: pd.Timestamp, stop: pd.Timestamp) -> str:
+    for bucket in NICE_BUCKETS:
+        if (stop - start) / pd.Timedelta(bucket.replace("minutes", "min").replace("minute", "min")) <= MAX_BUCKETS:
+            return bucket
+    return NICE_BUCKETS[-1]
+
+
+def _channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
+    def key(pair):
+        instrument, channel = pair
+        digits = "".join(c for c in channel if c.isdigit())
+        return (instrument != "aia", int(digits) if digits else 0, channel)
+
+    return sorted(set(zip(counts["instrument"], counts["channel"])), key=key)
+
+
+def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, checked: int):
+    """The figure from the per-bucket counts (``coverage``) and flag counts (``frame_quality``)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    channels = _channel_order(counts)
+    if not channels:
+        raise QueryError("the catalog has no AIA or HMI channel to plot")
+    width = pd.Timedelta(params["bucket"].replace("minutes", "min").replace("minute", "min"))
+    figure = Figure(figsize=(11, 0.62 * len(channels) + 1.5))
+    axes = figure.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
+    seen_flags = [f for f in FLAGS if f in set(flags["flag"])]
+    for axis, (instrument, channel) in zip(axes, channels):
+        rows = counts[(counts.instrument == instrument) & (counts.channel == channel)].sort_values("bucket")
+        _draw_channel(axis, rows, flags[(flags.instrument == instrument) & (flags.channel == channel)], width)
+        axis.set_ylabel(channel, rotation=0, ha="right", va="center", fontsize=9)
+        axis.tick_params(axis="y", labelsize=7)
+        axis.set_xlim(pd.Timestamp(params["start"]), pd.Timestamp(params["stop"]))
+    handles = [Patch(color="#c8c8c8", label="frames"), Patch(color="#f6c9c9", label="no frame"),
+               Patch(color="#d62728", label=f"gap > {params['gap']} starts")]
+    handles += [Patch(color=FLAG_COLOURS[f], label=f) for f in seen_flags]
+    height = figure.get_figheight()
+    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / height),
+                  ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    share = f"{checked / frames:.0%}" if frames else "0%"
+    figure.suptitle(f"Frames per {params['bucket']} and flagged frames, {params['start']} to {params['stop']} "
+                    f"(pixel flags checked for {share} of frames)", y=1 - 0.08 / height, fontsize=10)
+    axes[-1].set_xlabel("time (UTC)")
+    figure.autofmt_xdate()
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.85 / height, top=1 - 0.85 / height, hspace=0.3)
+    return figure
+
+
+def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timedelta) -> None:
+    buckets = pd.to_datetime(rows["bucket"]).to_numpy()
+    frames = rows["frames"].to_numpy()
+    top = max(int(frames.max()) if len(frames) else 0, 1)
+    empty = frames == 0
+    axis.bar(buckets[empty], np.full(empty.sum(), top), width=width, align="edge", color="#f6c9c9", linewidth=0)
+    axis.bar(buckets, frames, width=width, align="edge", color="#c8c8c8", linewidth=0)
+    gaps = rows["gaps"].to_numpy() > 0
+    axis.plot(buckets[gaps] + width / 2, np.full(gaps.sum(), top * 1.08), "v", color="#d62728", markersize=3)
+    bottom = pd.Series(0, index=pd.DatetimeIndex(buckets))
+    for flag in FLAGS:
+        chosen = flags[flags.flag == flag]
+        if chosen.empty:
+            continue
+        heights = chosen.set_index(pd.to_datetime(chosen["bucket"]))["frames"]
+        base = bottom.reindex(heights.index).fillna(0)
+        axis.bar(heights.index, heights.to_numpy(), bottom=base.to_numpy(), width=width, align="edge",
+                 color=FLAG_COLOURS[flag], linewidth=0)
+        bottom = bottom.add(heights, fill_value=0)
+    axis.set_ylim(0, top * 1.2)

@@ -1,0 +1,369 @@
+"""Pixel statistics of every catalogued frame: one chunk-aware pass over the source arrays.
+
+Each Zarr chunk of each AIA/HMI array in the catalog is read and decoded once (by the fetch
+stage's :func:`~sdoml_sql.fetch.stack.read_chunk_frames`) and reduced to one row per frame.
+A partition (one source array) is written when all its chunks are done, under a staging
+name renamed into ``frame_stats/instrument=…/year=…/channel=…/data.parquet``: a pass that
+is killed keeps the partitions it finished and leaves the others as they were.  Each file
+records the fingerprint of the source it came from (Parquet key-value metadata), so a rerun
+skips partitions whose source is unchanged.  The catalog's build lock is held throughout.
+
+Chunks are spread over a thread pool (decoding and numpy release the GIL) or over a
+``dask.distributed`` cluster (``client=``): workers reopen the stores by URL and return
+small tables, so they need not see the catalog directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sdoml_sql.catalog_builder.location import is_remote
+from sdoml_sql.catalog_builder.build import (
+    DATA_FILE, STAGING_DIR, exclusive, fingerprint, now_utc, open_source, read_manifest, write_parquet,
+)
+from sdoml_sql.config import default_catalog_dir
+from sdoml_sql.exceptions import CatalogError, StoreError
+from sdoml_sql.fetch.stack import read_chunk_frames
+from sdoml_sql.stores.source import Source, open_store
+
+STATS_DIR = "frame_stats"
+FINGERPRINT_KEY = b"sdoml_sql.fingerprint"
+#: Header keys that place the solar disk in a frame: centre (1-based pixels) and radius.
+GEOMETRY_KEYS = ("CRPIX1", "CRPIX2", "CDELT1", "RSUN_OBS")
+STAT_SCHEMA = pa.schema([
+    ("idx", pa.int64()), ("nan_count", pa.int64()), ("zero_count", pa.int64()),
+    ("min", pa.float32()), ("max", pa.float32()), ("mean", pa.float64()), ("std", pa.float64()),
+    ("p01", pa.float32()), ("p50", pa.float32()), ("p99", pa.float32()),
+    ("disk_mean", pa.float64()), ("offdisk_mean", pa.float64()),
+])
+INSTRUMENTS = ("aia", "hmi")
+
+
+@dataclass
+class StatsPartition:
+    """One source array whose frames get a statistics file."""
+
+    instrument: str
+    year: int
+    channel: str
+    frames: int
+    chunk_frames: int
+    fingerprint: str = ""
+    geometry: np.ndarray | None = None  # (frames, 3): disk centre x, y (0-based pixels), radius
+    source: Source | None = field(default=None, repr=False)
+
+    @property
+    def array_path(self) -> str:
+        return f"{self.year}/{self.channel}"
+
+    @property
+    def header_key(self) -> str:
+        return f"{self.instrument}/year={self.year}/channel={self.channel}"
+
+    @property
+    def key(self) -> str:
+        return f"{STATS_DIR}/instrument={self.instrument}/year={self.year}/channel={self.channel}"
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """``(lo, hi)`` frame ranges of the array's chunks along time."""
+        step = self.chunk_frames
+        return [(lo, min(lo + step, self.frames)) for lo in range(0, self.frames, step)]
+
+
+@dataclass
+class StatsReport:
+    """What a statistics pass did: partitions written and skipped, frames, bytes decoded."""
+
+    catalog: Path
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    frames: int = 0
+    chunks: int = 0
+    decoded_bytes: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for people: counts and speed."""
+        rate = self.decoded_bytes / 1e6 / self.seconds if self.seconds else 0.0
+        return (f"frame stats {self.catalog}: {len(self.written)} partitions written, {len(self.skipped)} unchanged; "
+                f"{self.frames:,} frames from {self.chunks:,} chunks ({self.decoded_bytes / 1e9:,.2f} GB decoded) "
+                f"in {self.seconds:.1f} s ({rate:,.0f} MB/s)")
+
+
+def compute_frame_stats(
+    catalog=None,
+    *,
+    years: list[int] | None = None,
+    channels: list[str] | None = None,
+    full: bool = False,
+    progress: bool = True,
+    client=None,
+    workers: int | None = None,
+) -> StatsReport:
+    """Compute per-frame pixel statistics for the catalog's AIA and HMI arrays.
+
+    ``catalog`` is a catalog directory or anything with ``.directory`` (a
+    :class:`~sdoml_sql.query.Catalog`); default ``$SDOML_CATALOG``.  ``years`` and
+    ``channels`` limit the arrays; partitions whose source is unchanged since their last
+    pass are skipped unless ``full=True``.  ``client`` (a ``dask.distributed.Client``)
+    spreads the chunks over its workers; otherwise ``workers`` threads (default: one per
+    core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
+    unknown year or channel, headers out of date) or :class:`StoreError` /
+    :class:`FetchError` (a store or chunk that cannot be read); finished partitions stay.
+    """
+    started = time.perf_counter()
+    directory = catalog_directory(catalog)
+    report = StatsReport(catalog=directory)
+    with exclusive(directory):
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise CatalogError(f"{directory} is not a catalog: no manifest.json (build one with `sdoml-sql build`)")
+        planned = plan_partitions(manifest, directory, years, channels)
+        todo = [p for p in planned if full or stored_fingerprint(directory / p.key / DATA_FILE) != p.fingerprint]
+        report.skipped = sorted(p.key for p in planned if p not in todo)
+        for partition in todo:
+            partition.geometry = disk_geometry(directory, partition)
+        staging = directory / STAGING_DIR / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            _run(todo, staging, directory, report, progress, client, workers)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def catalog_directory(catalog) -> Path:
+    """The directory of ``catalog`` (a path, an object with ``.directory``, or None: the default)."""
+    if catalog is None:
+        directory = default_catalog_dir()
+    else:
+        directory = getattr(catalog, "directory", catalog)
+    if is_remote(directory):
+        raise CatalogError(f"catalog {directory} is remote: frame statistics are written into a local catalog; "
+                           f"copy it with `sdoml-sql sync {directory} DIR`, then use --catalog DIR")
+    directory = Path(directory).expanduser().resolve()
+    if not directory.is_dir():
+        raise CatalogError(f"no catalog at {directory}: build one with `sdoml-sql build`")
+    return directory
+
+
+def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None) -> list[StatsPartition]:
+    """The AIA/HMI partitions of the manifest chosen by ``years``/``channels``, fingerprinted
+    (only the stores holding them are opened)."""
+    named = {name: entry for name, entry in (manifest.get("sources") or {}).items() if name in INSTRUMENTS}
+    if not named:
+        raise CatalogError(f"catalog {directory} has no aia or hmi source in manifest.json: "
+                           "no images to compute statistics from")
+    entries = [e for e in manifest.get("partitions", {}).values() if e.get("instrument") in named]
+    _check_filter("year", years, {int(e["year"]) for e in entries})
+    _check_filter("channel", channels, {e["channel"] for e in entries})
+    chosen = [e for e in entries if (not years or int(e["year"]) in set(map(int, years)))
+              and (not channels or e["channel"] in set(channels))]
+    sources = {name: open_source(name, {"storage_options": {}, **named[name]})
+               for name in sorted({e["instrument"] for e in chosen})}
+    partitions = []
+    for entry in sorted(chosen, key=lambda e: (e["instrument"], e["year"], e["channel"])):
+        partition = StatsPartition(entry["instrument"], int(entry["year"]), entry["channel"],
+                                   int(entry["shape"][0]), int(entry["chunks"][0]))
+        source = partition.source = sources[partition.instrument]
+        headers = fingerprint(source, [partition.array_path])
+        if headers != entry.get("fingerprint"):
+            raise CatalogError(f"catalog headers of {partition.header_key} are out of date with {source.url}: "
+                               "run `sdoml-sql rebuild` first")
+        partition.fingerprint = headers + ":" + chunk_listing_digest(source, partition.array_path)
+        partitions.append(partition)
+    return partitions
+
+
+def _check_filter(what: str, wanted, known: set) -> None:
+    if not wanted:
+        return
+    unknown = sorted(set(map(int, wanted)) - known if what == "year" else set(wanted) - known)
+    if unknown:
+        raise CatalogError(f"unknown {what} {', '.join(map(str, unknown))}: the catalog has "
+                           f"{', '.join(map(str, sorted(known))) or 'none'}")
+
+
+def chunk_listing_digest(source: Source, array_path: str) -> str:
+    """A digest of the array's chunk objects (names, sizes, modification stamps): one listing."""
+    import hashlib
+
+    try:
+        entries = source.fs.ls(source.path(array_path), detail=True)
+    except (OSError, ValueError) as error:
+        raise StoreError(f"store {source.url}: cannot list {array_path}: {error}") from None
+    stamps = sorted((str(e["name"]).rsplit("/", 1)[-1], e.get("size"), str(e.get("mtime") or e.get("ETag") or
+                     e.get("etag") or e.get("generation") or e.get("LastModified") or ""))
+                    for e in entries)
+    return hashlib.sha256(orjson.dumps(stamps)).hexdigest()[:32]
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The source fingerprint recorded in a statistics file, or None."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
+def disk_geometry(directory: Path, partition: StatsPartition) -> np.ndarray:
+    """``(frames, 3)``: each frame's disk centre x, y (0-based pixels) and radius (pixels),
+    from its own header (``CRPIX1/2``, ``RSUN_OBS / CDELT1``); NaN where a key is missing."""
+    path = directory / partition.header_key / DATA_FILE
+    try:
+        names = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=["idx", *[k for k in GEOMETRY_KEYS if k in names]]).sort_by("idx")
+    except (OSError, pa.ArrowInvalid) as error:
+        raise CatalogError(f"catalog {directory}: cannot read {partition.header_key}: {error}") from None
+    if table.num_rows != partition.frames or table.column("idx").to_pylist() != list(range(partition.frames)):
+        raise CatalogError(f"catalog {partition.header_key} has {table.num_rows} rows for {partition.frames} "
+                           "frames: run `sdoml-sql rebuild` first")
+
+    def column(key):
+        if key not in table.column_names:
+            return np.full(table.num_rows, np.nan)
+        return table.column(key).cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+    radius = column("RSUN_OBS") / column("CDELT1")
+    return np.column_stack([column("CRPIX1") - 1, column("CRPIX2") - 1, radius])
+
+
+# --- running the pass ---------------------------------------------------------------------
+
+def _run(todo, staging, directory, report, progress, client, workers) -> None:
+    tasks = [(n, lo, hi) for n, p in enumerate(todo) for lo, hi in p.chunks()]
+    pending = {n: len(p.chunks()) for n, p in enumerate(todo)}
+    pieces: dict[int, list[pa.Table]] = {n: [] for n in range(len(todo))}
+    bar = _bar(sum(p.frames for p in todo), progress)
+    results = _distributed(client, todo, tasks) if client is not None else _threaded(todo, tasks, workers)
+    try:
+        for n, lo, hi, table, decoded in results:
+            pieces[n].append(table)
+            pending[n] -= 1
+            report.chunks += 1
+            report.decoded_bytes += decoded
+            bar.update(hi - lo)
+            if not pending[n]:
+                _write_partition(todo[n], pieces.pop(n), staging, directory)
+                report.written.append(todo[n].key)
+                report.frames += todo[n].frames
+    finally:
+        bar.close()
+    for n, partition in enumerate(todo):  # arrays with no frames have no chunks
+        if pending[n] == 0 and n in pieces:
+            _write_partition(partition, [], staging, directory)
+            report.written.append(partition.key)
+    report.written.sort()
+
+
+def _bar(total: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", desc="frame stats", disable=not progress or not total)
+
+
+def _threaded(todo, tasks, workers) -> Iterator[tuple]:
+    """Chunk results as they complete, from a thread pool with a bounded queue (bounded memory)."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    arrays = {n: p.source.array(p.array_path) for n, p in enumerate(todo)}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        queue = iter(tasks)
+        running = set()
+        try:
+            while True:
+                for n, lo, hi in queue:
+                    running.add(pool.submit(_chunk_task, arrays[n], str(todo[n].array_path), n, lo, hi,
+                                            todo[n].geometry[lo:hi]))
+                    if len(running) >= workers + 1:
+                        break
+                if not running:
+                    return
+                done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in running:
+                future.cancel()
+
+
+def _distributed(client, todo, tasks) -> Iterator[tuple]:
+    """Chunk results as they complete on a dask.distributed cluster; workers reopen the stores."""
+    from distributed import as_completed
+
+    futures = [
+        client.submit(_chunk_on_worker, todo[n].source.url,
+                      orjson.dumps(todo[n].source.storage_options, default=str).decode(),
+                      todo[n].array_path, n, lo, hi, todo[n].geometry[lo:hi],
+                      key=f"frame-stats-{todo[n].instrument}-{todo[n].array_path}-{lo}-{uuid.uuid4().hex[:8]}",
+                      pure=False)
+        for n, lo, hi in tasks
+    ]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+@lru_cache(maxsize=64)
+def _worker_array(url: str, options: str, array_path: str):
+    return open_store(url, storage_options=orjson.loads(options), check=False).array(array_path)
+
+
+def _chunk_on_worker(url, options, array_path, n, lo, hi, geometry):
+    return _chunk_task(_worker_array(url, options, array_path), array_path, n, lo, hi, geometry)
+
+
+def _chunk_task(array, label: str, n: int, lo: int, hi: int, geometry: np.ndarray):
+    frames = read_chunk_frames(array, label, lo, hi, tuple(range(hi - lo)), 1, "stride")
+    table = frame_statistics(frames, geometry, first_idx=lo)
+    return n, lo, hi, table, int(np.prod(array.chunks)) * array.dtype.itemsize
+
+
+def _write_partition(partition: StatsPartition, pieces: list[pa.Table], staging: Path, directory: Path) -> None:
+    table = pa.concat_tables(pieces).sort_by("idx") if pieces else STAT_SCHEMA.empty_table()
+    table = table.replace_schema_metadata({FINGERPRINT_KEY: partition.fingerprint.encode(),
+                                           b"sdoml_sql.computed_at": now_utc().encode()})
+    staged, final = staging / partition.key / DATA_FILE, directory / partition.key / DATA_FILE
+    write_parquet(table, staged)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, final)
+
+
+# --- the statistics -------------------------------------------------------------------------
+
+def frame_statistics(frames: np.ndarray, geometry: np.ndarray, first_idx: int = 0) -> pa.Table:
+    """One row per frame of ``frames`` (n, H, W): the columns of :data:`STAT_SCHEMA`.
+
+    NaN pixels are left out of every statistic (all-NaN frames get NULLs); ``mean``/``std``
+    are over all other pixels (population std, float64), percentiles as ``np.percentile``
+    (linear), ``disk_mean`` over pixels within the header's solar radius of its centre
+    (``(x - cx)² + (y - cy)² <= r²``), ``offdisk_mean`` over the rest.
+    """
+    from sdoml_sql.quality.kernel import frame_row
+
+    buffers = np.empty((3, frames[0].size if len(frames) else 0), np.float32)
+    rows = [frame_row(frame, *geometry[i], buffers) for i, frame in enumerate(frames)]
+    columns = list(zip(*rows)) if rows else [[] for _ in STAT_SCHEMA.names[1:]]
+    arrays = [pa.array(np.arange(first_idx, first_idx + len(frames), dtype=np.int64))]
+    arrays += [pa.array(list(values), type=f.type, from_pandas=True)
+               for values, f in zip(columns, list(STAT_SCHEMA)[1:])]
+    return pa.Table.from_arrays(arrays, schema=STAT_SCHEMA)
