@@ -254,3 +254,25 @@ def test_readers_during_remote_rebuilds_see_whole_catalogs(writable, sample_path
     assert not errors and reads >= 2
     names = {entry["file"] for entry in read_manifest(url)["partitions"].values()}
     assert len(names) == 1  # one build's files, all of them renamed together
+
+
+def test_fido_searches_and_fetches_from_a_remote_catalog(writable, catalog_dir, sample_paths, tmp_path):
+    import astropy.units as u
+    import sunpy.map
+    from sunpy.net import Fido
+    from sunpy.net import attrs as a
+
+    import sdoml_sql.fido  # noqa: F401 - registers the client
+
+    url = catalog_url(writable, "fido")
+    build_catalog(aia=str(sample_paths["aia"]), catalog=url, progress=False)
+    day = (a.Time("2010-08-27", "2010-08-28"), a.Instrument("AIA"), a.Wavelength(171 * u.AA))
+    remote_rows, local_rows = (Fido.search(*day, a.sdoml.Catalog(c))[0] for c in (url, catalog_dir))
+    key = ["year", "Channel", "idx"]
+    assert len(remote_rows) > 0
+    assert [tuple(r[k] for k in key) for r in remote_rows] == [tuple(r[k] for k in key) for r in local_rows]
+    files = Fido.fetch(remote_rows[:2], path=str(tmp_path / "{file}"), progress=False)
+    assert len(files) == 2 and not files.errors
+    local = Fido.fetch(local_rows[:2], path=str(tmp_path / "local" / "{file}"), progress=False)
+    for mine, theirs in zip(sorted(files), sorted(local)):
+        assert (sunpy.map.Map(mine).data == sunpy.map.Map(theirs).data).all()

@@ -1,6 +1,7 @@
 """SDOML search attributes, registered with Fido as ``a.sdoml``.
 
-* ``a.sdoml.Catalog(path)`` — answer from this catalog directory instead of the default one
+* ``a.sdoml.Catalog(path_or_url)`` — answer from this catalog (a directory or an ``s3://``,
+  ``gs://``, ``https://`` URL) instead of the default one
   (``$SDOML_CATALOG``, then the user default).  A query with any ``a.sdoml`` attribute is
   answered by the SDOML client alone.
 * ``a.sdoml.Channel('Bz')`` — one array: an AIA channel (``'171A'``) or an HMI component
@@ -22,7 +23,7 @@ __all__ = ["Catalog", "Channel", "Keyword", "KeywordFilter", "Tolerance"]
 
 
 class Catalog(SimpleAttr):
-    """The catalog directory to search (default: ``$SDOML_CATALOG``, then the user default)."""
+    """The catalog to search, a directory or a URL (default: ``$SDOML_CATALOG``, then the user default)."""
 
     def __init__(self, value: str | os.PathLike):
         super().__init__(os.fspath(value))
