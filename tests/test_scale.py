@@ -101,3 +101,25 @@ def test_views_bind_from_the_manifest_without_listing_the_directory(catalog):
                         "hive_partitioning = true, union_by_name = true, "
                         "hive_types = {'year': INTEGER, 'channel': VARCHAR})").fetchall()
     assert list(catalog.columns("aia").items()) == [(r[0], r[1]) for r in merged]
+
+
+def test_a_replaced_file_is_never_read_with_the_cached_footer_of_the_one_before(tmp_path):
+    """Catalog connections cache Parquet footers, and a local rebuild replaces data.parquet in
+    place: DuckDB must see the new file even when its modification time is the old one's."""
+    import os
+    import time
+
+    import pyarrow as pa
+
+    final, staged = tmp_path / "data.parquet", tmp_path / "staged.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), final)
+    pq.write_table(pa.table({"x": [10, 20, 30]}), staged)  # same size and layout, other values
+    hour_ago = time.time() - 3600  # both in one second, long enough ago for DuckDB to trust the time
+    for path in (final, staged):
+        os.utime(path, (hour_ago, hour_ago))
+    connection = duckdb.connect()
+    connection.execute("SET parquet_metadata_cache = true")
+    read = f"SELECT count(*), max(x) FROM read_parquet('{final}') WHERE x > 5"  # row-group statistics decide
+    assert connection.execute(read).fetchone() == (0, None)
+    os.replace(staged, final)
+    assert connection.execute(read).fetchone() == (3, 30)

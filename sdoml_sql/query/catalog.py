@@ -261,13 +261,12 @@ class Catalog:
         the configuration; an unlocked connection is for your own scripts.
         """
         connection = duckdb.connect(":memory:")
+        # Keep Parquet footers between queries (~100 KB a file). A remote build never rewrites
+        # a file under one name; a local rebuild replaces data.parquet in place, which DuckDB
+        # notices even at an unchanged modification time (tests/test_scale.py).
+        connection.execute("SET GLOBAL parquet_metadata_cache = true")
         if self.location.remote:  # DuckDB reads the Parquet in place through fsspec: no extension
             connection.register_filesystem(self.location.fs)
-            # Keep Parquet footers between queries: a remote build never rewrites a file under
-            # the same name. (Not for a local catalog: a rebuild replaces data.parquet in place,
-            # and DuckDB's cache, checked by modification time, could pair a replaced file with
-            # the footer of the one before.)
-            connection.execute("SET GLOBAL parquet_metadata_cache = true")
             # only the column chunks a query needs, not whole row groups ahead of time
             connection.execute("SET disable_parquet_prefetching = true")
         try:
