@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 CACHE_FILE = "frame_quality/data.parquet"
@@ -38,15 +39,17 @@ def catalog_stamp(directory: Path, manifest: dict[str, Any]) -> str:
 
 
 def stored_stamp(directory: Path) -> str | None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        metadata = pq.read_schema(directory / CACHE_FILE).metadata or {}
-    except (OSError, pa.ArrowInvalid):
+    """The stamp in the copy's Parquet key-value metadata (read by DuckDB: no pyarrow import
+    on the way to a query)."""
+    path = directory / CACHE_FILE
+    if not path.is_file():
         return None
-    value = metadata.get(STAMP_KEY.encode())
-    return value.decode() if value else None
+    try:
+        row = duckdb.connect().execute("SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+                                       [path.as_posix(), STAMP_KEY]).fetchone()
+    except duckdb.Error:
+        return None
+    return row[0] if row else None
 
 
 def prepare(catalog, min_frames: int | None = None) -> bool:
@@ -67,8 +70,6 @@ def prepare(catalog, min_frames: int | None = None) -> bool:
 
 def write(catalog, stamp: str) -> bool:
     """Write the copy (live view → Parquet, flagged frames first); False if the directory is read-only."""
-    import duckdb
-
     target = catalog.directory / CACHE_FILE
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     try:
