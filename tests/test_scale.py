@@ -123,3 +123,25 @@ def test_a_replaced_file_is_never_read_with_the_cached_footer_of_the_one_before(
     assert connection.execute(read).fetchone() == (0, None)
     os.replace(staged, final)
     assert connection.execute(read).fetchone() == (3, 30)
+
+
+def test_cli_query_imports_neither_pandas_pyarrow_nor_sqlglot(catalog_dir, tmp_path):
+    """``sdoml-sql query`` prints through DuckDB's own rows, also on a catalog whose
+    ``frame_quality`` is materialized (the big-catalog path)."""
+    import subprocess
+    import sys
+
+    from sdoml_sql.query import quality_cache
+
+    copy = tmp_path / "catalog"
+    shutil.copytree(catalog_dir, copy)
+    assert quality_cache.prepare(Catalog(copy), min_frames=0)
+    script = ("import sys; from sdoml_sql.cli import main\n"
+              "try:\n    main(['query', 'SELECT count(*) AS n FROM frame_quality WHERE NOT good', "
+              f"'--catalog', {str(copy)!r}, '--format', 'json'])\n"
+              "except SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('pandas', 'pyarrow', 'sqlglot') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('{"n": ') and lines[-1] == "[]"
