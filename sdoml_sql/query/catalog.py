@@ -168,7 +168,6 @@ class Catalog:
         self._quality_cached = False
         self._quality_cached = quality_cache.prepare(self)
         self._connection = self.connect()
-        self._database = self._connection.execute("SELECT current_database()").fetchone()[0]
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r})"
@@ -383,19 +382,29 @@ class Catalog:
             cursor.close()
 
     def _narrow_to_time_window(self, cursor, sql: str) -> None:
-        """Shadow the instrument views, on this cursor, with the years the query's ``T_OBS``
-        window can touch (query/timewindow.py): files of other years are never opened."""
+        """Shadow the instrument views, on this cursor, with scans of only the years the
+        query's ``T_OBS`` window can touch (query/timewindow.py): files of other years are
+        neither bound nor opened, so the cost does not grow with the years catalogued."""
         window = timewindow.time_window(_parser(), sql)
         if window is None:
             return
         instruments, first, last = window
         for instrument in instruments:
-            if not self.has(instrument):
-                continue
-            years = scans.years_within(self._present, instrument, first, last)
-            keep = f"year IN ({', '.join(map(str, years))})" if years else "false"
-            cursor.execute(f"CREATE TEMP VIEW {instrument} AS SELECT * FROM {self._database}.main.{instrument} "
-                           f"WHERE {keep}")
+            if self.has(instrument):
+                years = set(scans.years_within(self._present, instrument, first, last))
+                cursor.execute(f"CREATE TEMP VIEW {instrument} AS {self._years_scan(instrument, years)}")
+
+    def _years_scan(self, instrument: str, years: set[int]) -> str:
+        """The instrument view's ``SELECT`` limited to partitions of ``years``, with every
+        column and type of the full view (an empty typed row leads the union by name)."""
+        columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in scans.view_columns(self._present, instrument))
+        partitions = {key: entry for key, entry in (self._present.get("partitions") or {}).items()
+                      if entry.get("instrument") != instrument or entry.get("year") in years}
+        base = sql_string(self._base)
+        scan = scans.frame_scan({**self._present, "partitions": partitions}, instrument,
+                                lambda relative: f"{base}/{sql_string(relative)}")
+        typed = f"SELECT {columns} WHERE false"
+        return f"{typed}\nUNION ALL BY NAME\n{scan}" if scan else typed
 
     def example(self, name: str, params: Any = None):
         """Run the example query ``sql/examples/<name>.sql``."""
