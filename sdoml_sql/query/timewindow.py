@@ -7,10 +7,10 @@ shape — one ``SELECT`` from ``aia``, ``hmi``, ``frames`` or ``frame_times``, n
 CTE, with ``T_OBS`` compared to constants in its top-level ``WHERE`` (``BETWEEN``, ``<``,
 ``<=``, ``>``, ``>=``, ``=``, joined by ``AND``) — :func:`time_window` reads the bounds from
 DuckDB's own parse tree (``json_serialize_sql``).  :meth:`Catalog._run` then shadows the
-views, for that query only, with temporary views limited to the years whose partitions'
-time range (manifest ``time_range``) meets the window: ``WHERE year IN (...)``, which DuckDB
-prunes by path.  Every row the query can see meets its own ``T_OBS`` filter, so the answer
-is the same; any other shape runs on the full views.
+views, for that query only, with temporary views that scan only the partitions of the years
+whose time range (manifest ``time_range``) meets the window, typed like the full views, so
+neither binding nor reading touches other years.  Every row the query can see meets its own
+``T_OBS`` filter, so the answer is the same; any other shape runs on the full views.
 """
 
 from __future__ import annotations
