@@ -34,7 +34,7 @@ from sdoml_sql.catalog_builder.location import is_remote, open_location, open_ma
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
 from sdoml_sql.query import quality_cache, scans, timewindow
-from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
+from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
 VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
@@ -213,6 +213,11 @@ class Catalog:
             return self.manifest  # listing a bucket costs more than trusting its manifest
         return scans.present(self.manifest, lambda relative: (self.directory / relative).is_file())
 
+    @cached_property
+    def _view_columns(self) -> dict[str, list[tuple[str, str]]]:
+        """``(name, type)`` of the ``aia`` and ``hmi`` views, from the manifest (once)."""
+        return {instrument: scans.view_columns(self._present, instrument) for instrument in ("aia", "hmi")}
+
     @property
     def _base(self) -> str:
         """The catalog's path or URL as the views name its files."""
@@ -227,7 +232,7 @@ class Catalog:
 
     def _view_statements(self, relocatable: bool = False) -> list[str]:
         statements = [self.view_sql(v, relocatable=relocatable) for v in VIEWS if v != "frames"]
-        columns = common_columns(*(scans.view_columns(self._present, i) for i in ("aia", "hmi")))
+        columns = common_columns(self._view_columns["aia"], self._view_columns["hmi"])
         statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns), relocatable))
         return statements
 
@@ -385,7 +390,7 @@ class Catalog:
         """Shadow the instrument views, on this cursor, with scans of only the years the
         query's ``T_OBS`` window can touch (query/timewindow.py): files of other years are
         neither bound nor opened, so the cost does not grow with the years catalogued."""
-        window = timewindow.time_window(_parser(), sql)
+        window = timewindow.time_window(parser(), sql)
         if window is None:
             return
         instruments, first, last = window
@@ -397,7 +402,7 @@ class Catalog:
     def _years_scan(self, instrument: str, years: set[int]) -> str:
         """The instrument view's ``SELECT`` limited to partitions of ``years``, with every
         column and type of the full view (an empty typed row leads the union by name)."""
-        columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in scans.view_columns(self._present, instrument))
+        columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in self._view_columns[instrument])
         partitions = {key: entry for key, entry in (self._present.get("partitions") or {}).items()
                       if entry.get("instrument") != instrument or entry.get("year") in years}
         base = sql_string(self._base)
@@ -484,16 +489,6 @@ class Catalog:
                 raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
                                  f"{self.directory} --source {instrument}=NEW_PLACE") from None
         return self._sources[instrument]
-
-
-_PARSERS = threading.local()
-
-
-def _parser() -> duckdb.DuckDBPyConnection:
-    """A plain in-memory connection per thread for parsing (``json_serialize_sql``) and casts."""
-    if not hasattr(_PARSERS, "connection"):
-        _PARSERS.connection = duckdb.connect()
-    return _PARSERS.connection
 
 
 def query_time_limit(timeout: float | None = None) -> float | None:

@@ -21,6 +21,8 @@ from typing import Any
 import duckdb
 import orjson
 
+from sdoml_sql.query.sqlguard import parser
+
 CACHE_FILE = "frame_quality/data.parquet"
 STAMP_KEY = "sdoml_sql_stamp"
 #: Catalogs smaller than this keep the live view (it answers in well under 100 ms).
@@ -45,7 +47,7 @@ def stored_stamp(directory: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        row = duckdb.connect().execute("SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+        row = parser().execute("SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
                                        [path.as_posix(), STAMP_KEY]).fetchone()
     except duckdb.Error:
         return None

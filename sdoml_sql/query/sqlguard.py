@@ -15,12 +15,21 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import threading
 
 import duckdb
 
 from sdoml_sql.exceptions import QueryError
 
-_PARSER = duckdb.connect()
+_PARSERS = threading.local()
+
+
+def parser() -> duckdb.DuckDBPyConnection:
+    """This thread's plain in-memory DuckDB connection, for parsing SQL and reading small
+    things (opening a connection costs ~15 ms: one per thread is reused)."""
+    if not hasattr(_PARSERS, "connection"):
+        _PARSERS.connection = duckdb.connect()
+    return _PARSERS.connection
 
 
 def check_read_only(sql: str) -> str:
@@ -40,7 +49,7 @@ def check_read_only(sql: str) -> str:
 
 def _is_one_select(sql: str) -> bool:
     try:
-        statements = _PARSER.extract_statements(sql)
+        statements = parser().extract_statements(sql)
     except duckdb.Error:
         return False
     return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
@@ -126,7 +135,7 @@ def _parse(sql: str) -> list:
 
 def _check_with_duckdb_parser(sql: str) -> None:
     try:
-        statements = _PARSER.extract_statements(sql)
+        statements = parser().extract_statements(sql)
     except duckdb.Error as error:
         raise QueryError(one_line(error, sql)) from None
     if len(statements) != 1:
