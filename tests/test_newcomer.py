@@ -416,19 +416,24 @@ def test_sql_hints_name_the_right_thing(catalog):
 # --- 17. real signatures ---------------------------------------------------------------------------
 
 def test_selection_verbs_have_real_signatures_that_match_the_functions():
-    from sdoml_sql import fetch
+    from sdoml_sql import datasets, fetch
     from sdoml_sql.fetch import eve, maps, movies
     from sdoml_sql.query.selection import Selection
 
     for verb, function in [(Selection.fetch, fetch.fetch), (Selection.plan, fetch.plan),
                            (Selection.to_xarray, fetch.to_xarray), (Selection.maps, maps.maps),
-                           (Selection.animate, movies.animate), (Selection.plot_eve, eve.plot_eve)]:
+                           (Selection.animate, movies.animate), (Selection.plot_eve, eve.plot_eve),
+                           (Selection.dataset, datasets.dataset)]:
         ours = {n: p.default for n, p in inspect.signature(verb).parameters.items() if n != "self"}
         theirs = {n: p.default for n, p in inspect.signature(function).parameters.items()
                   if n not in ("selection", "catalog")}
         assert ours == theirs, verb.__name__
         assert all(p.kind != inspect.Parameter.VAR_KEYWORD for p in inspect.signature(verb).parameters.values())
     assert inspect.signature(fetch.plan).parameters["missing"].default == "raise"
+    export = inspect.signature(Selection.export).parameters
+    assert all(p.kind != inspect.Parameter.VAR_KEYWORD for p in export.values())
+    assert {n: export[n].default for n in ("downsample", "method", "missing", "normalize")} == {
+        n: p.default for n, p in inspect.signature(datasets.dataset).parameters.items() if n not in ("selection", "transform")}
 
 
 def test_plan_and_fetch_agree_on_missing_rows(catalog):

@@ -230,17 +230,21 @@ class Selection:
 
     # --- verbs: the datasets stage makes ML samples of the frames (sdoml_sql.datasets) -------
 
-    def dataset(self, **kw):
+    def dataset(self, downsample: int = 1, method: str = "stride", missing: str = "drop", normalize="none",
+                transform=None):
         """A PyTorch-ready map-style dataset of the selected frames (see :func:`sdoml_sql.datasets.dataset`)."""
         from sdoml_sql import datasets
 
-        return datasets.dataset(self, **kw)
+        return datasets.dataset(self, downsample=downsample, method=method, missing=missing, normalize=normalize,
+                                transform=transform)
 
-    def export(self, output, **kw):
+    def export(self, output, downsample: int = 1, method: str = "stride", missing: str = "drop",
+               normalize="none", progress: bool = True):
         """Export the samples to a local Zarr for training (see :func:`sdoml_sql.datasets.export`)."""
         from sdoml_sql import datasets
 
-        return datasets.export(self, output, **kw)
+        return datasets.export(self, output, progress=progress, downsample=downsample, method=method,
+                               missing=missing, normalize=normalize)
 
     def plot_eve(self, lines: list[str] | str | None = None, output=None, gap_factor: float = 5.0,
                  figsize: tuple[float, float] | None = None):
