@@ -1,12 +1,16 @@
-"""The per-frame statistics kernel: a whole chunk of frames per call, two passes a frame (numba).
+"""The per-frame statistics kernel: one numba call per chunk of frames, exact results.
 
 Pixels are handled as order-preserving integer keys of their float32 bits (NaN mapped above
-every number), so extremes and ranks are integer work.  The first pass reads each pixel once
-for the counts, extremes and float64 sums, row by row in three segments (off disk, on disk,
-off disk) so that the loops carry no per-pixel branch and vectorize, and builds a histogram
-of the keys' top 12 bits.  The histogram names the bin of each order statistic the
-percentiles need; the second pass keeps the few pixels in those bins, and 10-bit radix
-steps over them narrow each one down to its exact value.
+every number), so extremes and ranks are integer work.  One pass reads each row once: a
+vectorized loop over its three segments (off disk, on disk, off disk; no per-pixel branch)
+for the NaN and zero counts, extremes and float64 sums, then a scalar loop adding its keys'
+top 12 bits to a histogram and keeping the keys that fall in the bins the previous frame's
+percentiles fell in (frames of one chunk look alike).  The histogram names the bins this
+frame's order statistics are in; if the kept keys do not cover them, a second pass keeps them.
+Radix steps over the few kept keys then narrow each order statistic down to its exact value,
+and ``np.percentile``'s linear interpolation between two of them gives each percentile.
+Measured per 512 x 512 frame (README, "How fast"): ~0.85 ms, against ~1.3 ms for the previous
+per-frame kernel (sample-bounded candidates, then ``np.partition``).
 """
 
 from __future__ import annotations
