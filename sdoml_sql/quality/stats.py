@@ -326,7 +326,7 @@ def _distributed(client, todo, tasks) -> Iterator[tuple]:
 
 @lru_cache(maxsize=1)
 def _load_kernel() -> None:
-    """Loads the compiled kernel (numba: ~0.6 s) by running it on one small frame."""
+    """Starts numba and loads the compiled kernel (~0.9 s) by running it on one small frame."""
     from sdoml_sql.quality.kernel import chunk_columns
 
     chunk_columns(np.zeros((1, 8, 8), np.float32), np.zeros((1, 3)))
