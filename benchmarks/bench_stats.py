@@ -55,6 +55,7 @@ print(time.perf_counter() - started, decoded, peak_kb())
 
 STATS = """
 import sys, time
+import zarr  # imported before the clock, as the decode bound's open_store does
 from sdoml_sql.quality.stats import compute_frame_stats
 started = time.perf_counter()
 report = compute_frame_stats(sys.argv[1], full=True, workers=int(sys.argv[2]), progress=False)

@@ -295,6 +295,7 @@ def _threaded(todo, tasks, workers) -> Iterator[tuple]:
                         break
                 if not running:
                     return
+                _load_kernel()  # while the first chunks decode, not in a worker that others would wait for
                 done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
@@ -321,6 +322,14 @@ def _distributed(client, todo, tasks) -> Iterator[tuple]:
     except BaseException:
         client.cancel(futures)
         raise
+
+
+@lru_cache(maxsize=1)
+def _load_kernel() -> None:
+    """Starts numba and loads the compiled kernel (~0.9 s) by running it on one small frame."""
+    from sdoml_sql.quality.kernel import chunk_columns
+
+    chunk_columns(np.zeros((1, 8, 8), np.float32), np.zeros((1, 3)))
 
 
 @lru_cache(maxsize=64)
@@ -358,12 +367,9 @@ def frame_statistics(frames: np.ndarray, geometry: np.ndarray, first_idx: int = 
     (linear), ``disk_mean`` over pixels within the header's solar radius of its centre
     (``(x - cx)² + (y - cy)² <= r²``), ``offdisk_mean`` over the rest.
     """
-    from sdoml_sql.quality.kernel import frame_row
+    from sdoml_sql.quality.kernel import chunk_columns
 
-    buffers = np.empty((3, frames[0].size if len(frames) else 0), np.float32)
-    rows = [frame_row(frame, *geometry[i], buffers) for i, frame in enumerate(frames)]
-    columns = list(zip(*rows)) if rows else [[] for _ in STAT_SCHEMA.names[1:]]
+    columns = chunk_columns(frames.reshape(-1, *frames.shape[-2:]), geometry.reshape(-1, 3))
     arrays = [pa.array(np.arange(first_idx, first_idx + len(frames), dtype=np.int64))]
-    arrays += [pa.array(list(values), type=f.type, from_pandas=True)
-               for values, f in zip(columns, list(STAT_SCHEMA)[1:])]
+    arrays += [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in list(STAT_SCHEMA)[1:]]
     return pa.Table.from_arrays(arrays, schema=STAT_SCHEMA)
