@@ -194,7 +194,7 @@ class Catalog:
         if view in MANIFEST_VIEWS and not empty:
             return render(read_sql(name), **self._manifest_scans(view, base))
         return render(read_sql(name), catalog=base, frames_columns=frames_columns,
-                      year_slack=str(scans.year_slack(self._present)))
+                      year_slack=str(self._year_slack))
 
     def _manifest_scans(self, view: str, base: str) -> dict[str, str]:
         """The placeholders of a view read from the manifest's partitions (query/scans.py);
@@ -212,6 +212,10 @@ class Catalog:
         if self.location.remote:
             return self.manifest  # listing a bucket costs more than trusting its manifest
         return scans.present(self.manifest, lambda relative: (self.directory / relative).is_file())
+
+    @cached_property
+    def _year_slack(self) -> int:
+        return scans.year_slack(self._present)
 
     @cached_property
     def _view_columns(self) -> dict[str, list[tuple[str, str]]]:

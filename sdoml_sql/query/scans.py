@@ -48,12 +48,11 @@ def present(manifest: dict[str, Any], exists: Callable[[str], bool]) -> dict[str
 
 
 def schema_groups(manifest: dict[str, Any], instrument: str) -> dict[bytes, list[tuple[str, dict]]]:
-    """The instrument's partitions grouped by schema (the same keywords, types, order)."""
+    """The instrument's partitions grouped by schema (the same keywords, types, order; the
+    whole ``keys`` entry is compared, which never groups two different schemas together)."""
     groups: dict[bytes, list[tuple[str, dict]]] = {}
     for key, entry in frame_partitions(manifest, instrument):
-        keys = entry.get("keys") or {}
-        signature = orjson.dumps([[name, info.get("type")] for name, info in keys.items()])
-        groups.setdefault(signature, []).append((key, entry))
+        groups.setdefault(orjson.dumps(entry.get("keys") or {}), []).append((key, entry))
     return groups
 
 
