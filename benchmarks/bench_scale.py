@@ -87,12 +87,12 @@ def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
     """Copy ``small`` to ``mission`` and add every missing year of ``years``: each AIA/HMI
     partition of a built year (alternately) with its time columns shifted by whole years."""
     import duckdb
-    import orjson
 
     from sdoml_sql.catalog_builder.build import DATA_FILE, MANIFEST, time_index, write_partition_file
+    from sdoml_sql.catalog_builder.location import manifest_bytes, read_manifest
 
     shutil.copytree(small, mission)
-    manifest = orjson.loads((mission / MANIFEST).read_bytes())
+    manifest = read_manifest(mission)
     built = {k: v for k, v in manifest["partitions"].items() if v.get("instrument") in ("aia", "hmi")}
     connection = duckdb.connect()
     copies = 0
@@ -113,7 +113,7 @@ def replicate(small: Path, mission: Path, years: tuple[int, ...]) -> None:
                                                "array_path": entry["array_path"].replace(str(origin), str(year))}
             copies += 1
     manifest["partitions"] = dict(sorted(manifest["partitions"].items()))
-    (mission / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    (mission / MANIFEST).write_bytes(manifest_bytes(manifest))
     print(f"mission catalog: {len(built)} built partitions + {copies} replicated under other years "
           f"(times shifted by whole years)", flush=True)
 

@@ -148,3 +148,19 @@ def test_cli_query_imports_neither_pandas_pyarrow_nor_sqlglot(catalog_dir, tmp_p
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith('{"n": ') and lines[-1] == "[]"
+
+
+def test_manifest_stores_each_schema_once_and_reads_inline_keys_too(catalog_dir, tmp_path):
+    from sdoml_sql.catalog_builder.location import read_manifest
+
+    raw = orjson.loads((catalog_dir / "manifest.json").read_bytes())
+    frame_entries = [e for e in raw["partitions"].values() if e["instrument"] in ("aia", "hmi")]
+    assert all("keys" not in e and e["schema"] in raw["schemas"] for e in frame_entries)
+    assert len(raw["schemas"]) < len(frame_entries)
+    manifest = read_manifest(catalog_dir)
+    inline = tmp_path / "catalog"
+    shutil.copytree(catalog_dir, inline)
+    (inline / "manifest.json").write_bytes(orjson.dumps(manifest))  # the format before schemas
+    assert read_manifest(inline) == manifest
+    assert Catalog(inline).query("SELECT count(*) AS n FROM aia").to_arrow() == \
+        Catalog(catalog_dir).query("SELECT count(*) AS n FROM aia").to_arrow()

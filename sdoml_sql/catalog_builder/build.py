@@ -31,7 +31,9 @@ from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
 from sdoml_sql.catalog_builder import remote
-from sdoml_sql.catalog_builder.location import MANIFEST, CatalogLocation, is_remote, open_location, read_manifest
+from sdoml_sql.catalog_builder.location import (
+    MANIFEST, CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest,
+)
 from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
@@ -616,7 +618,7 @@ def _public_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}"
-    temporary.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    temporary.write_bytes(manifest_bytes(manifest))
     os.replace(temporary, directory / MANIFEST)
 
 

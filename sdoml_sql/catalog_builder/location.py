@@ -9,6 +9,7 @@ endpoint, billing project, credentials, timeout, retries).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,9 +203,36 @@ def read_manifest(catalog: str | os.PathLike | CatalogLocation) -> dict[str, Any
     if raw is None:
         return None
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise CatalogError(f"catalog {location.url}: {MANIFEST} is corrupt ({error})") from None
+        return parse_manifest(raw)
+    except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError) as error:
+        raise CatalogError(f"catalog {location.url}: {MANIFEST} is corrupt ({type(error).__name__}: {error})") from None
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """The manifest as JSON, each distinct partition schema (``keys``) written once under
+    ``schemas`` and named by its digest in each partition's ``schema`` (a mission catalog's
+    168 partitions share a handful of schemas: its manifest parses in a fraction of the time)."""
+    schemas: dict[str, Any] = {}
+    partitions = {}
+    for key, entry in (manifest.get("partitions") or {}).items():
+        if "keys" in entry:
+            blob = orjson.dumps(entry["keys"])
+            digest = hashlib.sha256(blob).hexdigest()[:16]
+            schemas.setdefault(digest, entry["keys"])
+            entry = {**{k: v for k, v in entry.items() if k != "keys"}, "schema": digest}
+        partitions[key] = entry
+    return orjson.dumps({**manifest, "partitions": partitions, "schemas": schemas}, option=orjson.OPT_INDENT_2)
+
+
+def parse_manifest(data: bytes) -> dict[str, Any]:
+    """A manifest read from JSON, each partition's ``keys`` restored from ``schemas`` (shared,
+    not copied: treat them as read-only); manifests that hold ``keys`` inline read as they are."""
+    manifest = orjson.loads(data)
+    schemas = manifest.pop("schemas", None) or {}
+    for entry in (manifest.get("partitions") or {}).values():
+        if "schema" in entry:
+            entry["keys"] = schemas[entry.pop("schema")]
+    return manifest
 
 
 def open_manifest(location: CatalogLocation) -> dict[str, Any]:

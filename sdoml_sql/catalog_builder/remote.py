@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import CatalogLocation
+from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes
 from sdoml_sql.exceptions import CatalogError
 
 LOCK_OBJECT = ".lock"
@@ -140,8 +140,7 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     retired = {path: since for path, since in (previous.get("retired_files") or {}).items() if path not in current}
     retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
     retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
-    location.write_bytes("manifest.json", orjson.dumps({**manifest, "retired_files": retired},
-                                                       option=orjson.OPT_INDENT_2))
+    location.write_bytes("manifest.json", manifest_bytes({**manifest, "retired_files": retired}))
     for instrument in FRAME_INSTRUMENTS:
         for path in location.listing(instrument):
             if path.endswith(".parquet") and path not in current and path not in retired:
