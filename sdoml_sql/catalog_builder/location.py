@@ -255,11 +255,12 @@ def _check_endpoint_answers(location: CatalogLocation) -> None:
     import socket
     import urllib.parse
 
-    options = location.source.storage_options
-    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+    from sdoml_sql.stores.source import explicit_endpoint
+
+    endpoint = explicit_endpoint(location.url, location.source.storage_options)
     if not endpoint:
         return
-    parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+    parts = urllib.parse.urlsplit(endpoint)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         socket.create_connection((parts.hostname, port), timeout=OPEN_TIMEOUT_S / 4).close()

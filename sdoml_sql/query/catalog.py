@@ -199,9 +199,7 @@ class Catalog:
     def _manifest_scans(self, view: str, base: str) -> dict[str, str]:
         """The placeholders of a view read from the manifest's partitions (query/scans.py);
         ``base`` is the catalog as the inside of an SQL string literal."""
-        def locate(relative: str) -> str:
-            return f"{base}/{sql_string(relative)}"
-
+        locate = _locator(base)
         if view == "partitions":
             return {"partition_rows": scans.partitions_rows(self._present, locate)}
         return {f"{view}_scan": scans.frame_scan(self._present, view, locate)}
@@ -409,9 +407,8 @@ class Catalog:
         columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in self._view_columns[instrument])
         partitions = {key: entry for key, entry in (self._present.get("partitions") or {}).items()
                       if entry.get("instrument") != instrument or entry.get("year") in years}
-        base = sql_string(self._base)
         scan = scans.frame_scan({**self._present, "partitions": partitions}, instrument,
-                                lambda relative: f"{base}/{sql_string(relative)}")
+                                _locator(sql_string(self._base)))
         typed = f"SELECT {columns} WHERE false"
         return f"{typed}\nUNION ALL BY NAME\n{scan}" if scan else typed
 
@@ -493,6 +490,12 @@ class Catalog:
                 raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
                                  f"{self.directory} --source {instrument}=NEW_PLACE") from None
         return self._sources[instrument]
+
+
+def _locator(base: str):
+    """A function from a path relative to the catalog to the inside of the SQL string literal
+    that names it under ``base`` (itself the inside of a literal, or an SQL expression splice)."""
+    return lambda relative: f"{base}/{sql_string(relative)}"
 
 
 def query_time_limit(timeout: float | None = None) -> float | None:

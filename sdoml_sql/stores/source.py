@@ -187,19 +187,27 @@ def _first_env(*names: str) -> str | None:
     return next((os.environ[n].strip() for n in names if os.environ.get(n, "").strip()), None)
 
 
+def explicit_endpoint(url: str, options: dict[str, Any]) -> str | None:
+    """The endpoint URL an ``s3://`` store (an S3-compatible service) or a ``gs://`` store (a
+    GCS emulator) is read from when one is set; None for the cloud's own hosts and others."""
+    protocol = _protocol(url)
+    if protocol in ("s3", "s3a"):
+        endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+    elif protocol in ("gs", "gcs"):
+        endpoint = options.get("endpoint_url") or os.environ.get(GCS_EMULATOR_ENV)
+    else:
+        return None
+    return (endpoint if "://" in endpoint else "http://" + endpoint) if endpoint else None
+
+
 def _remote_host(url: str, options: dict[str, Any]) -> str | None:
     protocol = _protocol(url)
     if protocol in ("http", "https"):
         return urllib.parse.urlsplit(url).hostname
-    if protocol in ("s3", "s3a"):
-        endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
-        return urllib.parse.urlsplit(endpoint).hostname if endpoint else DEFAULT_HOSTS["s3"]
-    if protocol in ("gs", "gcs"):
-        emulator = options.get("endpoint_url") or os.environ.get(GCS_EMULATOR_ENV)
-        if emulator:
-            return urllib.parse.urlsplit(emulator if "://" in emulator else "http://" + emulator).hostname
-        return DEFAULT_HOSTS["gs"]
-    return None
+    endpoint = explicit_endpoint(url, options)
+    if endpoint:
+        return urllib.parse.urlsplit(endpoint).hostname
+    return DEFAULT_HOSTS.get("s3" if protocol == "s3a" else protocol)
 
 
 def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> None:
