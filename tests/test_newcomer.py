@@ -277,7 +277,7 @@ def test_relative_store_path_is_recorded_absolute_and_can_be_re_pointed(sample_p
     result = run("build", "--aia", "stores/aia.zarr", "--eve", "stores/eve.zarr", "--catalog", "relcat", "--quiet",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    frame = "SELECT year, channel, idx FROM aia ORDER BY idx LIMIT 1"
+    frame = "SELECT year, channel, idx FROM aia ORDER BY year, channel, idx LIMIT 1"  # one frame, no ties
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = run("fetch", frame, "--catalog", str(tmp_path / "relcat"), "-o", "one.npy", "--quiet", cwd=elsewhere)
