@@ -62,15 +62,18 @@ to_microseconds(list_max(list_transform(
 -- and the first at or after each grid time, give the same rows ~1.5x slower.)
 CREATE OR REPLACE MACRO nearest_frames(channels, start, stop, cadence, tolerance, good_only := false) AS TABLE
 WITH
-wanted AS (
-    SELECT c.n AS channel_order, c.channel,
-           coalesce(p.instrument, error('no channel ' || c.channel || ' in the catalog')) AS instrument
+listed AS (  -- each channel with its tolerance (one expression: checked below, not re-expanded)
+    SELECT c.n AS channel_order, c.channel, channel_tolerance(tolerance, channels, c.channel, c.n) AS tolerance
     FROM unnest(channels) WITH ORDINALITY AS c(channel, n)
+),
+wanted AS (
+    SELECT l.channel_order, l.channel,
+           coalesce(p.instrument, error('no channel ' || l.channel || ' in the catalog')) AS instrument
+    FROM listed l
     LEFT JOIN (SELECT DISTINCT channel, instrument FROM partitions) p USING (channel)
     WHERE CASE WHEN len(list_distinct(channels)) < len(channels)
                THEN error('channels lists a channel twice: ' || channels::VARCHAR) ELSE true END
-      AND checked_interval(channel_tolerance(tolerance, channels, c.channel, c.n),  -- a filter: always run
-                           'tolerance of ' || c.channel, false) IS NOT NULL
+      AND checked_interval(l.tolerance, 'tolerance of ' || l.channel, false) IS NOT NULL  -- a filter: always run
 ),
 grid AS (
     SELECT g.n - 1 AS row, g.time, w.channel_order, w.channel, w.instrument
