@@ -53,7 +53,8 @@ PRESETS = {
 
 DEFAULT_MIRROR = "aws"
 DNS_TIMEOUT_S = 1.5
-DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
+DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com", "s3": "s3.amazonaws.com",
+                 "s3a": "s3.amazonaws.com"}
 REMOTE_PROTOCOLS = frozenset({"http", "https", "s3", "s3a", "gs", "gcs"})
 
 #: Environment variables read by :func:`open_store` (command-line options set the same ones).
@@ -207,7 +208,7 @@ def _remote_host(url: str, options: dict[str, Any]) -> str | None:
     endpoint = explicit_endpoint(url, options)
     if endpoint:
         return urllib.parse.urlsplit(endpoint).hostname
-    return DEFAULT_HOSTS.get("s3" if protocol == "s3a" else protocol)
+    return DEFAULT_HOSTS.get(protocol)
 
 
 def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> None:
