@@ -320,20 +320,42 @@ def test_an_unreachable_store(catalog_dir, tmp_path):
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr.strip().splitlines()[0]
 
 
-def test_big_catalogs_read_frame_quality_from_a_materialized_copy(catalog_dir, sample_paths, tmp_path, monkeypatch):
-    from sdoml_sql.query import quality_cache
+def test_big_catalogs_read_frame_quality_and_frame_times_from_materialized_copies(
+        catalog_dir, sample_paths, tmp_path, monkeypatch):
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.query import copies
 
     directory = copy_catalog(catalog_dir, tmp_path / "catalog")
     live = Catalog(directory)
-    assert not live._quality_cached and not (directory / quality_cache.CACHE_FILE).exists()
-    query = "SELECT * FROM frame_quality ORDER BY instrument, channel, year, idx"
-    monkeypatch.setattr(quality_cache, "MIN_FRAMES", 0)  # as if the catalog were big
+    assert not live._copies and not any((directory / c.file).exists() for c in copies.COPIES)
+    queries = ["SELECT * FROM frame_quality ORDER BY instrument, channel, year, idx",
+               "SELECT * FROM frame_times ORDER BY instrument, channel, year, idx",
+               "SELECT * FROM frame_times WHERE T_OBS BETWEEN '2010-08-27' AND '2010-08-27 12:00' ORDER BY channel, idx",
+               "SELECT * FROM nearest_frames(['171A', 'Bz'], '2010-08-27', '2010-08-28', '12 minutes', '6 minutes')",
+               "SELECT * FROM coverage('2010-08-26', '2010-08-29', INTERVAL 6 hours, INTERVAL 1 hour)"]
+    monkeypatch.setattr(copies, "MIN_FRAMES", 0)  # as if the catalog were big
     cached = Catalog(directory)
-    assert cached._quality_cached and (directory / quality_cache.CACHE_FILE).exists()
-    assert cached.query(query).to_arrow().equals(live.query(query).to_arrow())
-    compute_frame_stats(directory, years=[2020], channels=["131A"], progress=False)  # stale now
-    assert not quality_cache.stored_stamp(directory) == quality_cache.catalog_stamp(directory, cached.manifest)
+    assert cached._copies == {"frame_quality", "frame_times"}
+    assert all((directory / c.file).exists() for c in copies.COPIES)
+    for query in queries:
+        assert cached.query(query).to_arrow().equals(live.query(query).to_arrow()), query
+    assert cached.query(queries[3]).to_arrow().column("idx").null_count < len(cached.query(queries[3]))
+
+    times_file = directory / "frame_times" / "data.parquet"
+    written = times_file.stat().st_mtime_ns
+    compute_frame_stats(directory, years=[2020], channels=["131A"], progress=False)  # frame_quality is stale now
+    assert copies.stored_stamps(directory) == {
+        "frame_quality": copies.stored_stamps(directory)["frame_quality"],
+        "frame_times": copies.catalog_stamp(directory, cached.manifest, copies.COPIES[0])}
     fresh = Catalog(directory)
-    assert fresh._quality_cached
+    assert fresh._copies == {"frame_quality", "frame_times"} and times_file.stat().st_mtime_ns == written
     dark = fresh.query("SELECT channel, idx FROM frame_quality WHERE list_contains(flags, 'dark')").to_pandas()
     assert list(zip(dark.channel, dark.idx)) == [SEEDED_DEFECTS["dark"]]
+
+    build_catalog(hmi=str(sample_paths["hmi"]), catalog=directory, full=True, progress=False)
+    rebuilt = Catalog(directory)  # a new manifest: both copies are written again
+    assert rebuilt._copies == {"frame_quality", "frame_times"} and times_file.stat().st_mtime_ns != written
+    monkeypatch.setattr(copies, "MIN_FRAMES", 10**9)
+    assert copies.prepare(rebuilt) == {"frame_quality", "frame_times"}  # fresh copies stay in use at any size
+    for query in queries[1:]:
+        assert rebuilt.query(query).to_arrow().equals(live.query(query).to_arrow()), query

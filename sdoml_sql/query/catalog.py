@@ -33,7 +33,7 @@ import duckdb
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
-from sdoml_sql.query import quality_cache, scans, timewindow
+from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
@@ -165,8 +165,8 @@ class Catalog:
         self.manifest = open_manifest(self.location)
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
-        self._quality_cached = False
-        self._quality_cached = quality_cache.prepare(self)
+        self._copies: frozenset[str] = frozenset()  # the live views, while the copies are written
+        self._copies = copies.prepare(self)
         self._connection = self.connect()
 
     def __repr__(self) -> str:
@@ -188,8 +188,8 @@ class Catalog:
         SQL variable that ``init.sql`` sets (see :data:`LOCATE_CATALOG`)."""
         empty = (view in VIEW_FILES or view in MANIFEST_VIEWS) and not self.has(view)
         name = f"views/empty/{view}.sql" if empty else f"views/{view}.sql"
-        if view == "frame_quality" and self._quality_cached:
-            name = "views/frame_quality_cached.sql"
+        if view in self._copies:
+            name = f"views/{view}_copy.sql"
         base = RELOCATABLE_DIRECTORY if relocatable else sql_string(self._base)
         if view in MANIFEST_VIEWS and not empty:
             return render(read_sql(name), **self._manifest_scans(view, base))
@@ -392,7 +392,9 @@ class Catalog:
         """Shadow the instrument views, on this cursor, with scans of only the years the
         query's ``T_OBS`` window can touch (query/timewindow.py): files of other years are
         neither bound nor opened, so the cost does not grow with the years catalogued."""
-        window = timewindow.time_window(parser(), sql)
+        narrowable = {view: instruments for view, instruments in timewindow.TIMED_VIEWS.items()
+                      if view not in self._copies}  # a copy is one time-sorted file already
+        window = timewindow.time_window(parser(), sql, narrowable)
         if window is None:
             return
         instruments, first, last = window

@@ -30,16 +30,18 @@ _FLIP = {"COMPARE_GREATERTHAN": "COMPARE_LESSTHAN", "COMPARE_GREATERTHANOREQUALT
          "COMPARE_EQUAL": "COMPARE_EQUAL"}
 
 
-def time_window(parser, sql: str) -> tuple[tuple[str, ...], dt.datetime | None, dt.datetime | None] | None:
+def time_window(parser, sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS,
+                ) -> tuple[tuple[str, ...], dt.datetime | None, dt.datetime | None] | None:
     """``(instruments, first, last)`` that every row of ``sql`` lies within, or None.
 
-    ``parser`` is a DuckDB connection (it only parses and casts constants)."""
+    ``parser`` is a DuckDB connection (it only parses and casts constants); ``views``: the
+    views a window may narrow, each with its instrument views (default :data:`TIMED_VIEWS`)."""
     try:
         tree = orjson.loads(parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     except Exception:  # noqa: BLE001 - no window: the query runs on the full views
         return None
     view = _single_view(tree)
-    if view is None:
+    if view not in views:
         return None
     where = tree["statements"][0]["node"].get("where_clause")
     bounds = [bound for term in _conjuncts(where) for bound in _bounds(term)]
@@ -47,7 +49,7 @@ def time_window(parser, sql: str) -> tuple[tuple[str, ...], dt.datetime | None, 
     lasts = [_timestamp(parser, v) for kind, v in bounds if kind in ("last", "both")]
     if None in firsts or None in lasts or not (firsts or lasts):
         return None
-    return TIMED_VIEWS[view], max(firsts, default=None), min(lasts, default=None)
+    return views[view], max(firsts, default=None), min(lasts, default=None)
 
 
 def _single_view(tree: dict[str, Any]) -> str | None:
