@@ -7,10 +7,11 @@ for the NaN and zero counts, extremes and float64 sums, then a vectorized loop c
 row's keys below twelve cuts guessed from the previous frame (frames of one chunk look
 alike): per percentile, with ``a <= b`` its two order statistics there, ``a`` and ``b + 1``
 and ``REACH`` keys (about 6 % of the value) beyond each.  Both loops compare keys as int32
-(AVX2 has no int64 min/max; the counts take 8 pixels per instruction).  The counts name the range between two cuts that holds each
-order statistic.  If it is one key (the common case: these images have few distinct values,
-so an order statistic mostly repeats the previous frame's) it is the answer; if it holds few
-keys (at most 1/8), they are gathered from the rows that hold some.  Otherwise (the first
+(AVX2 has no int64 min/max; the counts take 8 pixels per instruction).  The counts name the
+range between two cuts that holds each order statistic.  If it is one key (the common case:
+these images have few distinct values, so an order statistic mostly repeats the previous
+frame's) it is the answer; if it holds few keys (at most 1/8), they are gathered from the rows
+that hold some.  Otherwise (the first
 frame of a chunk, a frame unlike the previous one) a second pass adds each key's top 12 bits
 to a histogram, which names the bins holding the order statistics, and keeps the keys in the
 previous frame's bins (a third pass if those were others).  Radix steps over the kept keys
@@ -20,7 +21,7 @@ Measured per 512 x 512 frame on one thread (README, "How fast"), on the benchmar
 chunks: ~0.33 ms (the segment loop ~0.15 ms, the cut counts ~0.12 ms, the rest ~0.05 ms),
 against ~0.9 ms for the previous kernel (a histogram of every frame, a scalar loop of ~0.5 ms).
 A frame that falls back costs about as much as before (~1.2 ms with the third pass), and so
-does noisy, continuous-valued data (~0.75 ms).
+does noisy, continuous-valued data (~0.73 ms).
 """
 
 from __future__ import annotations
