@@ -11,9 +11,8 @@ and ``REACH`` keys (about 6 % of the value) beyond each.  Both loops compare key
 range between two cuts that holds each order statistic.  If it is one key (the common case:
 these images have few distinct values, so an order statistic mostly repeats the previous
 frame's) it is the answer; if it holds few keys (at most 1/8), they are gathered from the rows
-that hold some.  Otherwise (the first
-frame of a chunk, a frame unlike the previous one) a second pass adds each key's top 12 bits
-to a histogram, which names the bins holding the order statistics, and keeps the keys in the
+that hold some.  Otherwise (the first frame of a chunk, a frame unlike the previous one) a
+second pass adds each key's top 12 bits to a histogram, which names the bins holding the order statistics, and keeps the keys in the
 previous frame's bins (a third pass if those were others).  Radix steps over the kept keys
 narrow each order statistic down to its exact value, and ``np.percentile``'s linear
 interpolation between two of them gives each percentile.
@@ -48,12 +47,20 @@ def _key(bits):
     return bits ^ ((-(bits >> 31) & 0x7FFFFFFF) | 0x80000000)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _signed_key(i):
+    """``_key`` of a float32's bits ``i`` (int32) minus 2**31, as int32 (NaN -> the largest,
+    which no number reaches), for loops that compare 8 keys per AVX2 instruction: the
+    explicit casts keep numba from widening to int64 (AVX2 has no int64 min/max)."""
+    mask = np.int32(0x7FFFFFFF)
+    return np.int32(mask if (i & mask) > np.int32(0x7F800000) else np.int32(i ^ np.int32((i >> np.int32(31)) & mask)))
+
+
 @njit(nogil=True, cache=True, fastmath=FAST)
 def _segment(values, signed, shift):
     """NaN and zero counts, smallest and largest key, sums of ``v - shift`` and of its
-    square over a row segment (NaN left out; ``signed``: its bits as int32).  The keys are
-    compared as signed int32 (the key minus 2**31; AVX2 has no int64 min/max); the explicit
-    casts keep numba from widening them to int64."""
+    square over a row segment (NaN left out; ``signed``: its bits as int32, compared as
+    ``_signed_key``s)."""
     mask, smallest = np.int32(0x7FFFFFFF), np.int32(-0x80000000)
     nan = zeros = np.int32(0)
     low, high = mask, smallest
@@ -62,7 +69,7 @@ def _segment(values, signed, shift):
         i = signed[x]
         magnitude = np.int32(i & mask)
         is_nan = magnitude > np.int32(0x7F800000)
-        key = np.int32(mask if is_nan else np.int32(i ^ np.int32((i >> np.int32(31)) & mask)))
+        key = _signed_key(i)
         nan = np.int32(nan + is_nan)
         zeros = np.int32(zeros + (magnitude == np.int32(0)))
         low = np.int32(min(low, key))
@@ -77,16 +84,12 @@ def _segment(values, signed, shift):
 @njit(nogil=True, cache=True, fastmath=FAST)
 def _count_below(bits, cuts, below):
     """Into ``below[j]``: how many keys of a row (``bits`` as int32) are below ``cuts[j]``
-    (12 keys as signed int32: the key minus 2**31; NaN above all).  All int32 (the explicit
-    casts keep numba from widening to int64), so 8 pixels per AVX2 instruction."""
-    mask = np.int32(0x7FFFFFFF)
+    (12 ``_signed_key``s; NaN above all)."""
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = cuts[0], cuts[1], cuts[2], cuts[3], cuts[4], \
         cuts[5], cuts[6], cuts[7], cuts[8], cuts[9], cuts[10], cuts[11]
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = b8 = b9 = b10 = b11 = np.int32(0)
     for x in range(bits.size):
-        i = bits[x]
-        ordered = np.int32(i ^ np.int32((i >> np.int32(31)) & mask))
-        key = np.int32(ordered if (i & mask) <= np.int32(0x7F800000) else mask)
+        key = _signed_key(bits[x])
         b0, b1, b2 = np.int32(b0 + (key < c0)), np.int32(b1 + (key < c1)), np.int32(b2 + (key < c2))
         b3, b4, b5 = np.int32(b3 + (key < c3)), np.int32(b4 + (key < c4)), np.int32(b5 + (key < c5))
         b6, b7, b8 = np.int32(b6 + (key < c6)), np.int32(b7 + (key < c7)), np.int32(b8 + (key < c8))
