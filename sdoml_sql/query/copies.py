@@ -55,16 +55,16 @@ COPIES = (
 )
 
 
-def catalog_stamp(directory: Path, manifest: dict[str, Any], copy: Copy) -> str:
-    """A digest of what ``copy`` is computed from."""
-    digest = hashlib.sha256()
+def catalog_stamps(directory: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """Per copy's view, a digest of what it is computed from (the headers' part hashed once)."""
+    headers = hashlib.sha256()
     partitions = {key: entry.get("fingerprint") for key, entry in (manifest.get("partitions") or {}).items()}
-    digest.update(orjson.dumps([manifest.get("built_at"), partitions], option=orjson.OPT_SORT_KEYS))
-    if copy.reads_stats:
-        for path in sorted(directory.glob("frame_stats/*/*/*/*.parquet")):
-            status = path.stat()
-            digest.update(f"{path.relative_to(directory)}:{status.st_size}:{status.st_mtime_ns}".encode())
-    return digest.hexdigest()[:32]
+    headers.update(orjson.dumps([manifest.get("built_at"), partitions], option=orjson.OPT_SORT_KEYS))
+    with_stats = headers.copy()
+    for path in sorted(directory.glob("frame_stats/*/*/*/*.parquet")):
+        status = path.stat()
+        with_stats.update(f"{path.relative_to(directory)}:{status.st_size}:{status.st_mtime_ns}".encode())
+    return {copy.view: (with_stats if copy.reads_stats else headers).hexdigest()[:32] for copy in COPIES}
 
 
 def stored_stamps(directory: Path) -> dict[str, str]:
@@ -88,7 +88,7 @@ def prepare(catalog, min_frames: int | None = None) -> frozenset[str]:
     if not isinstance(catalog.directory, Path) or not catalog.directory.is_dir():
         return frozenset()
     stored = stored_stamps(catalog.directory)
-    stamps = {copy.view: catalog_stamp(catalog.directory, catalog.manifest, copy) for copy in COPIES}
+    stamps = catalog_stamps(catalog.directory, catalog.manifest)
     fresh = {view for view, stamp in stamps.items() if stored.get(view) == stamp}
     if len(fresh) == len(COPIES):
         return frozenset(fresh)
