@@ -45,3 +45,8 @@ class DatasetError(SdomlError):
 class EmptyResultWarning(UserWarning):
     """A query returned no rows and filters a catalog column on a value the catalog does not
     hold (``WHERE channel = '171'``): the warning names the value and the ones there are."""
+
+
+class CommitConflict(CatalogError):
+    """A conditional write to an object store found the object changed since it was read
+    (HTTP 412): another build took the lock or committed a manifest first."""

@@ -164,3 +164,67 @@ def test_manifest_stores_each_schema_once_and_reads_inline_keys_too(catalog_dir,
     assert read_manifest(inline) == manifest
     assert Catalog(inline).query("SELECT count(*) AS n FROM aia").to_arrow() == \
         Catalog(catalog_dir).query("SELECT count(*) AS n FROM aia").to_arrow()
+
+
+#: Bounds written as expressions DuckDB folds (issue 22): each narrows like a literal.
+EXPRESSION_QUERIES = [
+    "SELECT year, channel, idx, T_OBS FROM aia WHERE T_OBS BETWEEN TIMESTAMP '2010-08-27 01:00' "
+    "AND TIMESTAMP '2010-08-27 01:00' + INTERVAL 2 HOUR",
+    "SELECT year, channel, idx FROM aia WHERE T_OBS BETWEEN '2010-08-27 01:00'::TIMESTAMP AND "
+    "CAST('2010-08-27 03:00' AS TIMESTAMP) AND EXPTIME > 0",
+    "SELECT year, channel, idx FROM hmi WHERE T_OBS >= date_trunc('day', TIMESTAMP '2010-08-27 17:45') "
+    "AND T_OBS < date_trunc('day', TIMESTAMP '2010-08-27 17:45') + INTERVAL 3 HOUR",
+    "SELECT instrument, year, channel, idx FROM frames WHERE T_OBS >= '2019-12-31 23:00' AND "
+    "T_OBS < TIMESTAMP '2020-01-01' + to_hours(1)",
+    "SELECT count(*) AS n FROM aia WHERE T_OBS >= now() - INTERVAL 30 DAY",
+    "SELECT count(*) AS n FROM frame_times WHERE T_OBS > now() - INTERVAL 40 YEAR AND T_OBS < DATE '2010-08-28'",
+]
+
+
+def _mission_copy(catalog_dir, target, years):
+    """``catalog_dir`` copied with the 2010 partitions' manifest entries repeated under ``years``
+    (time ranges shifted by whole years), their files garbage: a query that binds or reads
+    one of them fails."""
+    from sdoml_sql.catalog_builder.location import manifest_bytes, read_manifest
+
+    shutil.copytree(catalog_dir, target)
+    manifest = read_manifest(target)
+    for key, entry in list(manifest["partitions"].items()):
+        if entry.get("year") != 2010:
+            continue
+        for year in years:
+            shifted = key.replace("year=2010", f"year={year}")
+            (target / shifted).mkdir(parents=True, exist_ok=True)
+            (target / shifted / "data.parquet").write_bytes(b"not parquet")
+            span = [f"{int(t[:4]) + year - 2010}{t[4:]}" for t in entry["time_range"]]
+            manifest["partitions"][shifted] = {**entry, "year": year, "time_range": span}
+    (target / "manifest.json").write_bytes(manifest_bytes(manifest))
+    return Catalog(target)
+
+
+@pytest.mark.parametrize("sql", EXPRESSION_QUERIES)
+def test_expression_bounds_narrow_like_literals_at_any_scale(catalog, catalog_dir, tmp_path, sql):
+    assert time_window(duckdb.connect(), sql) is not None
+    full = rows(catalog.query(f"SELECT * FROM ({sql})"))  # a subquery: no window, every file
+    assert rows(catalog.query(sql)) == full
+    # the same answer with 11 more years whose files cannot be read: the window opens the same
+    # files at 14 years as at 3, whatever form its bounds take
+    mission = _mission_copy(catalog_dir, tmp_path / "mission", [y for y in range(2011, 2024) if y not in (2019, 2020)])
+    assert rows(mission.query(sql)) == full
+    with pytest.raises(Exception, match="data.parquet"):
+        mission.query(f"SELECT * FROM ({sql})")  # proof that the extra years' files are unreadable
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM aia WHERE T_OBS > TIMESTAMP '2010-01-01' + to_days(CAST(random() * 0 AS INTEGER))",
+    "SELECT * FROM aia WHERE T_OBS > ?",
+    "SELECT * FROM aia WHERE T_OBS > T_REC - INTERVAL 1 DAY",
+])
+def test_bounds_not_constant_for_the_query_give_no_window(sql):
+    assert time_window(duckdb.connect(), sql) is None
+
+
+def test_a_volatile_bound_leaves_the_constant_one_in_force():
+    sql = ("SELECT * FROM aia WHERE T_OBS > TIMESTAMP '2010-01-01' + to_days(CAST(random() * 0 AS INTEGER)) "
+           "AND T_OBS < TIMESTAMP '2010-08-28' + INTERVAL 1 DAY")
+    assert time_window(duckdb.connect(), sql) == (("aia",), None, __import__("datetime").datetime(2010, 8, 29))

@@ -32,7 +32,8 @@ from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
 from sdoml_sql.catalog_builder import remote
 from sdoml_sql.catalog_builder.location import (
-    MANIFEST, CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest,
+    MANIFEST, CatalogLocation, is_remote, local_directory, manifest_bytes, open_location, parse_manifest,
+    read_manifest,
 )
 from sdoml_sql.stores.source import Source, open_store, resolve_url
 
@@ -176,7 +177,7 @@ def rebuild_catalog(
 def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, **options) -> BuildReport:
     if is_remote(target):
         return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
-    return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
+    return _run_build(local_directory(target), plan, **options)
 
 
 def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full: bool, progress: bool,
@@ -184,8 +185,10 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
     """Build into an object store (see :mod:`sdoml_sql.catalog_builder.remote`)."""
     started = time.perf_counter()
     report = BuildReport(catalog=location.url)
-    with remote.remote_lock(location, break_lock):
-        old = read_manifest(location) or {"partitions": {}, "sources": {}, "warnings": []}
+    with remote.remote_lock(location, break_lock) as lease:
+        raw, base_version = location.read_versioned(MANIFEST) if lease.conditional else (None, None)
+        old = (parse_manifest(raw) if raw else None) if lease.conditional else read_manifest(location)
+        old = old or {"partitions": {}, "sources": {}, "warnings": []}
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
         todo, keep = _split_changed(planned, old["partitions"], full)
@@ -205,8 +208,11 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
                 shutil.rmtree(staging, ignore_errors=True)
         new_manifest = _next_manifest(old, plan, sources, results, keep)
         report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
-        remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE)
-    return _finish_report(report, results, started)
+        remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE,
+                      lease=lease, base_version=base_version)
+    report = _finish_report(report, results, started)
+    report.warnings += [lease.warning] if lease.warning else []
+    return report
 
 
 def _finish_report(report: BuildReport, results: list[Partition], started: float) -> BuildReport:
@@ -606,7 +612,7 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
         "built_at": now_utc(),
         "sources": source_entries,
         "partitions": dict(sorted(partitions.items())),
-        "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
+        "warnings": remote.manifest_warnings(partitions),
     }
 
 

@@ -100,6 +100,44 @@ class CatalogLocation:
         self._refuse_if_read_only()
         self._remote_call("pipe_file", relative, data)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether the store offers conditional writes (S3, GCS: see
+        :mod:`sdoml_sql.catalog_builder.conditional`)."""
+        if not self.remote or self.read_only:
+            return False
+        from sdoml_sql.catalog_builder import conditional
+
+        return conditional.supported(self.fs)
+
+    def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
+        """An object's bytes and version (ETag or generation), or ``(None, None)``."""
+        from sdoml_sql.catalog_builder import conditional
+
+        return self._guarded(conditional.read, relative)
+
+    def write_if(self, relative: str, data: bytes, expected: str | None) -> str:
+        """Write one object only if it is at version ``expected`` (None: only if absent);
+        returns the new version, raises :class:`~sdoml_sql.exceptions.CommitConflict` if not."""
+        from sdoml_sql.catalog_builder import conditional
+
+        self._refuse_if_read_only()
+        return self._guarded(conditional.put, relative, data, expected=expected)
+
+    def delete_if(self, relative: str, expected: str | None) -> bool:
+        """Delete one object if it is still at version ``expected``."""
+        from sdoml_sql.catalog_builder import conditional
+
+        return bool(expected) and self._guarded(conditional.delete, relative, expected)
+
+    def _guarded(self, call, relative: str, *args, **kwargs):
+        try:
+            return call(self.source.fs, self.source.path(relative), *args, **kwargs)
+        except PermissionError as error:
+            raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
+        except (OSError, KeyError) as error:
+            raise CatalogError(f"catalog {self.url}: cannot write {relative}: {str(error).splitlines()[0][:200]}") from None
+
     def upload(self, local: Path, relative: str) -> None:
         """Copy a local file to ``relative`` (remote catalogs)."""
         self._refuse_if_read_only()
@@ -170,6 +208,12 @@ def partition_file(key: str, entry: dict[str, Any]) -> str:
     return f"{key}/{entry.get('file') or DATA_FILE}"
 
 
+def local_directory(catalog: str | os.PathLike) -> Path:
+    """The absolute directory of a local catalog given as a path or a ``file://`` URL."""
+    text = str(catalog)
+    return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve()
+
+
 def location_of(catalog) -> CatalogLocation:
     """The :class:`CatalogLocation` of an opened catalog (its ``.location``, else its ``.directory``)."""
     return getattr(catalog, "location", None) or open_location(catalog.directory)
@@ -180,10 +224,8 @@ def open_location(catalog: str | os.PathLike, *, storage_options: dict[str, Any]
                   retries: int | None = None) -> CatalogLocation:
     """The :class:`CatalogLocation` of a directory, ``file://`` URL or remote URL."""
     text = str(catalog)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
     if not is_remote(text):
-        return CatalogLocation(str(Path(text).expanduser().resolve()))
+        return CatalogLocation(str(local_directory(text)))
     from sdoml_sql.stores.source import open_store
 
     try:

@@ -27,12 +27,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes
-from sdoml_sql.exceptions import CatalogError
+from sdoml_sql.catalog_builder.location import MANIFEST, CatalogLocation, manifest_bytes, parse_manifest
+from sdoml_sql.exceptions import CatalogError, CommitConflict
 
 LOCK_OBJECT = ".lock"
 #: Seconds a build lock lives without a refresh; refreshed every third of that.
@@ -50,52 +51,129 @@ def frame_file_name(build_id: str) -> str:
     return f"data-{build_id}.parquet"
 
 
+@dataclass
+class Lease:
+    """A build's hold on the lock object: ``owner`` (host, pid, build), the lock's ``version``
+    as last written (ETag or generation; None where the store has no conditional writes),
+    ``lost`` (set when a refresh found the lock taken over: the lock expired while this
+    builder was stalled), and ``warning``, one line when the store ignores preconditions."""
+
+    owner: str
+    version: str | None = None
+    conditional: bool = False
+    lost: threading.Event = field(default_factory=threading.Event)
+    warning: str | None = None
+
+    def __str__(self) -> str:
+        return self.owner
+
+
 @contextlib.contextmanager
-def remote_lock(location: CatalogLocation, break_lock: bool = False) -> Iterator[str]:
-    """Hold the catalog's lock object for the block; yields the owner string."""
-    owner = f"{socket.gethostname()} pid {os.getpid()} build {new_build_id()}"
-    _take(location, owner, break_lock)
+def remote_lock(location: CatalogLocation, break_lock: bool = False) -> Iterator[Lease]:
+    """Hold the catalog's lock object for the block; yields the :class:`Lease` (its ``str``
+    is the owner)."""
+    lease = Lease(f"{socket.gethostname()} pid {os.getpid()} build {new_build_id()}")
+    _take(location, lease, break_lock)
     stop = threading.Event()
-    refresher = threading.Thread(target=_refresh, args=(location, owner, stop), daemon=True)
+    refresher = threading.Thread(target=_refresh, args=(location, lease, stop), daemon=True)
     refresher.start()
     try:
-        yield owner
+        yield lease
     finally:
         stop.set()
         refresher.join(timeout=5)
-        if (_read_lock(location) or {}).get("owner") == owner:
+        if lease.conditional:
+            location.delete_if(LOCK_OBJECT, lease.version)
+        elif (_read_lock(location) or {}).get("owner") == lease.owner:
             location.delete(LOCK_OBJECT)
 
 
-def _take(location: CatalogLocation, owner: str, break_lock: bool) -> None:
+def _take(location: CatalogLocation, lease: Lease, break_lock: bool) -> None:
+    """Create the lock object: create-only where the store has conditional writes (two
+    builders starting together: exactly one create succeeds); a stale lock is replaced only
+    with a compare-and-swap on the version that was read, so two breakers cannot both win."""
     held = _read_lock(location)
-    if held and held.get("expires", 0) > time.time():
-        raise CatalogError(f"catalog {location.url} is being built by {held.get('owner')} (lock until "
-                           f"{_iso(held['expires'])}); try again when it has finished")
-    if held and not break_lock:
-        raise CatalogError(f"catalog {location.url} has a stale build lock from {held.get('owner')} (expired "
-                           f"{_iso(held.get('expires', 0))}): if that build is dead, clear it with --break-lock")
-    _write_lock(location, owner)
+    if held:
+        _refuse(location, held, break_lock)
+    if not location.conditional:
+        return _write_and_check(location, lease)
+    lease.conditional = True
+    body = _lock_body(lease.owner)
+    for _ in range(3):
+        try:
+            lease.version = location.write_if(LOCK_OBJECT, body, expected=None)
+            break
+        except CommitConflict:
+            raw, held_version = location.read_versioned(LOCK_OBJECT)
+            if raw is None:
+                continue  # released in between: create it again
+            _refuse(location, _parse_lock(raw), break_lock)
+            try:
+                lease.version = location.write_if(LOCK_OBJECT, body, expected=held_version)
+                break
+            except CommitConflict:
+                raise CatalogError(f"catalog {location.url} is being built by "
+                                   f"{(_read_lock(location) or {}).get('owner')}: it broke the stale lock first") from None
+    else:
+        raise CatalogError(f"catalog {location.url}: its lock object keeps changing; try again")
+    try:  # a store that ignores If-None-Match / ifGenerationMatch lets this second create through
+        location.write_if(LOCK_OBJECT, body, expected=None)
+    except CommitConflict:
+        return None
+    lease.conditional = False
+    lease.warning = (f"catalog {location.url}: the store ignores conditional writes (If-None-Match): the lock "
+                     f"and the manifest are written without preconditions, as by sdoml-sql before 0.2")
+    return _write_and_check(location, lease)
+
+
+def _write_and_check(location: CatalogLocation, lease: Lease) -> None:
+    """A store without conditional writes: write, wait, read back (two builders within
+    ~50 ms of each other can both pass)."""
+    _write_lock(location, lease.owner)
     time.sleep(0.05)  # two builders writing at once: the last write wins, the other backs off
-    if (_read_lock(location) or {}).get("owner") != owner:
+    if (_read_lock(location) or {}).get("owner") != lease.owner:
         raise CatalogError(f"catalog {location.url} is being built by {(_read_lock(location) or {}).get('owner')}")
 
 
-def _refresh(location: CatalogLocation, owner: str, stop: threading.Event) -> None:
+def _refuse(location: CatalogLocation, held: dict[str, Any], break_lock: bool) -> None:
+    """Raise unless ``held`` (a lock read back) has expired and ``break_lock`` clears it."""
+    if held.get("expires", 0) > time.time():
+        raise CatalogError(f"catalog {location.url} is being built by {held.get('owner')} (lock until "
+                           f"{_iso(held['expires'])}); try again when it has finished")
+    if not break_lock:
+        raise CatalogError(f"catalog {location.url} has a stale build lock from {held.get('owner')} (expired "
+                           f"{_iso(held.get('expires', 0))}): if that build is dead, clear it with --break-lock")
+
+
+def _refresh(location: CatalogLocation, lease: Lease, stop: threading.Event) -> None:
     while not stop.wait(LOCK_TTL_S / 3):
         with contextlib.suppress(Exception):
-            _write_lock(location, owner)
+            if not lease.conditional:
+                _write_lock(location, lease.owner)
+                continue
+            try:
+                lease.version = location.write_if(LOCK_OBJECT, _lock_body(lease.owner), expected=lease.version)
+            except CommitConflict:
+                lease.lost.set()  # taken over after an expiry: the manifest's compare-and-swap still guards
+                return
+
+
+def _lock_body(owner: str) -> bytes:
+    return orjson.dumps({"owner": owner, "expires": time.time() + LOCK_TTL_S, "since": _iso(time.time())})
 
 
 def _write_lock(location: CatalogLocation, owner: str) -> None:
-    location.write_bytes(LOCK_OBJECT, orjson.dumps({"owner": owner, "expires": time.time() + LOCK_TTL_S,
-                                                    "since": _iso(time.time())}))
+    location.write_bytes(LOCK_OBJECT, _lock_body(owner))
 
 
 def _read_lock(location: CatalogLocation) -> dict[str, Any] | None:
     raw = location.read_bytes(LOCK_OBJECT)
+    return _parse_lock(raw) if raw else None
+
+
+def _parse_lock(raw: bytes) -> dict[str, Any]:
     try:
-        return orjson.loads(raw) if raw else None
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return {"owner": "an unreadable lock object", "expires": 0}
 
@@ -128,25 +206,133 @@ def upload_partition(location: CatalogLocation, staging: Path, partition, side_k
 
 
 def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[str, Any],
-           removed_side_keys: list[str], data_file: str) -> None:
-    """Write the manifest (the commit point), then delete frame files no reader can need.
+           removed_side_keys: list[str], data_file: str, *, lease: Lease | None = None,
+           base_version: str | None = None, derive: Callable[[dict], dict] | None = None) -> dict[str, Any]:
+    """Write the manifest (the commit point), then delete frame files no reader can need;
+    returns the manifest committed.
+
+    With a conditional lease the manifest is a compare-and-swap on ``base_version``, the
+    version of ``previous`` the build started from (None: the catalog had no manifest).  If
+    another build committed in between (its lock expired while this one was stalled), this
+    build *rebases*, as Iceberg and Delta Lake commits do: it re-reads the manifest and, when
+    the partitions and sources each build changed do not overlap, applies its own changes to
+    the new manifest and commits again; when they overlap it fails with one line, and its
+    uploads, named by no manifest, are deleted.  ``derive`` (given the manifest about to be
+    committed, every time) uploads files computed from the new catalog and returns the
+    manifest naming them.
 
     A file the previous manifest named and this one does not is *retired*: listed in the
     manifest's ``retired_files`` with the time it left, and deleted only by a later build
     once :data:`RETIRED_GRACE_S` has passed, so a reader that opened an older manifest keeps
-    its files for its query.  Files no manifest ever named (a killed build's) go at once."""
+    its files for its query.  Files no manifest names (a killed build's, or those of a build
+    still running) are deleted once :data:`ORPHAN_AGE_S` old."""
+    conditional = bool(lease and lease.conditional)
+    for attempt in range(COMMIT_ATTEMPTS):
+        listing = {path: info for instrument in FRAME_INSTRUMENTS for path, info in location.listing(instrument).items()}
+        uploaded = _named(manifest, data_file) - _named(previous, data_file) - set(listing)
+        if uploaded:
+            _discard(location, manifest, previous, data_file)
+            raise CatalogError(f"catalog {location.url}: {len(uploaded)} file(s) this build uploaded are gone "
+                               f"({sorted(uploaded)[0]}, …): it was stalled past the lock's expiry; nothing of it "
+                               f"was committed, run it again")
+        final = with_retired(derive(manifest) if derive else manifest, previous, data_file)
+        try:
+            if conditional:
+                location.write_if(MANIFEST, manifest_bytes(final), expected=base_version)
+            else:
+                location.write_bytes(MANIFEST, manifest_bytes(final))
+            break
+        except CommitConflict:
+            raw, base_version = location.read_versioned(MANIFEST)
+            current = parse_manifest(raw) if raw else {"partitions": {}, "sources": {}}
+            try:
+                manifest = rebase(location.url, manifest, previous, current)
+            except CommitConflict:
+                _discard(location, manifest, current, data_file)
+                raise
+            previous = current
+    else:
+        _discard(location, manifest, previous, data_file)
+        raise CommitConflict(f"catalog {location.url}: other builds committed {COMMIT_ATTEMPTS} times while this "
+                             f"one tried to; nothing of it was committed, run it again")
+    named, retired, now = _named(final, data_file), set(final["retired_files"]), time.time()
+    for path, info in listing.items():
+        if path.endswith(".parquet") and path not in named and path not in retired and _age(info, now) > ORPHAN_AGE_S:
+            location.delete(path)
+    for key in removed_side_keys:
+        location.delete(f"{key}/{data_file}")
+    return final
+
+
+#: Tries of a manifest commit that keeps finding another build's commit first.
+COMMIT_ATTEMPTS = 5
+#: Age (seconds) after which a frame file no manifest names is deleted by a commit: a killed
+#: build's uploads, never those of a build still running (a build stalled longer finds its
+#: files gone and commits nothing).
+ORPHAN_AGE_S = 24 * 3600.0
+
+
+def with_retired(manifest: dict[str, Any], previous: dict[str, Any], data_file: str) -> dict[str, Any]:
+    """``manifest`` with ``retired_files``: the frame files ``previous`` named (or retired) and
+    this one does not, with the time they left, for :data:`RETIRED_GRACE_S`."""
     now = time.time()
     current = _named(manifest, data_file)
     retired = {path: since for path, since in (previous.get("retired_files") or {}).items() if path not in current}
     retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
-    retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
-    location.write_bytes("manifest.json", manifest_bytes({**manifest, "retired_files": retired}))
-    for instrument in FRAME_INSTRUMENTS:
-        for path in location.listing(instrument):
-            if path.endswith(".parquet") and path not in current and path not in retired:
-                location.delete(path)
-    for key in removed_side_keys:
-        location.delete(f"{key}/{data_file}")
+    return {**manifest, "retired_files": {path: since for path, since in retired.items()
+                                          if now - since < RETIRED_GRACE_S}}
+
+
+def rebase(url: str, mine: dict[str, Any], base: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``mine`` (a manifest computed from ``base``) re-applied on ``current``, the manifest
+    another build committed since: the partitions and sources this build changed replace or
+    leave ``current``'s.  Raises :class:`CommitConflict` when both builds changed one."""
+    mine_parts, base_parts, their_parts = (m.get("partitions") or {} for m in (mine, base, current))
+    changed = _changed(mine_parts, base_parts)
+    theirs = _changed(their_parts, base_parts)
+    sources = _changed(mine.get("sources") or {}, base.get("sources") or {})
+    their_sources = _changed(current.get("sources") or {}, base.get("sources") or {})
+    overlap = sorted(changed & theirs) or sorted(f"the {name} source" for name in sources & their_sources)
+    if overlap:
+        raise CommitConflict(f"catalog {url}: another build committed {overlap[0]}"
+                             f"{f' and {len(overlap) - 1} more' if len(overlap) > 1 else ''} while this one ran; "
+                             f"nothing of this build was committed, run it again")
+    partitions = dict(their_parts)
+    for key in changed:
+        if key in mine_parts:
+            partitions[key] = mine_parts[key]
+        else:
+            partitions.pop(key, None)
+    partitions = dict(sorted(partitions.items()))
+    return {**mine, "partitions": partitions, "warnings": manifest_warnings(partitions),
+            "sources": {**(current.get("sources") or {}), **{n: mine["sources"][n] for n in sources if n in mine["sources"]}}}
+
+
+def manifest_warnings(partitions: dict[str, Any]) -> list[str]:
+    """The manifest's ``warnings``: every partition's, in key order."""
+    return [w for entry in partitions.values() for w in entry.get("warnings", [])]
+
+
+def _changed(new: dict[str, Any], old: dict[str, Any]) -> set[str]:
+    return {key for key in set(new) | set(old) if new.get(key) != old.get(key)}
+
+
+def _discard(location: CatalogLocation, manifest: dict[str, Any], current: dict[str, Any], data_file: str) -> None:
+    """Delete this build's uploads that ``current`` (the committed manifest) does not name."""
+    keep = _named(current, data_file) | set(current.get("retired_files") or {})
+    for path in _named(manifest, data_file) - keep:
+        location.delete(path)
+
+
+def _age(info: dict[str, Any], now: float) -> float:
+    """Seconds since an object was written, from its listing entry (0 if unknown)."""
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("updated")
+    if isinstance(stamp, str):
+        with contextlib.suppress(ValueError):
+            stamp = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if isinstance(stamp, dt.datetime):
+        stamp = stamp.replace(tzinfo=stamp.tzinfo or dt.timezone.utc).timestamp()
+    return now - stamp if isinstance(stamp, (int, float)) else 0.0
 
 
 def _named(manifest: dict[str, Any], data_file: str) -> set[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import MANIFEST, open_location
+from sdoml_sql.catalog_builder.location import MANIFEST, open_location, partition_file
 from sdoml_sql.exceptions import CatalogError
 
 STATE_FILE = ".sync.json"
@@ -81,10 +81,12 @@ def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = 
 
 
 def _frame_files(manifest: dict[str, Any]) -> set[str]:
-    """The frame partition files the manifest names (a remote catalog also keeps the previous
-    build's, for readers still on the previous manifest: not mirrored)."""
-    return {f"{key}/{entry.get('file') or 'data.parquet'}" for key, entry in (manifest.get("partitions") or {}).items()
-            if entry.get("instrument") in ("aia", "hmi")}
+    """The frame partition files the manifest names, and the files it retired (a remote
+    catalog keeps the previous build's for :data:`~sdoml_sql.catalog_builder.remote.RETIRED_GRACE_S`,
+    for readers still on the previous manifest: a mirror keeps them as long)."""
+    named = {partition_file(key, entry) for key, entry in (manifest.get("partitions") or {}).items()
+             if entry.get("instrument") in ("aia", "hmi")}
+    return named | set(manifest.get("retired_files") or {})
 
 
 def _identity(info: dict[str, Any]) -> str:

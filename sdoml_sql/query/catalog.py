@@ -16,6 +16,7 @@ columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``,
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
@@ -30,11 +31,11 @@ from typing import Any
 
 import duckdb
 
-from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
+from sdoml_sql.catalog_builder.location import is_remote, local_directory, open_location, open_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
 from sdoml_sql.query import copies, scans, timewindow
-from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
+from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
 
 #: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
 VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
@@ -65,15 +66,24 @@ SHELL_CATALOG_ENV = "SDOML_SHELL_CATALOG"
 # The DuckDB shell (duckdb-cli 1.5) resolves relative paths from its working directory, never
 # from the init file's location, and no SQL can learn that location (the shell reads
 # /proc/self/cmdline as an empty file). So init.sql finds its catalog when the shell starts:
-# $SDOML_SHELL_CATALOG, else the working directory if it holds a catalog; views read their
-# files under getvariable('sdoml_catalog'), bound when queried.
-LOCATE_CATALOG = f"""-- sdoml-sql views and macros. Paths are relative to the catalog directory: start the shell
--- inside it (cd CATALOG && duckdb -init init.sql), or anywhere with sdoml-sql shell --catalog CATALOG.
-SET VARIABLE sdoml_catalog = coalesce(nullif(getenv('{SHELL_CATALOG_ENV}'), ''), '.');
+# $SDOML_SHELL_CATALOG, else the working directory if it holds a catalog, else the directory
+# init.sql was written for (so `duckdb -init /data/catalog/init.sql` works from anywhere while
+# the catalog is not moved); views read their files under getvariable('sdoml_catalog'),
+# bound when queried.
+LOCATE_CATALOG = f"""-- sdoml-sql views and macros. Paths are relative to the catalog directory, found when the
+-- shell starts: $SDOML_SHELL_CATALOG (sdoml-sql shell --catalog CATALOG sets it), else the working
+-- directory (cd CATALOG && duckdb -init init.sql), else the directory this file was written for.
+SET VARIABLE sdoml_catalog = CASE
+    WHEN nullif(getenv('{SHELL_CATALOG_ENV}'), '') IS NOT NULL THEN getenv('{SHELL_CATALOG_ENV}')
+    WHEN (SELECT count(*) FROM glob('./manifest.json')) > 0 THEN '.'
+    ELSE '{{written}}' END;
 SET VARIABLE sdoml_catalog_found = CASE
     WHEN (SELECT count(*) FROM glob(getvariable('sdoml_catalog') || '/manifest.json')) > 0 THEN true
-    ELSE error('no sdoml-sql catalog in ' || getvariable('sdoml_catalog') || ': start the shell inside the '
-               || 'catalog directory (cd CATALOG && duckdb -init init.sql) or run sdoml-sql shell --catalog CATALOG')
+    WHEN nullif(getenv('{SHELL_CATALOG_ENV}'), '') IS NOT NULL
+    THEN error('no sdoml-sql catalog in ' || getvariable('sdoml_catalog') || ' ($SDOML_SHELL_CATALOG)')
+    ELSE error('no sdoml-sql catalog in . nor in ' || getvariable('sdoml_catalog') || ' (where init.sql was written): '
+               || 'start the shell inside the catalog directory (cd CATALOG && duckdb -init init.sql) or run '
+               || 'sdoml-sql shell --catalog CATALOG')
     END;"""
 
 #: The catalog directory in relocatable view SQL (spliced into a quoted path: '{catalog}/aia/…').
@@ -229,7 +239,7 @@ class Catalog:
         """Every view and macro as one SQL script.  ``relocatable=True`` gives what
         ``init.sql`` holds: paths relative to the catalog directory, found when the shell
         starts (:data:`LOCATE_CATALOG`), so a copied or moved catalog keeps working."""
-        locate = [LOCATE_CATALOG] if relocatable else []
+        locate = [render(LOCATE_CATALOG, written=sql_string(self.directory.as_posix()))] if relocatable else []
         return "\n".join(locate + self._view_statements(relocatable) + [read_sql("macros.sql")])
 
     def _view_statements(self, relocatable: bool = False) -> list[str]:
@@ -378,6 +388,8 @@ class Catalog:
                 return _empty_arrow() if arrow else None
             return result.to_arrow_table() if arrow else (result.description, _python_rows(result))
         except duckdb.Error as error:
+            with contextlib.suppress(duckdb.Error):
+                cursor.execute("ROLLBACK")  # the window's transaction, if any: the error is the query's
             if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
                 raise QueryError(f"query stopped at its time limit of {limit:g} s "
                                  f"(timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
@@ -394,7 +406,10 @@ class Catalog:
         neither bound nor opened, so the cost does not grow with the years catalogued."""
         narrowable = {view: instruments for view, instruments in timewindow.TIMED_VIEWS.items()
                       if view not in self._copies}  # a copy is one time-sorted file already
-        window = timewindow.time_window(parser(), sql, narrowable)
+        if not timewindow.may_narrow(sql, narrowable):
+            return
+        cursor.execute("BEGIN TRANSACTION")  # now() in a bound: the window's is the query's
+        window = timewindow.time_window(cursor, sql, narrowable)
         if window is None:
             return
         instruments, first, last = window
@@ -617,7 +632,7 @@ def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
     if isinstance(catalog, Catalog):
         return catalog
     catalog = catalog if catalog is not None else default_catalog_dir()
-    directory = str(catalog) if is_remote(catalog) else Path(catalog).expanduser().resolve()
+    directory = str(catalog) if is_remote(catalog) else local_directory(catalog)
     if directory not in _DEFAULT:
         _DEFAULT[directory] = Catalog(directory)
     return _DEFAULT[directory]

@@ -4,13 +4,20 @@ DuckDB skips a Parquet file without opening it only for a filter on the hive col
 (``year``, ``channel``); a filter on ``T_OBS`` opens every file to read its row-group
 statistics, so its cost grows with the number of partitions.  For a query of the common
 shape — one ``SELECT`` from ``aia``, ``hmi``, ``frames`` or ``frame_times``, no subquery, no
-CTE, with ``T_OBS`` compared to constants in its top-level ``WHERE`` (``BETWEEN``, ``<``,
+CTE, with ``T_OBS`` compared to bounds in its top-level ``WHERE`` (``BETWEEN``, ``<``,
 ``<=``, ``>``, ``>=``, ``=``, joined by ``AND``) — :func:`time_window` reads the bounds from
-DuckDB's own parse tree (``json_serialize_sql``).  :meth:`Catalog._run` then shadows the
-views, for that query only, with temporary views that scan only the partitions of the years
-whose time range (manifest ``time_range``) meets the window, typed like the full views, so
-neither binding nor reading touches other years.  Every row the query can see meets its own
-``T_OBS`` filter, so the answer is the same; any other shape runs on the full views.
+DuckDB's own parse tree (``json_serialize_sql``).  A bound may be any expression that is
+constant for the query: a literal, ``TIMESTAMP '…' + INTERVAL 7 DAY``, ``'…'::TIMESTAMP``,
+``date_trunc('month', DATE '…')``, ``now() - INTERVAL 30 DAY``; it is one that refers to no
+column, no subquery, no parameter and no volatile function (``random()``; DuckDB's own
+``duckdb_functions().stability``).  DuckDB itself folds it: the expression is turned back into
+SQL (``json_deserialize_sql``) and evaluated as ``SELECT`` on the query's own connection, in the
+query's transaction (``now()`` is the transaction's start), then cast to ``TIMESTAMP`` as the
+comparison with ``T_OBS`` casts it.  :meth:`Catalog._run` then shadows the views, for that
+query only, with temporary views that scan only the partitions of the years whose time range
+(manifest ``time_range``) meets the window, typed like the full views, so neither binding nor
+reading touches other years.  Every row the query can see meets its own ``T_OBS`` filter, so
+the answer is the same; any other shape runs on the full views.
 """
 
 from __future__ import annotations
@@ -30,26 +37,36 @@ _FLIP = {"COMPARE_GREATERTHAN": "COMPARE_LESSTHAN", "COMPARE_GREATERTHANOREQUALT
          "COMPARE_EQUAL": "COMPARE_EQUAL"}
 
 
-def time_window(parser, sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS,
+def time_window(connection, sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS,
                 ) -> tuple[tuple[str, ...], dt.datetime | None, dt.datetime | None] | None:
     """``(instruments, first, last)`` that every row of ``sql`` lies within, or None.
 
-    ``parser`` is a DuckDB connection (it only parses and casts constants); ``views``: the
-    views a window may narrow, each with its instrument views (default :data:`TIMED_VIEWS`)."""
+    ``connection`` is a DuckDB connection: it parses the query and evaluates its bounds (the
+    query's own cursor, so that ``now()`` is the query's); ``views``: the views a window may
+    narrow, each with its instrument views (default :data:`TIMED_VIEWS`)."""
     try:
-        tree = orjson.loads(parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        tree = orjson.loads(connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     except Exception:  # noqa: BLE001 - no window: the query runs on the full views
         return None
     view = _single_view(tree)
     if view not in views:
         return None
     where = tree["statements"][0]["node"].get("where_clause")
-    bounds = [bound for term in _conjuncts(where) for bound in _bounds(term)]
-    firsts = [_timestamp(parser, v) for kind, v in bounds if kind in ("first", "both")]
-    lasts = [_timestamp(parser, v) for kind, v in bounds if kind in ("last", "both")]
-    if None in firsts or None in lasts or not (firsts or lasts):
+    volatile = _volatile(connection)
+    bounds = [(kind, node) for term in _conjuncts(where) for kind, node in _bounds(term) if _constant(node, volatile)]
+    if not bounds:
+        return None
+    firsts = [_timestamp(connection, node) for kind, node in bounds if kind in ("first", "both")]
+    lasts = [_timestamp(connection, node) for kind, node in bounds if kind in ("last", "both")]
+    if None in firsts or None in lasts:
         return None
     return views[view], max(firsts, default=None), min(lasts, default=None)
+
+
+def may_narrow(sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS) -> bool:
+    """A cheap first look: whether ``sql`` names one of ``views`` and ``T_OBS`` at all."""
+    text = sql.lower()
+    return "t_obs" in text and any(view in text for view in views)
 
 
 def _single_view(tree: dict[str, Any]) -> str | None:
@@ -81,30 +98,58 @@ def _is_t_obs(node: dict[str, Any]) -> bool:
     return node.get("class") == "COLUMN_REF" and node["column_names"][-1].upper() == "T_OBS"
 
 
-def _constant(node: dict[str, Any]) -> str | None:
-    if node.get("class") == "CAST":
-        node = node.get("child") or {}
-    if node.get("class") == "CONSTANT" and node["literal"].get("kind") == "STRING":
-        return node["literal"].get("text")
-    return None
-
-
-def _bounds(term: dict[str, Any]) -> list[tuple[str, str]]:
-    """``("first" | "last" | "both", constant text)`` of a term bounding T_OBS (none: [])."""
+def _bounds(term: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``("first" | "last" | "both", bound expression)`` of a term bounding T_OBS (none: [])."""
     if term.get("type") == "COMPARE_BETWEEN" and _is_t_obs(term["input"]):
-        low, high = _constant(term["lower"]), _constant(term["upper"])
-        return [("first", low), ("last", high)] if low and high else []
+        return [("first", term["lower"]), ("last", term["upper"])]
     if term.get("class") != "COMPARISON":
         return []
     kind, left, right = term.get("type"), term.get("left", {}), term.get("right", {})
     if _is_t_obs(right):
         kind, left, right = _FLIP.get(kind), right, left
-    value = _constant(right) if _is_t_obs(left) else None
-    if value is None or kind not in _LOWER | _UPPER | {"COMPARE_EQUAL"}:
+    if not _is_t_obs(left) or kind not in _LOWER | _UPPER | {"COMPARE_EQUAL"}:
         return []
-    return [("first" if kind in _LOWER else "last" if kind in _UPPER else "both", value)]
+    return [("first" if kind in _LOWER else "last" if kind in _UPPER else "both", right)]
 
 
-def _timestamp(parser, text: str) -> dt.datetime | None:
-    row = parser.execute("SELECT TRY_CAST(? AS TIMESTAMP)", [text]).fetchone()
-    return row[0] if row else None
+#: Parse-tree classes whose value is not the same for every row of a query.
+_NOT_CONSTANT = {"COLUMN_REF", "SUBQUERY", "PARAMETER", "STAR", "LAMBDA", "WINDOW", "LAMBDA_REF"}
+
+
+def _constant(node: Any, volatile: frozenset[str]) -> bool:
+    """Whether a parse-tree expression is constant for the query: no column, subquery,
+    parameter, and no volatile function anywhere in it."""
+    if isinstance(node, list):
+        return all(_constant(child, volatile) for child in node)
+    if not isinstance(node, dict):
+        return True
+    if node.get("class") in _NOT_CONSTANT:
+        return False
+    if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in volatile:
+        return False
+    return all(_constant(child, volatile) for child in node.values())
+
+
+_VOLATILE: frozenset[str] | None = None
+
+
+def _volatile(connection) -> frozenset[str]:
+    """Names of DuckDB's volatile functions (``random``, ``uuid``, ``nextval`` …), read once."""
+    global _VOLATILE
+    if _VOLATILE is None:
+        rows = connection.execute("SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+                                  "WHERE stability = 'VOLATILE'").fetchall()
+        _VOLATILE = frozenset(r[0] for r in rows)
+    return _VOLATILE
+
+
+def _timestamp(connection, node: dict[str, Any]) -> dt.datetime | None:
+    """The bound expression evaluated by DuckDB and cast to TIMESTAMP (None if it is not a time)."""
+    select = orjson.loads(connection.execute("SELECT json_serialize_sql('SELECT NULL')").fetchone()[0])
+    select["statements"][0]["node"]["select_list"] = [node]
+    try:
+        text = connection.execute("SELECT json_deserialize_sql(?)", [orjson.dumps(select).decode()]).fetchone()[0]
+        row = connection.execute(f"SELECT TRY_CAST(bound AS TIMESTAMP) FROM ({text}) AS b(bound)").fetchone()
+    except Exception:  # noqa: BLE001 - not a time DuckDB can evaluate: no window
+        return None
+    return row[0] if row and isinstance(row[0], dt.datetime) else None
