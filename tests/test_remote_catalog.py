@@ -178,7 +178,8 @@ def test_a_windowed_query_reads_only_its_years_files_of_a_remote_catalog(s3_remo
         proxy.stop()
 
 
-def test_sync_is_incremental_atomic_and_the_mirror_answers_the_same(writable, catalog, sample_paths, tmp_path):
+def test_sync_is_incremental_atomic_and_keeps_the_retired_files(writable, catalog, sample_paths, tmp_path,
+                                                                 monkeypatch):
     from sdoml_sql.catalog_builder.sync import sync_catalog
 
     url = catalog_url(writable, "synced")
@@ -190,12 +191,20 @@ def test_sync_is_incremental_atomic_and_the_mirror_answers_the_same(writable, ca
     assert answers(Catalog(mirror)) == answers(catalog)
     again = sync_catalog(url, mirror, progress=False)
     assert again.downloaded == [] and again.bytes == 0 and len(again.unchanged) == len(first.downloaded)
+    older = Catalog(mirror)  # a reader of the mirror opened on the first manifest
+    first_files = {f"{k}/{e['file']}" for k, e in read_manifest(url)["partitions"].items() if "file" in e}
     rebuild_catalog(url, progress=False, full=True)
     third = sync_catalog(url, mirror, progress=False)
     frames = [p for p in third.downloaded if p.startswith(("aia/", "hmi/"))]
-    assert frames and len(third.removed) == len(frames)
-    assert answers(Catalog(mirror)) == answers(catalog)
+    assert frames and third.removed == []  # the retired files stay, as in the bucket, for readers like `older`
+    assert all((mirror / path).is_file() for path in first_files)
+    assert answers(Catalog(mirror)) == answers(catalog) == answers(older)
     assert not [p for p in mirror.rglob("*") if ".sync-" in p.name]
+    monkeypatch.setattr(remote_build, "RETIRED_GRACE_S", 0.0)  # the next build retires them for good
+    rebuild_catalog(url, progress=False, full=True)
+    fourth = sync_catalog(url, mirror, progress=False)
+    assert sorted(fourth.removed) == sorted(first_files | set(frames))
+    assert answers(Catalog(mirror)) == answers(catalog)
 
 
 def test_distributed_build_into_s3_without_a_shared_disk(s3_remote, catalog, sample_paths, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ generation on GCS.
   ``put_object`` (``call_s3``), which also returns the new ETag.
 - **GCS**: ``ifGenerationMatch=0`` and ``ifGenerationMatch=<generation>``.  gcsfs's
   ``pipe_file`` knows only the first (``mode="create"``) and returns no generation, so both go
-  as one JSON API media upload through gcsfs's own session (credentials, billing project,
+  as one JSON API multipart upload through gcsfs's own session (credentials, billing project,
   retries), whose answer is the new object with its generation.
 
 A failed precondition (HTTP 412) raises :class:`~sdoml_sql.exceptions.CommitConflict`.  Any
@@ -18,7 +18,9 @@ other store (a local directory has ``flock``; ``https://`` is read-only) has no 
 
 from __future__ import annotations
 
+import json
 import urllib.parse
+import uuid
 
 from sdoml_sql.exceptions import CommitConflict
 
@@ -75,8 +77,8 @@ def put(fs, path: str, data: bytes, *, expected: str | None) -> str:
     condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
     try:
         answer = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
-    except (FileExistsError, OSError) as error:
-        if isinstance(error, FileExistsError) or "412" in str(error) or "precondition" in str(error).lower():
+    except OSError as error:  # s3fs: FileExistsError for If-None-Match, OSError(EINVAL) for If-Match
+        if isinstance(error, FileExistsError) or _precondition_failed(error):
             raise CommitConflict(f"{path} is not at the version this build started from") from None
         raise
     finally:
@@ -84,12 +86,22 @@ def put(fs, path: str, data: bytes, *, expected: str | None) -> str:
     return str(answer["ETag"])
 
 
+def _precondition_failed(error: OSError) -> bool:
+    """Whether s3fs's error is botocore's ``PreconditionFailed`` (HTTP 412)."""
+    cause = getattr(error.__cause__, "response", None) or {}
+    return (cause.get("Error", {}).get("Code") == "PreconditionFailed"
+            or cause.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+
+
 def _put_gcs(fs, path: str, data: bytes, expected: str | None) -> str:
     bucket, key, _ = fs.split_path(path)
     url = f"{fs._location}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o"
-    try:
-        answer = fs.call("POST", url, uploadType="media", name=key, ifGenerationMatch=expected or "0",
-                         data=data, headers={"Content-Type": "application/octet-stream"}, json_out=True)
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps({'name': key})}\r\n"
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--".encode()
+    try:  # a multipart upload: the name in its metadata part (fake-gcs-server checks preconditions only there)
+        answer = fs.call("POST", url, uploadType="multipart", ifGenerationMatch=expected or "0", data=body,
+                         headers={"Content-Type": f'multipart/related; boundary="{boundary}"'}, json_out=True)
     except FileExistsError:  # gcsfs's name for HTTP 412
         raise CommitConflict(f"{path} is not at the version this build started from") from None
     finally:
@@ -98,22 +110,20 @@ def _put_gcs(fs, path: str, data: bytes, expected: str | None) -> str:
 
 
 def delete(fs, path: str, expected: str) -> bool:
-    """Delete ``path`` if it is still at version ``expected``; False if it was not.  GCS checks
-    on the server (``ifGenerationMatch``); on S3 the version is checked, then the object deleted
-    (a conditional ``DeleteObject`` is not offered by every S3 service)."""
-    if _is_gcs(fs):
-        bucket, key, _ = fs.split_path(path)
-        try:
-            fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=expected)
-        except (FileExistsError, FileNotFoundError):
-            return False
-        finally:
-            fs.invalidate_cache(path)
-        return True
+    """Delete ``path`` if it is still at version ``expected``; False if it was not.  The version
+    is checked, then the object deleted; GCS checks again on the server (``ifGenerationMatch``;
+    fake-gcs-server 1.54 does not), S3 does not (a conditional ``DeleteObject`` is not offered by
+    every S3 service)."""
     if version(fs, path) != expected:
         return False
     try:
-        fs.rm_file(path)
-    except FileNotFoundError:
+        if _is_gcs(fs):
+            bucket, key, _ = fs.split_path(path)
+            fs.call("DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=expected)
+        else:
+            fs.rm_file(path)
+    except (FileExistsError, FileNotFoundError):
         return False
+    finally:
+        fs.invalidate_cache(path)
     return True

@@ -224,12 +224,13 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     A file the previous manifest named and this one does not is *retired*: listed in the
     manifest's ``retired_files`` with the time it left, and deleted only by a later build
     once :data:`RETIRED_GRACE_S` has passed, so a reader that opened an older manifest keeps
-    its files for its query.  Files no manifest names (a killed build's, or those of a build
+    its files for its query.  Files no manifest named (a killed build's, or those of a build
     still running) are deleted once :data:`ORPHAN_AGE_S` old."""
     conditional = bool(lease and lease.conditional)
     for attempt in range(COMMIT_ATTEMPTS):
         listing = {path: info for instrument in FRAME_INSTRUMENTS for path, info in location.listing(instrument).items()}
-        uploaded = _named(manifest, data_file) - _named(previous, data_file) - set(listing)
+        uploaded = {path for path in _named(manifest, data_file) - _named(previous, data_file) - set(listing)
+                    if path.startswith(tuple(f"{i}/" for i in FRAME_INSTRUMENTS))}
         if uploaded:
             _discard(location, manifest, previous, data_file)
             raise CatalogError(f"catalog {location.url}: {len(uploaded)} file(s) this build uploaded are gone "
@@ -255,9 +256,10 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
         _discard(location, manifest, previous, data_file)
         raise CommitConflict(f"catalog {location.url}: other builds committed {COMMIT_ATTEMPTS} times while this "
                              f"one tried to; nothing of it was committed, run it again")
-    named, retired, now = _named(final, data_file), set(final["retired_files"]), time.time()
+    keep, now = _named(final, data_file) | set(final["retired_files"]), time.time()
+    committed = _named(previous, data_file) | set(previous.get("retired_files") or {})  # past their grace now
     for path, info in listing.items():
-        if path.endswith(".parquet") and path not in named and path not in retired and _age(info, now) > ORPHAN_AGE_S:
+        if path.endswith(".parquet") and path not in keep and (path in committed or _age(info, now) > ORPHAN_AGE_S):
             location.delete(path)
     for key in removed_side_keys:
         location.delete(f"{key}/{data_file}")
