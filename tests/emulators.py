@@ -239,6 +239,10 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self.bytes_sent = 0  # response bodies passed to clients since the last clear()
+        #: Forward requests without their preconditions (S3 If-None-Match / If-Match, GCS
+        #: ifGenerationMatch), as a store that ignores them would; counted in ``stripped``.
+        self.strip_preconditions = False
+        self.stripped = 0
         self.lock = threading.Lock()
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -317,7 +321,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-            connection.request(self.command, self.path, body=body or None, headers=headers)
+            path = self.path
+            if self.proxy.strip_preconditions:
+                path, headers = self._without_preconditions(path, headers)
+            connection.request(self.command, path, body=body or None, headers=headers)
             response = connection.getresponse()
             data = response.read()
             kept = {k: v for k, v in response.getheaders()
@@ -325,6 +332,17 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return response.status, kept, data
         finally:
             connection.close()
+
+    def _without_preconditions(self, path: str, headers: dict) -> tuple[str, dict]:
+        parts = urllib.parse.urlsplit(path)
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                 if k not in ("ifGenerationMatch", "ifGenerationNotMatch")]
+        kept = {k: v for k, v in headers.items() if k.lower() not in ("if-none-match", "if-match")}
+        stripped = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        if stripped != path or len(kept) != len(headers):
+            with self.proxy.lock:
+                self.proxy.stripped += 1
+        return stripped, kept
 
     def _answer(self, status: int, headers: dict, data: bytes, send: int | None = None):
         try:
