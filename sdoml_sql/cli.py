@@ -208,7 +208,7 @@ def _split(text: str | None) -> list[str] | None:
 def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, break_lock, mirror,
           billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog."""
-    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.workflows import build_catalog
 
     with _client(scheduler) as client:
         report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
@@ -246,7 +246,7 @@ def _client(scheduler: str | None):
 @with_access_options
 def rebuild(catalog, full, read_ahead, quiet, billing_project, sources, break_lock):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
-    from sdoml_sql.catalog_builder.build import rebuild_catalog
+    from sdoml_sql.workflows import rebuild_catalog
 
     report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=not quiet,
                              read_ahead=read_ahead, billing_project=billing_project, break_lock=break_lock)
@@ -460,7 +460,7 @@ def plot(sql, output, catalog, lines, row):
 @with_access_options
 def stats(catalog, years, channels, full, workers, quiet, scheduler):
     """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality)."""
-    from sdoml_sql.quality.stats import compute_frame_stats
+    from sdoml_sql.workflows import compute_frame_stats
 
     with _client(scheduler) as client:
         report = compute_frame_stats(catalog, years=_split(years), channels=_split(channels), full=full,

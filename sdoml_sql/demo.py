@@ -60,7 +60,7 @@ def run(outdir: str | Path) -> dict[str, Path]:
     """Run the demo into ``outdir``; return the paths of its outputs."""
     from dask.diagnostics import ProgressBar
 
-    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.workflows import build_catalog
     from sdoml_sql.query.catalog import Catalog
     from sdoml_sql.fetch.eve import plot_eve
     from sdoml_sql.fetch import plan

@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 import pyarrow as pa
@@ -95,6 +95,7 @@ def build_catalog(
     billing_project: str | None = None,
     mirror: str | None = None,
     break_lock: bool = False,
+    derive: Callable[[CatalogLocation, dict], dict] | None = None,
 ) -> BuildReport:
     """Harvest the named stores (URLs or preset names) into the catalog directory.
 
@@ -105,8 +106,12 @@ def build_catalog(
     harvest over its workers, which must see a local catalog directory (a shared filesystem);
     into an object store they need no shared disk.  ``catalog`` may be an ``s3://`` or
     ``gs://`` prefix (see :mod:`sdoml_sql.catalog_builder.remote`; ``break_lock`` clears the
-    expired lock of a build that died).  Raises :class:`HarvestError`, :class:`StoreError` or
-    :class:`CatalogError`; the catalog is then unchanged.
+    expired lock of a build that died).  ``derive(location, manifest)`` is called at the
+    commit, the new partition files in place and before the manifest is written (again if a
+    remote commit rebases): it writes files computed from the new catalog and returns the
+    manifest to commit (:func:`sdoml_sql.build_catalog` passes the query stage's materialized
+    copies, :func:`sdoml_sql.query.catalog.derive_copies`).  Raises :class:`HarvestError`,
+    :class:`StoreError` or :class:`CatalogError`; the catalog is then unchanged.
     """
     requests = {name: absolute_local(url, mirror) for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
@@ -120,7 +125,7 @@ def build_catalog(
         for name, url in requests.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, derive=derive)
 
 
 def absolute_local(url: str, mirror: str | None = None) -> str:
@@ -145,13 +150,14 @@ def rebuild_catalog(
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     break_lock: bool = False,
+    derive: Callable[[CatalogLocation, dict], dict] | None = None,
 ) -> BuildReport:
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
     ``full=True`` rewrites every partition.  ``sources`` re-points instruments to stores that
     moved (``{"aia": "/new/place/sdomlv2_small.zarr"}``); the manifest records the new place.
-    ``catalog`` may be remote, as for :func:`build_catalog`.
+    ``catalog`` may be remote, and ``derive`` is called at the commit, as for :func:`build_catalog`.
     """
     target = catalog if catalog else default_catalog_dir()
     manifest = read_manifest(target)
@@ -169,7 +175,7 @@ def rebuild_catalog(
         for name, entry in known.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, derive=derive)
 
 
 # --- the build -----------------------------------------------------------------------------
@@ -181,7 +187,7 @@ def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, **options
 
 
 def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full: bool, progress: bool,
-                      read_ahead: int | None, client=None, break_lock: bool = False) -> BuildReport:
+                      read_ahead: int | None, client=None, break_lock: bool = False, derive=None) -> BuildReport:
     """Build into an object store (see :mod:`sdoml_sql.catalog_builder.remote`)."""
     started = time.perf_counter()
     report = BuildReport(catalog=location.url)
@@ -209,7 +215,8 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
         new_manifest = _next_manifest(old, plan, sources, results, keep)
         report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
         remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE,
-                      lease=lease, base_version=base_version)
+                      lease=lease, base_version=base_version,
+                      derive=(lambda manifest: derive(location, manifest)) if derive else None)
     report = _finish_report(report, results, started)
     report.warnings += [lease.warning] if lease.warning else []
     return report
@@ -225,7 +232,7 @@ def _finish_report(report: BuildReport, results: list[Partition], started: float
 
 
 def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: bool, read_ahead: int | None,
-               client=None) -> BuildReport:
+               client=None, derive=None) -> BuildReport:
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
@@ -245,6 +252,8 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
             new_manifest = _next_manifest(old, plan, sources, results, keep)
             report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
             _swap_in(directory, staging, results, report.removed)
+            if derive:
+                new_manifest = derive(open_location(directory), new_manifest)
             _write_manifest(directory, new_manifest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

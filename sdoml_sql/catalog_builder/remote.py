@@ -228,7 +228,8 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     still running) are deleted once :data:`ORPHAN_AGE_S` old."""
     conditional = bool(lease and lease.conditional)
     for attempt in range(COMMIT_ATTEMPTS):
-        listing = {path: info for instrument in FRAME_INSTRUMENTS for path, info in location.listing(instrument).items()}
+        listing = {path: info for folder in _collected_folders(previous, manifest)
+                   for path, info in location.listing(folder).items()}
         uploaded = {path for path in _named(manifest, data_file) - _named(previous, data_file) - set(listing)
                     if path.startswith(tuple(f"{i}/" for i in FRAME_INSTRUMENTS))}
         if uploaded:
@@ -338,7 +339,16 @@ def _age(info: dict[str, Any], now: float) -> float:
 
 
 def _named(manifest: dict[str, Any], data_file: str) -> set[str]:
-    return {_frame_path(key, entry, data_file) for key, entry in (manifest.get("partitions") or {}).items()}
+    """Files the manifest names: its partitions' and its materialized copies' (``copies``)."""
+    return ({_frame_path(key, entry, data_file) for key, entry in (manifest.get("partitions") or {}).items()}
+            | {entry["file"] for entry in (manifest.get("copies") or {}).values() if entry.get("file")})
+
+
+def _collected_folders(*manifests: dict[str, Any]) -> list[str]:
+    """Folders whose files a commit collects: the frame instruments' and the copies'."""
+    copies = {entry["file"].split("/", 1)[0] for m in manifests for entry in (m.get("copies") or {}).values()
+              if entry.get("file")}
+    return [*FRAME_INSTRUMENTS, *sorted(copies)]
 
 
 def _frame_path(key: str, entry: dict[str, Any], data_file: str) -> str:

@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sdoml_sql.catalog_builder.location import is_remote
+from sdoml_sql.catalog_builder.location import is_remote, open_location
 from sdoml_sql.catalog_builder.build import (
     DATA_FILE, STAGING_DIR, exclusive, fingerprint, now_utc, open_source, read_manifest, write_parquet,
 )
@@ -113,6 +113,7 @@ def compute_frame_stats(
     progress: bool = True,
     client=None,
     workers: int | None = None,
+    derive=None,
 ) -> StatsReport:
     """Compute per-frame pixel statistics for the catalog's AIA and HMI arrays.
 
@@ -124,6 +125,9 @@ def compute_frame_stats(
     core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
     unknown year or channel, headers out of date) or :class:`StoreError` /
     :class:`FetchError` (a store or chunk that cannot be read); finished partitions stay.
+    ``derive(location, manifest)``, called under the lock once partitions were written,
+    rewrites what is computed from them (:func:`sdoml_sql.compute_frame_stats` passes the
+    query stage's materialized copies, :func:`sdoml_sql.query.catalog.derive_copies`).
     """
     started = time.perf_counter()
     directory = catalog_directory(catalog)
@@ -143,6 +147,8 @@ def compute_frame_stats(
             _run(todo, staging, directory, report, progress, client, workers)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        if derive and report.written:
+            derive(open_location(directory), manifest)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -166,18 +166,30 @@ class Catalog:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.location = open_location(directory if directory is not None else default_catalog_dir(),
-                                      storage_options={"skip_instance_cache": True})
+        location = open_location(directory if directory is not None else default_catalog_dir(),
+                                 storage_options={"skip_instance_cache": True})
+        self._settle(location, open_manifest(location))
+        self._copies = copies.prepare(self)
+        self._connection = self.connect()
+
+    def _settle(self, location, manifest: dict[str, Any]) -> None:
+        self.location = location
         if self.location.remote:
             _read_in_small_blocks(self.location.fs)
         # a local catalog's directory (Path); a remote one's URL (str)
         self.directory = self.location.url if self.location.remote else self.location.directory
-        self.manifest = open_manifest(self.location)
+        self.manifest = manifest
         self._lock = threading.Lock()
         self._sources: dict[str, Any] = {}
-        self._copies: frozenset[str] = frozenset()  # the live views, while the copies are written
-        self._copies = copies.prepare(self)
-        self._connection = self.connect()
+        self._copies: dict[str, str] = {}  # {view: copy file}; the live views while copies are written
+
+    @classmethod
+    def pending(cls, location, manifest: dict[str, Any]) -> "Catalog":
+        """The catalog ``manifest`` describes before it is committed (its files in place), on
+        the live views, without a connection: what :func:`copies.derive` computes copies from."""
+        catalog = cls.__new__(cls)
+        catalog._settle(location, manifest)
+        return catalog
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r})"
@@ -204,7 +216,7 @@ class Catalog:
         if view in MANIFEST_VIEWS and not empty:
             return render(read_sql(name), **self._manifest_scans(view, base))
         return render(read_sql(name), catalog=base, frames_columns=frames_columns,
-                      year_slack=str(self._year_slack))
+                      year_slack=str(self._year_slack), copy_file=sql_string(self._copies.get(view, "")))
 
     def _manifest_scans(self, view: str, base: str) -> dict[str, str]:
         """The placeholders of a view read from the manifest's partitions (query/scans.py);
@@ -513,6 +525,13 @@ def _locator(base: str):
     """A function from a path relative to the catalog to the inside of the SQL string literal
     that names it under ``base`` (itself the inside of a literal, or an SQL expression splice)."""
     return lambda relative: f"{base}/{sql_string(relative)}"
+
+
+def derive_copies(location, manifest: dict[str, Any], min_frames: int | None = None) -> dict[str, Any]:
+    """The materialized copies of the catalog ``manifest`` describes, written before it is
+    committed (:func:`sdoml_sql.query.copies.derive` on :meth:`Catalog.pending`); returns the
+    manifest to commit.  The ``derive`` of the builder's and the stats pass's commits."""
+    return copies.derive(Catalog.pending(location, manifest), min_frames)
 
 
 def query_time_limit(timeout: float | None = None) -> float | None:
