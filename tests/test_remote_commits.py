@@ -236,3 +236,37 @@ def test_a_store_that_ignores_preconditions_is_named_in_one_line(writable, sampl
         assert_catalog_is(url, {"hmi"}, expected)
     finally:
         proxy.stop()
+
+
+COPY_QUERIES = [
+    "SELECT * FROM frame_times ORDER BY ALL",
+    "SELECT * FROM nearest('hmi', 'Bz', '2010-08-27', '2010-08-28', INTERVAL 12 minutes, INTERVAL 3 minutes)",
+    "SELECT * FROM frame_quality ORDER BY instrument, year, channel, idx",
+]
+
+
+def test_remote_catalogs_get_their_copies_at_the_commit_and_read_them_in_place(writable, sample_paths, catalog,
+                                                                              monkeypatch):
+    import sdoml_sql
+    from sdoml_sql.query import copies
+
+    monkeypatch.setattr(copies, "MIN_FRAMES", 0)  # as if the catalog were big
+    url = catalog_url(writable, "copies")
+    sdoml_sql.build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]), catalog=url, progress=False)
+    manifest = read_manifest(url)
+    files = open_location(url).listing()
+    assert set(manifest["copies"]) == {"frame_times", "frame_quality"}
+    assert all(entry["file"] in files for entry in manifest["copies"].values())
+    written = copies.write
+    monkeypatch.setattr(copies, "write", lambda *a, **k: pytest.fail("a copy written when the catalog was opened"))
+    opened = Catalog(url)
+    assert opened._copies == {view: entry["file"] for view, entry in manifest["copies"].items()}
+    expected = [catalog.query(sql).to_arrow().to_pylist() for sql in COPY_QUERIES]
+    assert [opened.query(sql).to_arrow().to_pylist() for sql in COPY_QUERIES] == expected
+    monkeypatch.setattr(copies, "write", written)
+    sdoml_sql.rebuild_catalog(url, progress=False, full=True)
+    again = read_manifest(url)
+    assert {e["file"] for e in again["copies"].values()}.isdisjoint(e["file"] for e in manifest["copies"].values())
+    assert {e["file"] for e in manifest["copies"].values()} <= set(again["retired_files"])
+    assert [opened.query(sql).to_arrow().to_pylist() for sql in COPY_QUERIES] == expected  # still on its files
+    assert [Catalog(url).query(sql).to_arrow().to_pylist() for sql in COPY_QUERIES] == expected

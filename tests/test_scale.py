@@ -228,3 +228,29 @@ def test_a_volatile_bound_leaves_the_constant_one_in_force():
     sql = ("SELECT * FROM aia WHERE T_OBS > TIMESTAMP '2010-01-01' + to_days(CAST(random() * 0 AS INTEGER)) "
            "AND T_OBS < TIMESTAMP '2010-08-28' + INTERVAL 1 DAY")
     assert time_window(duckdb.connect(), sql) == (("aia",), None, __import__("datetime").datetime(2010, 8, 29))
+
+
+def test_the_first_open_after_a_build_or_a_stats_pass_writes_no_copy(catalog, sample_paths, tmp_path, monkeypatch):
+    """``build`` and ``stats`` write the copies as part of their commit: the first open after
+    them only reads (issue 22; it used to write them, 6.4 s at 1.5 M frames)."""
+    import sdoml_sql
+    from sdoml_sql.query import copies
+
+    monkeypatch.setattr(copies, "MIN_FRAMES", 0)  # as if the catalog were big
+    directory = tmp_path / "catalog"
+    sdoml_sql.build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]), catalog=directory,
+                            progress=False)
+    written = copies.write
+    monkeypatch.setattr(copies, "write", lambda *a, **k: pytest.fail("a copy written when the catalog was opened"))
+    opened = Catalog(directory)
+    assert set(opened._copies) == {"frame_times", "frame_quality"}
+    sql = "SELECT * FROM frame_quality ORDER BY instrument, year, channel, idx"
+    assert opened.query(sql).to_arrow().to_pylist() == catalog.query(sql).to_arrow().to_pylist()
+    monkeypatch.setattr(copies, "write", written)
+    sdoml_sql.compute_frame_stats(directory, channels=["171A"], progress=False, workers=1)
+    monkeypatch.setattr(copies, "write", lambda *a, **k: pytest.fail("a copy written when the catalog was opened"))
+    after = Catalog(directory)
+    assert set(after._copies) == {"frame_times", "frame_quality"}
+    checked = after.query("SELECT channel, bool_and(has_stats) AS all_checked FROM frame_quality "
+                          "WHERE year = 2010 AND channel IN ('171A', '193A') GROUP BY ALL ORDER BY ALL").to_arrow()
+    assert checked.to_pylist() == [{"channel": "171A", "all_checked": True}, {"channel": "193A", "all_checked": False}]
