@@ -199,3 +199,13 @@ def test_sql_files_come_from_the_package_when_installed(tmp_path, monkeypatch):
     (packaged / "sql" / "macros.sql").write_text("-- packaged\n")
     monkeypatch.setattr("sdoml_sql.query.catalog.resources.files", lambda name: packaged)
     assert read_sql("macros.sql") == "-- packaged\n"
+
+
+def test_open_catalog_and_query_take_a_file_url(catalog_dir, monkeypatch, tmp_path):
+    from sdoml_sql.query.catalog import open_catalog
+
+    monkeypatch.chdir(tmp_path)  # the wrong path was <cwd>/file:/…
+    url = "file://" + catalog_dir.as_posix()
+    assert open_catalog(url).directory == catalog_dir.resolve()
+    assert query("SELECT count(*) AS n FROM aia", catalog=url).to_arrow() == \
+        Catalog(catalog_dir).query("SELECT count(*) AS n FROM aia").to_arrow()

@@ -106,3 +106,34 @@ def test_query_command_errors_are_one_line(catalog_dir):
     result = cli("query", "COPY aia TO 'x.csv'", "--catalog", str(catalog_dir))
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: only read-only") and result.stderr.count("\n") == 1
+
+
+def test_init_sql_falls_back_to_the_directory_it_was_written_in(shell_catalog, source, tmp_path):
+    """``duckdb -init /data/catalog/init.sql`` from anywhere: the catalog is found where init.sql
+    was written while it is not moved; once moved it is found from inside it, and from
+    elsewhere the shell stops with one line naming both places it looked."""
+    import shutil
+
+    init = Catalog(shell_catalog).write_init_sql()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    count = [str(DUCKDB), "-csv", "-noheader", "-c", "SELECT count(*) FROM aia"]
+    env = {k: v for k, v in os.environ.items() if k != "SDOML_SHELL_CATALOG"}
+    result = subprocess.run([count[0], "-init", str(init), *count[1:]], capture_output=True, text=True, timeout=60,
+                            cwd=elsewhere, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str((source.instrument == "aia").sum())
+    moved = tmp_path / "moved"
+    shutil.copytree(shell_catalog, moved)
+    gone = shell_catalog.with_name("gone")
+    shell_catalog.rename(gone)
+    try:
+        inside = subprocess.run([count[0], "-init", "init.sql", *count[1:]], capture_output=True, text=True,
+                                timeout=60, cwd=moved, env=env)
+        assert inside.returncode == 0 and inside.stdout.strip() == result.stdout.strip(), inside.stderr
+        lost = subprocess.run([count[0], "-init", str(moved / "init.sql"), *count[1:]], capture_output=True,
+                              text=True, timeout=60, cwd=elsewhere, env=env)
+        assert lost.returncode != 0 and "no sdoml-sql catalog in . nor in " in lost.stderr
+        assert str(shell_catalog) in lost.stderr and "where init.sql was written" in lost.stderr
+    finally:
+        gone.rename(shell_catalog)
