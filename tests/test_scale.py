@@ -254,3 +254,11 @@ def test_the_first_open_after_a_build_or_a_stats_pass_writes_no_copy(catalog, sa
     checked = after.query("SELECT channel, bool_and(has_stats) AS all_checked FROM frame_quality "
                           "WHERE year = 2010 AND channel IN ('171A', '193A') GROUP BY ALL ORDER BY ALL").to_arrow()
     assert checked.to_pylist() == [{"channel": "171A", "all_checked": True}, {"channel": "193A", "all_checked": False}]
+
+
+def test_a_bound_that_fails_to_evaluate_leaves_the_query_its_own_error(catalog):
+    from sdoml_sql.exceptions import QueryError
+
+    with pytest.raises(QueryError, match="yesterday noon"):
+        catalog.query("SELECT count(*) FROM aia WHERE T_OBS > CAST('yesterday noon' AS TIMESTAMP)")
+    assert len(catalog.query("SELECT idx FROM aia WHERE T_OBS < TIMESTAMP '2010-08-27 00:30'")) > 0

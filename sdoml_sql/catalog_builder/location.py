@@ -131,12 +131,9 @@ class CatalogLocation:
         return bool(expected) and self._guarded(conditional.delete, relative, expected)
 
     def _guarded(self, call, relative: str, *args, **kwargs):
-        try:
-            return call(self.source.fs, self.source.path(relative), *args, **kwargs)
-        except PermissionError as error:
-            raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
-        except (OSError, KeyError) as error:
-            raise CatalogError(f"catalog {self.url}: cannot write {relative}: {str(error).splitlines()[0][:200]}") from None
+        """``call(fs, path, …)`` on the object ``relative``, its errors as :meth:`_remote_call`'s."""
+        return self._remote_call(lambda path, *rest: call(self.source.fs, path, *rest, **kwargs), relative, *args,
+                                 action=call.__name__)
 
     def upload(self, local: Path, relative: str) -> None:
         """Copy a local file to ``relative`` (remote catalogs)."""
@@ -181,20 +178,23 @@ class CatalogLocation:
         return ds.dataset([self.source.path(r) for r in relatives], format="parquet",
                           filesystem=PyFileSystem(FSSpecHandler(self.fs)))
 
-    def _remote_call(self, method: str, relative: str, *args, lpath_first: bool = False):
+    def _remote_call(self, method, relative: str, *args, lpath_first: bool = False, action: str | None = None):
+        """The filesystem's ``method`` (a name, or a function of the path) on ``relative``:
+        refusals as :class:`AccessDeniedError`, other failures as one-line :class:`CatalogError`."""
         path = self.source.path(relative)
         arguments = (args[0], path, *args[1:]) if lpath_first else (path, *args)
+        call = getattr(self.source.fs, method) if isinstance(method, str) else method
         try:
-            return getattr(self.source.fs, method)(*arguments)
+            return call(*arguments)
         except PermissionError as error:
             raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
         except FileNotFoundError:
             raise
-        except OSError as error:
+        except (OSError, KeyError) as error:
             text = str(error).lower()
             if "403" in text or "denied" in text or "forbidden" in text:
                 raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
-            raise CatalogError(f"catalog {self.url}: cannot {method.replace('_', ' ')} {relative}: "
+            raise CatalogError(f"catalog {self.url}: cannot {(action or method).replace('_', ' ')} {relative}: "
                                f"{str(error).splitlines()[0][:200]}") from None
 
     def _refuse_if_read_only(self) -> None:

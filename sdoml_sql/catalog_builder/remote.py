@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import orjson
@@ -54,14 +54,12 @@ def frame_file_name(build_id: str) -> str:
 @dataclass
 class Lease:
     """A build's hold on the lock object: ``owner`` (host, pid, build), the lock's ``version``
-    as last written (ETag or generation; None where the store has no conditional writes),
-    ``lost`` (set when a refresh found the lock taken over: the lock expired while this
-    builder was stalled), and ``warning``, one line when the store ignores preconditions."""
+    as last written (ETag or generation), ``conditional`` (whether the store honours
+    preconditions) and ``warning``, one line when it ignores them."""
 
     owner: str
     version: str | None = None
     conditional: bool = False
-    lost: threading.Event = field(default_factory=threading.Event)
     warning: str | None = None
 
     def __str__(self) -> str:
@@ -154,8 +152,7 @@ def _refresh(location: CatalogLocation, lease: Lease, stop: threading.Event) -> 
             try:
                 lease.version = location.write_if(LOCK_OBJECT, _lock_body(lease.owner), expected=lease.version)
             except CommitConflict:
-                lease.lost.set()  # taken over after an expiry: the manifest's compare-and-swap still guards
-                return
+                return  # taken over after an expiry: the manifest's compare-and-swap still guards the commit
 
 
 def _lock_body(owner: str) -> bytes:
@@ -247,6 +244,9 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
         except CommitConflict:
             raw, base_version = location.read_versioned(MANIFEST)
             current = parse_manifest(raw) if raw else {"partitions": {}, "sources": {}}
+            for entry in (final.get("copies") or {}).values():  # derived from a manifest never committed
+                if entry.get("file") and entry["file"] not in _named(current, data_file):
+                    location.delete(entry["file"])
             try:
                 manifest = rebase(location.url, manifest, previous, current)
             except CommitConflict:

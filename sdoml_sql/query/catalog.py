@@ -423,6 +423,7 @@ class Catalog:
         cursor.execute("BEGIN TRANSACTION")  # now() in a bound: the window's is the query's
         window = timewindow.time_window(cursor, sql, narrowable)
         if window is None:
+            cursor.execute("ROLLBACK")  # a bound that failed to evaluate aborted it: the query says why
             return
         instruments, first, last = window
         for instrument in instruments:
