@@ -277,7 +277,19 @@ def s3_figures(small: Path, mission: Path, sql: str, year: int, repeat: int) -> 
         figures["d0"] = time.perf_counter() - started
         figures["d"], catalog = timed(lambda: Catalog(emulator.url("mission")), repeat)
         figures["copies"] = sorted(catalog._copies)
-        figures["b"], grid = timed(lambda: catalog.query(nearest_sql(year)), repeat)
+        local = Catalog(mission)
+        grid = catalog.query(nearest_sql(year))  # warm-up of both
+        local.query(nearest_sql(year))
+        pairs = []
+        for _ in range(repeat):  # interleaved, so that both see the same load
+            started = time.perf_counter()
+            grid = catalog.query(nearest_sql(year))
+            middle = time.perf_counter()
+            local.query(nearest_sql(year))
+            pairs.append((middle - started, time.perf_counter() - middle))
+        figures["b"] = statistics.median(p[0] for p in pairs)
+        figures["b_local"] = statistics.median(p[1] for p in pairs)
+        figures["b_ratio"] = statistics.median(p[0] / p[1] for p in pairs)
         figures["found_b"] = sum(v is not None for v in grid.to_arrow().column("idx").to_pylist())
         return figures
     finally:
@@ -326,11 +338,11 @@ def main(argv=None):
         s3 = s3_figures(small, mission, headline_sql(start, stop), year, args.repeat)
         print(f"(a) on the small catalog in the S3 emulator, read in place: {s3['bytes_a']:,} bytes transferred of "
               f"{s3['size_small']:,} ({s3['bytes_a'] / s3['size_small']:.2%}; target <= 5%), {s3['rows_a']} rows")
-        local_b = results["mission"]["b"]
         print(f"mission catalog on S3: {s3['upload_s']:.0f} s to upload its partitions; the commit (copies "
               f"{', '.join(s3['copies'])} computed in the bucket, uploaded, manifest) {s3['commit_s']:.1f} s")
         print(f"mission catalog on S3: (b) nearest one year {s3['b'] * 1000:.1f} ms ({s3['found_b']} frames found) "
-              f"against {local_b * 1000:.1f} ms local: {s3['b'] / local_b:.2f}x (target <= 3x)")
+              f"against {s3['b_local'] * 1000:.1f} ms local, timed alternately: {s3['b_ratio']:.2f}x "
+              f"(median of the per-pair ratios; target <= 3x)")
         print(f"mission catalog on S3: first Catalog() open after the commit {s3['d0'] * 1000:.1f} ms, warm "
               f"{s3['d'] * 1000:.1f} ms: {s3['d0'] / s3['d']:.2f}x (target <= 1.5x)")
     stores = args.dir / "stores"
