@@ -33,7 +33,7 @@ from matplotlib.animation import FuncAnimation
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.maps import load_frames, make_map, map_header
-from sdoml_sql.fetch.output import written_atomically
+from sdoml_sql.files import written_atomically
 
 SCALINGS = ("fixed", "frame")
 DEFAULT_PERCENTILES = (1.0, 99.9)

@@ -23,7 +23,6 @@ import os
 import random
 import re
 import socket
-import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import fsspec.asyn
 import orjson
 
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError, StoreError
+from sdoml_sql.files import write_atomically
 
 #: Base URLs of the two public copies of SDOML v2.
 MIRRORS = {
@@ -530,7 +530,7 @@ def _byte_bounds(byte_range) -> tuple[int | None, int | None]:
 class ChunkCache:
     """Chunks of one store on local disk: ``ROOT/<digest of the store URL>/<chunk key>``.
 
-    Files are written to a temporary name and renamed, so a reader never sees half a chunk;
+    Files are written whole (:func:`sdoml_sql.files.write_atomically`), so a reader never sees half a chunk;
     delete the directory at any time to empty the cache.
     """
 
@@ -551,13 +551,8 @@ class ChunkCache:
 
     def write(self, key: str, data: bytes) -> None:
         """Keep ``data`` as ``key`` (atomic rename; a full disk only costs the caching)."""
-        path = self._file(key)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, path)
+            write_atomically(self._file(key), data)
         except OSError:
             pass
 
