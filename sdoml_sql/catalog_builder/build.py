@@ -29,18 +29,16 @@ import pyarrow.parquet as pq
 from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
+from sdoml_sql.files import move_into_place, write_atomically
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
 from sdoml_sql.catalog_builder import remote
-from sdoml_sql.catalog_builder.location import (
-    MANIFEST, CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest,
+from sdoml_sql.catalog_builder.layout import (
+    DATA_FILE, LOCK_FILE, MANIFEST, STAGING_DIR, Manifest, eve_key, identity, open_source, partition_key, side_keys,
 )
+from sdoml_sql.catalog_builder.location import CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest
 from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
-DATA_FILE = "data.parquet"
-LOCK_FILE = ".lock"
-STAGING_DIR = ".staging"
-INSTRUMENTS = ("aia", "hmi", "eve")
 SECRET_OPTION_WORDS = ("secret", "token", "key", "password", "credential")
 
 
@@ -156,7 +154,7 @@ def rebuild_catalog(
     manifest = read_manifest(target)
     if manifest is None:
         raise CatalogError(f"catalog {target} has no {MANIFEST}: build it first with `sdoml-sql build`")
-    known = manifest.get("sources", {})
+    known = manifest.sources
     unknown = sorted(set(sources or {}) - set(known))
     if unknown:
         raise CatalogError(f"catalog {target} has no {unknown[0]} source to re-point: it has "
@@ -185,10 +183,10 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
     started = time.perf_counter()
     report = BuildReport(catalog=location.url)
     with remote.remote_lock(location, break_lock):
-        old = read_manifest(location) or {"partitions": {}, "sources": {}, "warnings": []}
+        old = read_manifest(location) or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
-        todo, keep = _split_changed(planned, old["partitions"], full)
+        todo, keep = _split_changed(planned, old.partitions, full)
         report.skipped = sorted(keep)
         build_id = remote.new_build_id()
         if client is not None:
@@ -199,13 +197,13 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
             try:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
                 for partition in results:
-                    remote.upload_partition(location, staging, partition, _side_keys(partition.key), build_id,
+                    remote.upload_partition(location, staging, partition, side_keys(partition.key), build_id,
                                             DATA_FILE)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         new_manifest = _next_manifest(old, plan, sources, results, keep)
-        report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
-        remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE)
+        report.removed = sorted(set(old.partitions) - set(new_manifest["partitions"]))
+        remote.commit(location, new_manifest, old, [s for key in report.removed for s in side_keys(key)], DATA_FILE)
     return _finish_report(report, results, started)
 
 
@@ -224,20 +222,20 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
     with exclusive(directory):
-        old = read_manifest(directory) or {"partitions": {}, "sources": {}, "warnings": []}
+        old = read_manifest(directory) or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
-            todo, keep = _split_changed(planned, old["partitions"], full)
+            todo, keep = _split_changed(planned, old.partitions, full)
             report.skipped = sorted(keep)
             if client is not None:
                 results = _harvest_distributed(client, sources, todo, staging, progress)
             else:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, results, keep)
-            report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
+            report.removed = sorted(set(old.partitions) - set(new_manifest["partitions"]))
             _swap_in(directory, staging, results, report.removed)
             _write_manifest(directory, new_manifest)
         finally:
@@ -271,15 +269,6 @@ def exclusive(directory: Path) -> Iterator[None]:
         handle.close()
 
 
-def open_source(name: str, entry: dict) -> Source:
-    """Open the store of a plan or manifest entry (``url``, ``storage_options``); errors name ``name``."""
-    try:
-        return open_store(entry["url"], storage_options=entry["storage_options"],
-                          billing_project=entry.get("billing_project"), mirror=entry.get("mirror"))
-    except StoreError as error:
-        raise StoreError(f"{name}: {error}") from None
-
-
 def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Partition]:
     if instrument == "eve":
         return _plan_eve(source)
@@ -296,7 +285,7 @@ def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Par
         for channel in chosen:
             path = f"{year}/{channel}"
             partitions.append(Partition(
-                key=f"{instrument}/year={year}/channel={channel}", instrument=instrument,
+                key=partition_key(instrument, year, channel), instrument=instrument,
                 array_path=path, year=int(year), channel=channel, fingerprint=fingerprint(source, [path]),
             ))
     return partitions
@@ -310,7 +299,7 @@ def _plan_eve(source: Source) -> list[Partition]:
     for group in groups:
         _, arrays = source.children(group)
         paths = [f"{group}/{a}" for a in arrays]
-        partitions.append(Partition(key=f"eve/group={group}", instrument="eve", array_path=group,
+        partitions.append(Partition(key=eve_key(group), instrument="eve", array_path=group,
                                     fingerprint=fingerprint(source, paths)))
     return partitions
 
@@ -329,20 +318,15 @@ def fingerprint(source: Source, array_paths: list[str]) -> str:
     return digest.hexdigest()[:32]
 
 
-IDENTITY_FIELDS = ("ETag", "etag", "md5", "md5Hash", "crc32c", "generation", "mtime", "LastModified",
-                   "last_modified", "updated", "created")
-
-
 def _attrs_identity(source: Source, key: str) -> bytes:
     try:
         info = source.info(key)
     except FileNotFoundError:
         attrs = (source.consolidated or {}).get(key)
         return orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS) if attrs is not None else b"-"
-    stamp = {name: str(info[name]) for name in IDENTITY_FIELDS if info.get(name) is not None}
-    if not stamp:
-        stamp = {"sha256": hashlib.sha256(source.read_bytes(key)).hexdigest()}
-    stamp["size"] = str(info.get("size"))
+    stamp = identity(info)
+    if len(stamp) == 1:  # the size alone: the backend offers no content identity
+        stamp["sha256"] = hashlib.sha256(source.read_bytes(key)).hexdigest()
     return orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS)
 
 
@@ -430,7 +414,7 @@ def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, st
     private = remote.private_staging()
     try:
         partition = _harvest_partition(source, partition, private)
-        remote.upload_partition(location, private, partition, _side_keys(partition.key), build_id, DATA_FILE)
+        remote.upload_partition(location, private, partition, side_keys(partition.key), build_id, DATA_FILE)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return partition
@@ -475,7 +459,7 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
     del raw
     write_partition_file(harvest.table, staging / partition.key / DATA_FILE)
     if harvest.ragged:
-        write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
+        write_parquet(_ragged_table(harvest.ragged), staging / side_keys(partition.key)[0] / DATA_FILE)
     partition.meta = {
         "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
         "array_path": partition.array_path, "rows": harvest.table.num_rows,
@@ -506,29 +490,13 @@ def time_index(table: pa.Table) -> dict[str, Any]:
 def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
     samples, lines, warnings = harvest_eve(source, partition.array_path)
     write_parquet(samples, staging / partition.key / DATA_FILE)
-    write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
+    write_parquet(lines, staging / side_keys(partition.key)[0] / DATA_FILE)
     partition.meta = {
         "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
         "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
         "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
     }
     return partition
-
-
-def _array_attrs_key(partition: Partition) -> str:
-    return f"array_attrs/instrument={partition.instrument}/year={partition.year}/channel={partition.channel}"
-
-
-def _eve_lines_key(partition: Partition) -> str:
-    return partition.key.replace("eve/", "eve_lines/", 1)
-
-
-def _side_keys(partition_key: str) -> list[str]:
-    """Side-table directories that belong to a partition (rewritten or removed with it)."""
-    instrument, _, rest = partition_key.partition("/")
-    if instrument == "eve":
-        return [f"eve_lines/{rest}"]
-    return [f"array_attrs/instrument={instrument}/{rest}"]
 
 
 def _ragged_table(ragged: dict[str, list]) -> pa.Table:
@@ -563,17 +531,16 @@ def write_partition_file(table: pa.Table, path: Path) -> None:
 
 
 def _swap_in(directory: Path, staging: Path, results: list[Partition], removed: list[str]) -> None:
-    """Move staged files over the catalog's, one ``os.replace`` each (atomic per file)."""
+    """Move staged files over the catalog's, one rename each (atomic per file)."""
     for partition in results:
-        for key in [partition.key, *_side_keys(partition.key)]:
+        for key in [partition.key, *side_keys(partition.key)]:
             staged, final = staging / key / DATA_FILE, directory / key / DATA_FILE
             if staged.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, final)
+                move_into_place(staged, final)
             elif final.exists():
                 _remove_partition_dir(directory, key)
     for key in removed:
-        for side in [key, *_side_keys(key)]:
+        for side in [key, *side_keys(key)]:
             _remove_partition_dir(directory, side)
 
 
@@ -588,12 +555,12 @@ def _remove_partition_dir(directory: Path, key: str) -> None:
 def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> dict[str, Any]:
     rebuilt = set(plan)
     partitions = {
-        key: entry for key, entry in old["partitions"].items()
+        key: entry for key, entry in old.partitions.items()
         if entry.get("instrument") not in rebuilt or key in keep
     }
     for partition in results:
         partitions[partition.key] = dict(partition.meta)
-    source_entries = dict(old.get("sources", {}))
+    source_entries = dict(old.sources)
     for name, entry in plan.items():
         source_entries[name] = {
             "url": sources[name].url,
@@ -617,9 +584,7 @@ def _public_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}"
-    temporary.write_bytes(manifest_bytes(manifest))
-    os.replace(temporary, directory / MANIFEST)
+    write_atomically(directory / MANIFEST, manifest_bytes(manifest))
 
 
 def now_utc() -> str:
@@ -627,4 +592,4 @@ def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport"]
+__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "open_source"]

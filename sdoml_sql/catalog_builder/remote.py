@@ -31,13 +31,12 @@ from typing import Any, Iterator
 
 import orjson
 
+from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, LOCK_FILE as LOCK_OBJECT, MANIFEST, Manifest
 from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes
 from sdoml_sql.exceptions import CatalogError
 
-LOCK_OBJECT = ".lock"
 #: Seconds a build lock lives without a refresh; refreshed every third of that.
 LOCK_TTL_S = 300.0
-FRAME_INSTRUMENTS = ("aia", "hmi")
 #: Seconds a frame file stays after a rebuild replaced it, for readers of the older manifest.
 RETIRED_GRACE_S = 900.0
 
@@ -137,10 +136,10 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     its files for its query.  Files no manifest ever named (a killed build's) go at once."""
     now = time.time()
     current = _named(manifest, data_file)
-    retired = {path: since for path, since in (previous.get("retired_files") or {}).items() if path not in current}
+    retired = {path: since for path, since in Manifest.of(previous).retired_files.items() if path not in current}
     retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
     retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
-    location.write_bytes("manifest.json", manifest_bytes({**manifest, "retired_files": retired}))
+    location.write_bytes(MANIFEST, manifest_bytes({**manifest, "retired_files": retired}))
     for instrument in FRAME_INSTRUMENTS:
         for path in location.listing(instrument):
             if path.endswith(".parquet") and path not in current and path not in retired:
@@ -150,8 +149,4 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
 
 
 def _named(manifest: dict[str, Any], data_file: str) -> set[str]:
-    return {_frame_path(key, entry, data_file) for key, entry in (manifest.get("partitions") or {}).items()}
-
-
-def _frame_path(key: str, entry: dict[str, Any], data_file: str) -> str:
-    return f"{key}/{entry.get('file') or data_file}"
+    return Manifest.of(manifest).frame_files()

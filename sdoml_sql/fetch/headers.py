@@ -22,15 +22,11 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.catalog_builder.harvest import TIME_SUFFIX
-from sdoml_sql.catalog_builder.location import location_of, partition_file
-from sdoml_sql.exceptions import FetchError
-
-MAX_NAMED_ROWS = 5
-
-
-def partition_key(instrument: str, year: int, channel: str) -> str:
-    """The manifest partition key of an array (``aia/year=2010/channel=171A``)."""
-    return f"{instrument}/year={int(year)}/channel={channel}"
+from sdoml_sql.catalog_builder.layout import (
+    ARRAY_ATTRS, Manifest, channel_glob, partition_file, partition_key, per_array_key,
+)
+from sdoml_sql.catalog_builder.location import location_of
+from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
 
 
 def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
@@ -57,11 +53,10 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
     """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
     import pyarrow.compute as pc
 
-    key = partition_key(instrument, year, channel)
-    entry = (catalog.manifest.get("partitions") or {}).get(key)
+    entry = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
-    dataset = location_of(catalog).parquet_dataset([partition_file(key, entry)])
+    dataset = location_of(catalog).parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
     table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
     frame = table.to_pandas(types_mapper=_nullable_types)
     missing = sorted(set(idx) - set(frame["idx"].tolist()))
@@ -74,7 +69,7 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
 def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
     """The first and last ``T_OBS`` of a channel over every catalogued year (``None``s when
     the catalog has none)."""
-    return column_range(catalog, f"{instrument}/year=*/channel={channel}/*.parquet", "T_OBS")
+    return column_range(catalog, f"{channel_glob(instrument, channel)}/*.parquet", "T_OBS")
 
 
 def column_range(catalog, files: str, column: str) -> tuple[Any, Any]:
@@ -109,10 +104,10 @@ def headers_table(catalog, table: pd.DataFrame) -> pd.DataFrame:
 
 def partition_keys(catalog, instrument: str, year: int, channel: str) -> dict[str, dict[str, Any]]:
     """The manifest's ``keys`` info of one partition (source order)."""
-    key = partition_key(instrument, year, channel)
-    partition = (catalog.manifest.get("partitions") or {}).get(key)
+    partition = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if partition is None:
-        raise FetchError(f"catalog {catalog.directory} has no partition {key} in manifest.json")
+        raise FetchError(f"catalog {catalog.directory} has no partition {partition_key(instrument, year, channel)} "
+                         "in manifest.json")
     return partition.get("keys") or {}
 
 
@@ -135,11 +130,11 @@ def rebuild_header(row: dict[str, Any], keys: dict[str, dict[str, Any]],
 def per_frame_array_attrs(catalog, instrument: str, year: int, channel: str) -> dict[str, list]:
     """Keys of a partition kept whole in ``array_attrs`` that still have one value per frame
     (``{key: values}``); truly ragged keys (other lengths) are left out."""
-    partition = (catalog.manifest.get("partitions") or {}).get(partition_key(instrument, year, channel)) or {}
+    partition = Manifest.of(catalog.manifest).partition(instrument, year, channel) or {}
     if not partition.get("ragged_keys"):
         return {}
     location = location_of(catalog)
-    files = location.glob(f"array_attrs/instrument={instrument}/year={int(year)}/channel={channel}/*.parquet")
+    files = location.glob(f"{per_array_key(ARRAY_ATTRS, instrument, year, channel)}/*.parquet")
     if not files:
         return {}
     table = location.parquet_dataset(files).to_table(columns=["key", "n_values", "values"]).to_pylist()

@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sdoml_sql.exceptions import FetchError
+from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS, Manifest, parse_partition_key
+from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
 from sdoml_sql.fetch.headers import channel_time_range
 
 MISSING_MODES = ("raise", "nan", "drop")
 DOWNSAMPLE_METHODS = ("stride", "mean")
-LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
-MAX_NAMED_ROWS = 5
 
 
 # --- locators → a (rows × columns) grid of frames ---------------------------------------
@@ -253,12 +252,11 @@ def _check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
 
 def _store_frame_shape(catalog, locators: pd.DataFrame) -> tuple[int, int]:
     """The (H, W) of the frames of the locators' channels, from one of their arrays."""
-    partitions = (catalog.manifest.get("partitions") or {})
+    arrays = [parse_partition_key(key) for key in Manifest.of(catalog.manifest).frame_partitions()]
     for instrument, channel in dict.fromkeys(zip(locators["instrument"].astype(str), locators["channel"].astype(str))):
-        for key in partitions:
-            where, _, name = key.rpartition("/channel=")
-            if name == channel and where.startswith(f"{instrument}/year="):
-                ref = ArrayRef(instrument, int(where.rpartition("=")[2]), channel)
+        for found_instrument, year, found_channel in filter(None, arrays):
+            if (found_instrument, found_channel) == (instrument, channel):
+                ref = ArrayRef(instrument, year, channel)
                 return tuple(_open_arrays(catalog, [ref])[0].shape[1:])
     raise FetchError(f"catalog {catalog.directory} has no array of "
                      f"{', '.join(sorted(set(locators['channel'].astype(str))))}: the frame size is unknown")

@@ -30,9 +30,10 @@ from typing import Any
 
 import duckdb
 
+from sdoml_sql.catalog_builder.layout import INIT_SQL, Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
+from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
 
@@ -53,8 +54,6 @@ MANIFEST_VIEWS = {"aia": ("aia",), "hmi": ("hmi",), "partitions": ("aia", "hmi")
 
 #: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
 FRAMES_LEAD = ("year", "channel", "idx")
-
-INIT_SQL = "init.sql"
 
 #: Environment variable with the default query time limit in seconds.
 QUERY_TIMEOUT_ENV = "SDOML_QUERY_TIMEOUT"
@@ -205,7 +204,7 @@ class Catalog:
         return {f"{view}_scan": scans.frame_scan(self._present, view, locate)}
 
     @cached_property
-    def _present(self) -> dict[str, Any]:
+    def _present(self) -> Manifest:
         """The manifest, less partitions whose file is missing (one stat per partition)."""
         if self.location.remote:
             return self.manifest  # listing a bucket costs more than trusting its manifest
@@ -407,9 +406,9 @@ class Catalog:
         """The instrument view's ``SELECT`` limited to partitions of ``years``, with every
         column and type of the full view (an empty typed row leads the union by name)."""
         columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in self._view_columns[instrument])
-        partitions = {key: entry for key, entry in (self._present.get("partitions") or {}).items()
+        partitions = {key: entry for key, entry in self._present.partitions.items()
                       if entry.get("instrument") != instrument or entry.get("year") in years}
-        scan = scans.frame_scan({**self._present, "partitions": partitions}, instrument,
+        scan = scans.frame_scan(self._present.with_partitions(partitions), instrument,
                                 _locator(sql_string(self._base)))
         typed = f"SELECT {columns} WHERE false"
         return f"{typed}\nUNION ALL BY NAME\n{scan}" if scan else typed
@@ -479,18 +478,8 @@ class Catalog:
     def source(self, instrument: str):
         """The opened source store of ``instrument`` (aia, hmi, eve), from the manifest; cached."""
         if instrument not in self._sources:
-            from sdoml_sql.stores.source import open_store
-
-            entry = (self.manifest.get("sources") or {}).get(instrument)
-            if not entry or not entry.get("url"):
-                raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
-            try:
-                self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
-            except StoreError as error:
-                if "does not exist" not in str(error):
-                    raise
-                raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
-                                 f"{self.directory} --source {instrument}=NEW_PLACE") from None
+            self._sources[instrument] = open_source(instrument, self.manifest.source(instrument),
+                                                    catalog=str(self.directory))
         return self._sources[instrument]
 
 
