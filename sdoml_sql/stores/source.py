@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ import fsspec
 import fsspec.asyn
 import orjson
 
-from sdoml_sql.exceptions import AccessDeniedError, OfflineError, StoreError
+from sdoml_sql.exceptions import AccessDeniedError, OfflineError, SdomlError, StoreError
 from sdoml_sql.files import write_atomically
 
 #: Base URLs of the two public copies of SDOML v2.
@@ -211,8 +212,9 @@ def _remote_host(url: str, options: dict[str, Any]) -> str | None:
     return DEFAULT_HOSTS.get(protocol)
 
 
-def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Raise :class:`OfflineError` within ~2 s if a remote store's host does not resolve.
+def check_reachable(url: str, storage_options: dict[str, Any] | None = None, what: str = "store") -> None:
+    """Raise :class:`OfflineError` within ~2 s if a remote store's host does not resolve
+    (``what`` names it in the message: ``store``, or ``catalog`` for a catalog's prefix).
 
     gcsfs and s3fs retry for 30–90 s before failing offline; a DNS look-up fails in
     milliseconds, so this runs before any remote access.
@@ -225,9 +227,9 @@ def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> 
     try:
         future.result(timeout=DNS_TIMEOUT_S)
     except concurrent.futures.TimeoutError:
-        raise OfflineError(f"offline: no DNS answer for {host} within {DNS_TIMEOUT_S} s (store {url})") from None
+        raise OfflineError(f"offline: no DNS answer for {host} within {DNS_TIMEOUT_S} s ({what} {url})") from None
     except OSError as error:
-        raise OfflineError(f"offline: cannot resolve {host} for store {url} ({error.strerror or error})") from None
+        raise OfflineError(f"offline: cannot resolve {host} for {what} {url} ({error.strerror or error})") from None
     finally:
         pool.shutdown(wait=False)
 
@@ -246,6 +248,8 @@ class Source:
     storage_options: dict[str, Any] = field(default_factory=dict)
     policy: ReadPolicy = field(default_factory=ReadPolicy)
     cache_dir: str | None = None
+    #: What the errors call it: ``store``, or ``catalog`` for a catalog's prefix.
+    what: str = "store"
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the opened zarr store (rebuilt on use; it refers back to us)."""
@@ -283,23 +287,13 @@ class Source:
                     raise
                 pause = attempts.failed(error)
             if pause is None:
-                raise attempts.give_up(self.url, key)
+                raise attempts.give_up(self.url, key, self.what)
             time.sleep(pause)
 
     def read_bytes(self, key: str) -> bytes:
         """Read one object of the store, mapping access errors to :mod:`sdoml_sql.exceptions`."""
-        try:
+        with store_errors(self.url, f"read {key}", self.what):
             return self._call("cat_file", key)
-        except FileNotFoundError:
-            raise
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
-        except StoreError:
-            raise
-        except OSError as error:
-            if _looks_denied(error):
-                raise _access_denied(self.url, error) from None
-            raise StoreError(f"store {self.url}: cannot read {key}: {_one_line(error)}") from None
 
     def read_json(self, key: str) -> Any:
         """Parse a JSON metadata object (orjson; falls back to ``json`` for NaN literals)."""
@@ -308,10 +302,8 @@ class Source:
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists in the store."""
-        try:
+        with store_errors(self.url, f"look for {key or 'its root'}", self.what):
             return self._call("exists", key)
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
 
     def info(self, key: str) -> dict[str, Any]:
         """fsspec ``info`` of one object (size, and ETag/mtime/md5 where the backend has them)."""
@@ -320,11 +312,10 @@ class Source:
     def listdir(self, key: str = "") -> list[str]:
         """Names directly under ``key`` (groups, arrays and metadata files)."""
         try:
-            entries = self._call("ls", key, detail=False)
+            with store_errors(self.url, f"list {key or '/'}", self.what):
+                entries = self._call("ls", key, detail=False)
         except FileNotFoundError:
             raise StoreError(f"store {self.url}: no such group {key or '/'}") from None
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
         return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries})
 
     @cached_property
@@ -431,13 +422,13 @@ class Attempts:
         pause = self.policy.pause(self.count)
         return pause if time.monotonic() + pause < self.deadline else None
 
-    def give_up(self, url: str, key: str) -> StoreError:
-        """The one-line error naming the store and the object."""
+    def give_up(self, url: str, key: str, what: str = "store") -> StoreError:
+        """The one-line error naming the store (``what``: or the catalog) and the object."""
         if isinstance(self.last, (asyncio.TimeoutError, TimeoutError)):
             reason = f"timed out (SDOML_TIMEOUT={self.policy.timeout:g} s)"
         else:
             reason = _one_line(self.last)
-        return StoreError(f"store {url}: cannot read {key} after {self.count} attempt(s): {reason}")
+        return StoreError(f"{what} {url}: cannot read {key} after {self.count} attempt(s): {reason}")
 
 
 @functools.cache
@@ -491,7 +482,7 @@ def _guarded_store_class():
                         raise
                     pause = attempts.failed(error)
                 if pause is None:
-                    raise attempts.give_up(self.source.url, key)
+                    raise attempts.give_up(self.source.url, key, self.source.what)
                 await asyncio.sleep(pause)
 
         async def _read_once(self, key, byte_range):
@@ -584,16 +575,39 @@ def parse_json(raw: bytes, what: str) -> Any:
             raise StoreError(f"{what} is not valid JSON ({error})") from None
 
 
+#: Words in an object store's error that mean it refused access (retrying cannot help).
+DENIED_WORDS = ("403", "forbidden", "denied", "requester pays", "user project")
+
+
 def _looks_denied(error: Exception) -> bool:
     text = str(error).lower()
-    return any(word in text for word in ("403", "forbidden", "access denied", "requester pays", "user project"))
+    return any(word in text for word in DENIED_WORDS)
 
 
-def _access_denied(url: str, error: Exception) -> AccessDeniedError:
+def _access_denied(url: str, error: Exception, what: str = "store") -> AccessDeniedError:
     hint = ""
-    if _protocol(url) in ("gs", "gcs"):
+    if what == "store" and _protocol(url) in ("gs", "gcs"):
         hint = "; the GCS bucket is requester-pays: pass --billing-project PROJECT, or use the anonymous AWS mirror"
-    return AccessDeniedError(f"access refused to store {url}: {str(error).splitlines()[0][:200]}{hint}")
+    return AccessDeniedError(f"access refused to {what} {url}: {str(error).splitlines()[0][:200]}{hint}")
+
+
+@contextlib.contextmanager
+def store_errors(url: str, doing: str, what: str = "store", failure: type[SdomlError] = StoreError):
+    """Word what an object store raises in the block as one line naming ``what`` (``store``
+    or ``catalog``) at ``url`` and what was being ``done``: a refusal is an
+    :class:`AccessDeniedError`, another ``OSError`` a ``failure`` (``{what} {url}: cannot
+    {doing}: …``).  ``FileNotFoundError`` (callers decide what a missing object means) and
+    errors already worded pass through."""
+    try:
+        yield
+    except (FileNotFoundError, SdomlError):
+        raise
+    except PermissionError as error:
+        raise _access_denied(url, error, what) from None
+    except OSError as error:
+        if _looks_denied(error):
+            raise _access_denied(url, error, what) from None
+        raise failure(f"{what} {url}: cannot {doing}: {_one_line(error)}") from None
 
 
 def open_store(
@@ -606,6 +620,7 @@ def open_store(
     timeout: float | None = None,
     retries: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    what: str = "store",
 ) -> Source:
     """Open a store by preset name or URL and check that it is a Zarr v2 group.
 
@@ -616,13 +631,14 @@ def open_store(
     ``SDOML_RETRIES``, default 5) bound remote reads; ``cache_dir`` (else ``SDOML_CACHE``)
     keeps fetched chunks on local disk.  Raises :class:`StoreError` (missing path, not a
     Zarr group, a read that failed every retry), :class:`OfflineError` or
-    :class:`AccessDeniedError`.
+    :class:`AccessDeniedError`.  ``what`` is what errors call it (``catalog`` for a catalog's
+    prefix opened as a store).
     """
     url = resolve_url(url, mirror)
     options = {**default_storage_options(url, billing_project, timeout), **(storage_options or {})}
     policy = ReadPolicy.from_env(timeout, retries)
     cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
-    check_reachable(url, options)
+    check_reachable(url, options, what)
     protocol = _protocol(url)
     try:
         if protocol == "file":
@@ -633,9 +649,9 @@ def open_store(
         else:
             fs, root = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as error:
-        raise StoreError(f"cannot open store {url}: {_one_line(error)}") from None
+        raise StoreError(f"cannot open {what} {url}: {_one_line(error)}") from None
     source = Source(url=url, fs=fs, root=root.rstrip("/"), storage_options=options, policy=policy,
-                    cache_dir=str(cache_dir) if cache_dir else None)
+                    cache_dir=str(cache_dir) if cache_dir else None, what=what)
     if check:
         _check_is_group(source)
     return source
@@ -653,17 +669,9 @@ def _gcs_filesystem(url: str, options: dict[str, Any]):
 
 
 def _check_is_group(source: Source) -> None:
-    try:
+    with store_errors(source.url, "open it"):
         exists = source.exists("")
         has_group = source.exists(".zgroup") or source.consolidated is not None
-    except PermissionError as error:
-        raise _access_denied(source.url, error) from None
-    except StoreError:
-        raise
-    except OSError as error:
-        if _looks_denied(error):
-            raise _access_denied(source.url, error) from None
-        raise StoreError(f"cannot open store {source.url}: {_one_line(error)}") from None
     if not exists and not has_group:
         raise StoreError(f"store {source.url} does not exist")
     if not has_group:
