@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sdoml_sql.config import user_cache_dir
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.files import write_atomically
 
@@ -142,7 +142,7 @@ def _stats_key(ds, rule: Normalization, chosen) -> str:
 
 
 def _stats_dirs(catalog_dir: Path | None) -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdoml-sql" / STATS_DIR
+    cache = user_cache_dir() / STATS_DIR
     return [catalog_dir / STATS_DIR, cache] if catalog_dir is not None else [cache]
 
 

@@ -34,6 +34,8 @@ import fsspec
 import fsspec.asyn
 import orjson
 
+from sdoml_sql import config
+from sdoml_sql.config import GCS_EMULATOR_ENV, S3_ENDPOINT_ENVS
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError, SdomlError, StoreError
 from sdoml_sql.files import write_atomically
 
@@ -58,15 +60,6 @@ DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com"
                  "s3a": "s3.amazonaws.com"}
 REMOTE_PROTOCOLS = frozenset({"http", "https", "s3", "s3a", "gs", "gcs"})
 
-#: Environment variables read by :func:`open_store` (command-line options set the same ones).
-ENDPOINT_ENV = "SDOML_ENDPOINT_URL"  # any remote protocol; wins over the protocol-specific ones
-S3_ENDPOINT_ENVS = ("SDOML_S3_ENDPOINT", "AWS_ENDPOINT_URL")
-GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-BILLING_ENV = "SDOML_BILLING_PROJECT"
-TIMEOUT_ENV = "SDOML_TIMEOUT"
-RETRIES_ENV = "SDOML_RETRIES"
-CACHE_ENV = "SDOML_CACHE"
-
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 5
 FIRST_PAUSE_S = 0.2
@@ -87,9 +80,12 @@ class ReadPolicy:
 
     @classmethod
     def from_env(cls, timeout: float | None = None, retries: int | None = None) -> "ReadPolicy":
-        """The policy from the arguments, else ``SDOML_TIMEOUT`` / ``SDOML_RETRIES``, else defaults."""
-        timeout = _env_number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S) if timeout is None else float(timeout)
-        retries = _env_number(RETRIES_ENV, int, DEFAULT_RETRIES) if retries is None else int(retries)
+        """The policy from the arguments, else the settings (:mod:`sdoml_sql.config`:
+        ``--store-timeout``, ``SDOML_TIMEOUT`` / ``--retries``, ``SDOML_RETRIES``), else defaults."""
+        timeout = config.store_timeout(timeout, StoreError)
+        timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        retries = config.store_retries(retries, StoreError)
+        retries = DEFAULT_RETRIES if retries is None else retries
         if not timeout > 0 or retries < 0:
             raise StoreError(f"timeout must be > 0 s and retries >= 0 (got {timeout}, {retries})")
         return cls(timeout=timeout, retries=retries)
@@ -98,16 +94,6 @@ class ReadPolicy:
         """The pause before retry number ``attempt`` (1, 2 …): exponential with full jitter."""
         ceiling = min(self.max_pause, self.first_pause * 2 ** (attempt - 1))
         return ceiling / 2 + random.random() * ceiling / 2
-
-
-def _env_number(name: str, kind: type, default):
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return kind(text)
-    except ValueError:
-        raise StoreError(f"{name}={text!r} is not a valid {kind.__name__}") from None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -136,7 +122,7 @@ def resolve_url(name_or_url: str, mirror: str | None = None) -> str:
     if rest and prefix in MIRRORS and rest in PRESETS:
         return MIRRORS[prefix] + PRESETS[rest]
     if name in PRESETS:
-        mirror = mirror or os.environ.get("SDOML_MIRROR", DEFAULT_MIRROR)
+        mirror = mirror or config.env_text(config.MIRROR_ENV) or DEFAULT_MIRROR
         if mirror not in MIRRORS:
             raise StoreError(f"unknown mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
         return MIRRORS[mirror] + PRESETS[name]
@@ -165,28 +151,24 @@ def default_storage_options(url: str, billing_project: str | None = None,
     if protocol in ("s3", "s3a"):
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             options["anon"] = True
-        endpoint = _first_env(ENDPOINT_ENV, *S3_ENDPOINT_ENVS)
+        endpoint = config.setting("endpoint_url") or config.first_env(*S3_ENDPOINT_ENVS)
         if endpoint:
             options["endpoint_url"] = endpoint
         attempt_timeout = ReadPolicy.from_env(timeout).timeout / 2
         options["config_kwargs"] = {"connect_timeout": min(10.0, attempt_timeout), "read_timeout": attempt_timeout,
                                     "retries": {"max_attempts": 2, "mode": "standard"}}
     elif protocol in ("gs", "gcs"):
-        project = billing_project or os.environ.get(BILLING_ENV)
+        project = billing_project or config.env_text(config.BILLING_ENV)
         if project:
             options["requester_pays"] = project
             options["project"] = project
         elif not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             options["token"] = "anon"
-        endpoint = _first_env(ENDPOINT_ENV, GCS_EMULATOR_ENV)
+        endpoint = config.setting("endpoint_url") or config.env_text(GCS_EMULATOR_ENV)
         if endpoint:
             options["endpoint_url"] = endpoint if "://" in endpoint else "http://" + endpoint
             options.setdefault("token", "anon")
     return options
-
-
-def _first_env(*names: str) -> str | None:
-    return next((os.environ[n].strip() for n in names if os.environ.get(n, "").strip()), None)
 
 
 def explicit_endpoint(url: str, options: dict[str, Any]) -> str | None:
@@ -196,7 +178,7 @@ def explicit_endpoint(url: str, options: dict[str, Any]) -> str | None:
     if protocol in ("s3", "s3a"):
         endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
     elif protocol in ("gs", "gcs"):
-        endpoint = options.get("endpoint_url") or os.environ.get(GCS_EMULATOR_ENV)
+        endpoint = options.get("endpoint_url") or config.env_text(GCS_EMULATOR_ENV)
     else:
         return None
     return (endpoint if "://" in endpoint else "http://" + endpoint) if endpoint else None
@@ -637,7 +619,7 @@ def open_store(
     url = resolve_url(url, mirror)
     options = {**default_storage_options(url, billing_project, timeout), **(storage_options or {})}
     policy = ReadPolicy.from_env(timeout, retries)
-    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
+    cache_dir = config.chunk_cache_dir(cache_dir)
     check_reachable(url, options, what)
     protocol = _protocol(url)
     try:
