@@ -76,6 +76,18 @@ def animate(selection, downsample: int = 1, method: str = "stride", scaling: str
     return build_animation(frames, norms, fps, figsize, dpi)
 
 
+def movie(selection, output: str | Path, downsample: int = 1, method: str = "stride", missing: str = "raise",
+          fps: float = 10, scaling: str = "fixed", sortby: str | None = None, progress: bool = True,
+          **animate_options) -> Path:
+    """What ``sdoml-sql movie`` does: :func:`animate` the selection and :func:`save` it to
+    ``output`` (``.mp4``, ``.gif`` or ``.html``, checked before anything is read).  Returns
+    the path written."""
+    movie_suffix(output)
+    animation = animate(selection, downsample=downsample, method=method, missing=missing, fps=fps,
+                        scaling=scaling, sortby=sortby, **animate_options)
+    return save(animation, output, progress=progress)
+
+
 def movie_frames(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
                  sortby: str | None = None) -> Frames:
     """Read the frames and what the movie needs about them (channel, time, colormap, WCS)."""

@@ -148,6 +148,10 @@ def compute_frame_stats(
     return report
 
 
+#: The name of ``sdoml-sql stats``: the same function.
+stats = compute_frame_stats
+
+
 def catalog_directory(catalog) -> Path:
     """The directory of ``catalog`` (a path, an object with ``.directory``, or None: the default)."""
     if catalog is None:
