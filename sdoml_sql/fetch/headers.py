@@ -220,6 +220,12 @@ def _is_nan_like(value: Any) -> bool:
     return _is_null(value) or (isinstance(value, str) and value.strip().lower() in ("nan", "-nan", "+nan"))
 
 
+def downsampled_size(size: int, factor: int, method: str) -> int:
+    """The length of an image axis of ``size`` pixels downsampled by ``factor``: ``stride``
+    keeps pixels 0, f, 2f … (rounding up), ``mean`` whole f-pixel blocks (rounding down)."""
+    return -(-size // factor) if method == "stride" else size // factor
+
+
 def rescale_header(meta: dict[str, Any], factor: int, method: str) -> dict[str, Any]:
     """The WCS keys of a frame downsampled by ``factor``.
 
@@ -235,5 +241,5 @@ def rescale_header(meta: dict[str, Any], factor: int, method: str) -> dict[str, 
             meta[f"CDELT{axis}"] = float(meta[f"CDELT{axis}"]) * factor
         if f"NAXIS{axis}" in meta:
             size = int(float(meta[f"NAXIS{axis}"]))
-            meta[f"NAXIS{axis}"] = -(-size // factor) if method == "stride" else size // factor
+            meta[f"NAXIS{axis}"] = downsampled_size(size, factor, method)
     return meta
