@@ -202,7 +202,7 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         new_manifest = _next_manifest(old, plan, sources, results, keep)
-        report.removed = sorted(set(old.partitions) - set(new_manifest["partitions"]))
+        report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
         remote.commit(location, new_manifest, old, [s for key in report.removed for s in side_keys(key)], DATA_FILE)
     return _finish_report(report, results, started)
 
@@ -235,7 +235,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
             else:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, results, keep)
-            report.removed = sorted(set(old.partitions) - set(new_manifest["partitions"]))
+            report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
             _swap_in(directory, staging, results, report.removed)
             _write_manifest(directory, new_manifest)
         finally:
@@ -552,7 +552,7 @@ def _remove_partition_dir(directory: Path, key: str) -> None:
             parent.rmdir()  # only if empty
 
 
-def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> dict[str, Any]:
+def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> Manifest:
     rebuilt = set(plan)
     partitions = {
         key: entry for key, entry in old.partitions.items()
@@ -567,14 +567,14 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
             "storage_options": _public_options(sources[name].storage_options),
             "filters": entry["filters"],
         }
-    return {
+    return Manifest({
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
         "built_at": now_utc(),
         "sources": source_entries,
         "partitions": dict(sorted(partitions.items())),
         "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
-    }
+    })
 
 
 def _public_options(options: dict[str, Any]) -> dict[str, Any]:

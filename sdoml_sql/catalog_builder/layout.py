@@ -26,6 +26,8 @@ LOCK_FILE = ".lock"
 #: The DuckDB shell's views and macros (written by ``query/catalog.py``).
 INIT_SQL = "init.sql"
 STAGING_DIR = ".staging"
+#: Suffix of the column keeping a time keyword's original string (``T_OBS_STR`` beside ``T_OBS``).
+TIME_SUFFIX = "_STR"
 #: The columns that locate a frame: its partition (``instrument``, ``year``, ``channel``) and
 #: its position ``idx`` in the source array.
 LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
@@ -122,6 +124,11 @@ class Manifest(dict):
         return self.get("sources") or {}
 
     @property
+    def built_at(self) -> str | None:
+        """When the catalog was last built (``2026-11-26T15:00:00Z``)."""
+        return self.get("built_at")
+
+    @property
     def retired_files(self) -> dict[str, float]:
         """``{file: time it left}`` of frame files a remote rebuild replaced (kept for readers
         of an older manifest: :mod:`sdoml_sql.catalog_builder.remote`)."""
@@ -173,6 +180,6 @@ def open_source(instrument: str, entry: dict[str, Any] | None, *, catalog: str |
 
 __all__ = [
     "ARRAY_ATTRS", "DATA_FILE", "FRAME_INSTRUMENTS", "IDENTITY_FIELDS", "INIT_SQL", "INSTRUMENTS", "LOCATOR_COLUMNS", "LOCK_FILE", "MANIFEST", "Manifest",
-    "STAGING_DIR", "channel_glob", "eve_key", "identity", "open_source", "parse_partition_key", "partition_file", "partition_key",
+    "STAGING_DIR", "TIME_SUFFIX", "channel_glob", "eve_key", "identity", "open_source", "parse_partition_key", "partition_file", "partition_key",
     "per_array_key", "side_keys",
 ]

@@ -19,7 +19,7 @@ from sunpy import log
 from sunpy.net.attr import and_
 from sunpy.net.base_client import BaseClient, QueryResponseTable
 
-from sdoml_sql.catalog_builder.layout import Manifest
+from sdoml_sql.catalog_builder.layout import MANIFEST, Manifest
 from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import SdomlError
@@ -74,7 +74,7 @@ def catalog_values(channels: dict[str, str]) -> dict:
 
 def default_catalog_available() -> bool:
     """Whether the default catalog (``$SDOML_CATALOG``, then the user default) exists."""
-    return os.path.isfile(default_catalog_dir() / "manifest.json")
+    return os.path.isfile(default_catalog_dir() / MANIFEST)
 
 
 class SDOMLClient(BaseClient):

@@ -58,8 +58,9 @@ COPIES = (
 def catalog_stamps(directory: Path, manifest: dict[str, Any]) -> dict[str, str]:
     """Per copy's view, a digest of what it is computed from (the headers' part hashed once)."""
     headers = hashlib.sha256()
-    partitions = {key: entry.get("fingerprint") for key, entry in Manifest.of(manifest).partitions.items()}
-    headers.update(orjson.dumps([manifest.get("built_at"), partitions], option=orjson.OPT_SORT_KEYS))
+    manifest = Manifest.of(manifest)
+    partitions = {key: entry.get("fingerprint") for key, entry in manifest.partitions.items()}
+    headers.update(orjson.dumps([manifest.built_at, partitions], option=orjson.OPT_SORT_KEYS))
     with_stats = headers.copy()
     for path in sorted(directory.glob("frame_stats/*/*/*/*.parquet")):
         status = path.stat()

@@ -25,12 +25,11 @@ from typing import Any, Callable
 
 import orjson
 
-from sdoml_sql.catalog_builder.layout import Manifest, partition_file
+from sdoml_sql.catalog_builder.layout import TIME_SUFFIX, Manifest, partition_file
 
 #: Hive columns of a frame partition path (``aia/year=2010/channel=171A``).
 FRAME_HIVE_TYPES = "{'year': INTEGER, 'channel': VARCHAR}"
 
-TIME_SUFFIX = "_STR"  # catalog_builder.harvest.TIME_SUFFIX (not imported: harvest is heavy)
 
 
 def frame_partitions(manifest: dict[str, Any], instrument: str) -> list[tuple[str, dict]]:
