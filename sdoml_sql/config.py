@@ -111,6 +111,21 @@ def chunk_cache_dir(given: str | os.PathLike | None = None) -> str | None:
     return str(value) if value else None
 
 
+def query_time_limit(given: float | None = None, error: type[SdomlError] = SdomlError) -> float | None:
+    """Seconds a query may run: ``given``, else ``$SDOML_QUERY_TIMEOUT``, else None (no limit)."""
+    if given is None:
+        text = env_text(QUERY_TIMEOUT_ENV)
+        if text is None:
+            return None
+        try:
+            given = float(text)
+        except ValueError:
+            raise error(f"${QUERY_TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
+    if not given > 0:
+        raise error(f"the query time limit must be a positive number of seconds, not {given!r}")
+    return float(given)
+
+
 def default_catalog_dir() -> Path:
     """The catalog directory used when none is given.
 

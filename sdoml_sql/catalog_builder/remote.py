@@ -135,9 +135,9 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     once :data:`RETIRED_GRACE_S` has passed, so a reader that opened an older manifest keeps
     its files for its query.  Files no manifest ever named (a killed build's) go at once."""
     now = time.time()
-    current = _named(manifest, data_file)
+    current = Manifest.of(manifest).frame_files()
     retired = {path: since for path, since in Manifest.of(previous).retired_files.items() if path not in current}
-    retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
+    retired.update({path: now for path in Manifest.of(previous).frame_files() - current if path not in retired})
     retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
     location.write_bytes(MANIFEST, manifest_bytes({**manifest, "retired_files": retired}))
     for instrument in FRAME_INSTRUMENTS:
@@ -146,7 +146,3 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
                 location.delete(path)
     for key in removed_side_keys:
         location.delete(f"{key}/{data_file}")
-
-
-def _named(manifest: dict[str, Any], data_file: str) -> set[str]:
-    return Manifest.of(manifest).frame_files()

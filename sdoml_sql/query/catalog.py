@@ -32,7 +32,9 @@ import duckdb
 
 from sdoml_sql.catalog_builder.layout import INIT_SQL, Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
-from sdoml_sql.config import QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, env_text, user_cache_dir
+from sdoml_sql.config import (
+    QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, query_time_limit, user_cache_dir,
+)
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
@@ -368,7 +370,7 @@ class Catalog:
         return text.render(format, [text.duckdb_column(d[0], str(d[1])) for d in description], rows)
 
     def _run(self, sql: str, params: Any, arrow: bool = True, limit: float | None = None):
-        limit = query_time_limit(limit)
+        limit = query_time_limit(limit, QueryError)
         cursor = self._cursor()
         alarm = threading.Timer(limit, cursor.interrupt) if limit else None
         try:
@@ -490,21 +492,6 @@ def _locator(base: str):
     """A function from a path relative to the catalog to the inside of the SQL string literal
     that names it under ``base`` (itself the inside of a literal, or an SQL expression splice)."""
     return lambda relative: f"{base}/{sql_string(relative)}"
-
-
-def query_time_limit(timeout: float | None = None) -> float | None:
-    """Seconds a query may run: ``timeout``, else ``$SDOML_QUERY_TIMEOUT``, else None (no limit)."""
-    if timeout is None:
-        text = env_text(QUERY_TIMEOUT_ENV)
-        if text is None:
-            return None
-        try:
-            timeout = float(text)
-        except ValueError:
-            raise QueryError(f"${QUERY_TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
-    if not timeout > 0:
-        raise QueryError(f"the query time limit must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
 
 
 def _time_limit_argument(query_timeout: float | None, timeout: float | None) -> float | None:
