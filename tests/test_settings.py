@@ -71,3 +71,25 @@ def test_cli_store_options_hold_for_one_command_and_never_touch_the_environment(
         seen.clear()
     assert not {name for name in config.SETTING_ENVS.values() if name in os.environ}
     assert [config.setting(name) for name in config.SETTING_ENVS] == [None] * len(config.SETTING_ENVS)
+
+
+def test_cli_and_api_names_mirror_each_other(catalog_dir, tmp_path):
+    import matplotlib.pyplot as plt
+
+    import sdoml_sql
+
+    assert sdoml_sql.stats is sdoml_sql.compute_frame_stats
+    movie = main.commands["movie"]
+    for args, sortby, progress in ((["--sortby", "date"], "date", True), (["--sort-by-date", "--quiet"], "date", False),
+                                   ([], None, True), (["--progress"], None, True)):
+        params = movie.make_context("movie", ["SQL", "out.gif", *args]).params
+        assert (params["sortby"], params["progress"]) == (sortby, progress), args
+    catalog = Catalog(catalog_dir)
+    eve = sdoml_sql.plot(catalog.query('SELECT time, "He II" FROM eve ORDER BY time LIMIT 50'), tmp_path / "eve.png")
+    frame = sdoml_sql.plot(catalog.query("SELECT year, channel, idx FROM aia LIMIT 2"), tmp_path / "map.png", row=1)
+    assert len(eve.axes) == 1 and (tmp_path / "eve.png").stat().st_size > 1000
+    assert (tmp_path / "map.png").stat().st_size > 1000 and frame is not eve
+    plt.close("all")
+    written = sdoml_sql.movie(catalog.query("SELECT year, channel, idx FROM aia WHERE channel = '171A' LIMIT 3"),
+                              tmp_path / "three.gif", downsample=8, sortby="date", progress=False)
+    assert written == tmp_path / "three.gif" and written.stat().st_size > 1000
