@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sdoml_sql.version import __version__
+from sdoml_sql import config
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.files import move_into_place, write_atomically
@@ -92,6 +93,8 @@ def build_catalog(
     billing_project: str | None = None,
     mirror: str | None = None,
     break_lock: bool = False,
+    store_timeout: float | None = None,
+    retries: int | None = None,
 ) -> BuildReport:
     """Harvest the named stores (URLs or preset names) into the catalog directory.
 
@@ -102,8 +105,10 @@ def build_catalog(
     harvest over its workers, which must see a local catalog directory (a shared filesystem);
     into an object store they need no shared disk.  ``catalog`` may be an ``s3://`` or
     ``gs://`` prefix (see :mod:`sdoml_sql.catalog_builder.remote`; ``break_lock`` clears the
-    expired lock of a build that died).  Raises :class:`HarvestError`, :class:`StoreError` or
-    :class:`CatalogError`; the catalog is then unchanged.
+    expired lock of a build that died).  ``store_timeout`` (seconds one remote object may
+    take, retries included) and ``retries`` bound the reads of the stores and of a remote
+    catalog (unset: :mod:`sdoml_sql.config`).  Raises :class:`HarvestError`,
+    :class:`StoreError` or :class:`CatalogError`; the catalog is then unchanged.
     """
     requests = {name: absolute_local(url, mirror) for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
@@ -117,7 +122,7 @@ def build_catalog(
         for name, url in requests.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, store_access={"store_timeout": store_timeout, "retries": retries})
 
 
 def absolute_local(url: str, mirror: str | None = None) -> str:
@@ -142,13 +147,15 @@ def rebuild_catalog(
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     break_lock: bool = False,
+    store_timeout: float | None = None,
+    retries: int | None = None,
 ) -> BuildReport:
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
     ``full=True`` rewrites every partition.  ``sources`` re-points instruments to stores that
     moved (``{"aia": "/new/place/sdomlv2_small.zarr"}``); the manifest records the new place.
-    ``catalog`` may be remote, as for :func:`build_catalog`.
+    ``catalog`` may be remote, and ``store_timeout``/``retries`` given, as for :func:`build_catalog`.
     """
     target = catalog if catalog else default_catalog_dir()
     manifest = read_manifest(target)
@@ -166,15 +173,17 @@ def rebuild_catalog(
         for name, entry in known.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, store_access={"store_timeout": store_timeout, "retries": retries})
 
 
 # --- the build -----------------------------------------------------------------------------
 
-def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, **options) -> BuildReport:
-    if is_remote(target):
-        return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
-    return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
+def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, store_access: dict[str, Any],
+                   **options) -> BuildReport:
+    with config.using(**store_access):
+        if is_remote(target):
+            return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
+        return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
 
 
 def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full: bool, progress: bool,

@@ -45,12 +45,15 @@ class SyncReport:
                 f"in {self.seconds:.1f} s")
 
 
-def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = True) -> SyncReport:
-    """Copy or update the catalog at ``source`` (a URL or directory) into ``directory``."""
+def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = True,
+                 store_timeout: float | None = None, retries: int | None = None) -> SyncReport:
+    """Copy or update the catalog at ``source`` (a URL or directory) into ``directory``;
+    ``store_timeout`` and ``retries`` bound each read of a remote ``source`` (unset:
+    :mod:`sdoml_sql.config`)."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    remote = open_location(source)
+    remote = open_location(source, timeout=store_timeout, retries=retries)
     target = Path(directory).expanduser().resolve()
     report = SyncReport(source=remote.url, directory=target)
     manifest = remote.read_bytes(MANIFEST)

@@ -114,6 +114,9 @@ def compute_frame_stats(
     progress: bool = True,
     client=None,
     workers: int | None = None,
+    store_timeout: float | None = None,
+    retries: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> StatsReport:
     """Compute per-frame pixel statistics for the catalog's AIA and HMI arrays.
 
@@ -125,6 +128,8 @@ def compute_frame_stats(
     core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
     unknown year or channel, headers out of date) or :class:`StoreError` /
     :class:`FetchError` (a store or chunk that cannot be read); finished partitions stay.
+    ``store_timeout``, ``retries`` and ``cache_dir`` apply to the stores read (unset:
+    :mod:`sdoml_sql.config`).
     """
     started = time.perf_counter()
     directory = catalog_directory(catalog)
@@ -133,7 +138,8 @@ def compute_frame_stats(
         manifest = read_manifest(directory)
         if manifest is None:
             raise CatalogError(f"{directory} is not a catalog: no {MANIFEST} (build one with `sdoml-sql build`)")
-        planned = plan_partitions(manifest, directory, years, channels)
+        planned = plan_partitions(manifest, directory, years, channels, timeout=store_timeout, retries=retries,
+                                  cache_dir=cache_dir)
         todo = [p for p in planned if full or stored_fingerprint(directory / p.key / DATA_FILE) != p.fingerprint]
         report.skipped = sorted(p.key for p in planned if p not in todo)
         for partition in todo:
@@ -167,9 +173,11 @@ def catalog_directory(catalog) -> Path:
     return directory
 
 
-def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None) -> list[StatsPartition]:
+def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None,
+                    **store_access) -> list[StatsPartition]:
     """The AIA/HMI partitions of the manifest chosen by ``years``/``channels``, fingerprinted
-    (only the stores holding them are opened)."""
+    (only the stores holding them are opened, with ``store_access``: ``timeout``, ``retries``,
+    ``cache_dir``)."""
     manifest = Manifest.of(manifest)
     named = {name: entry for name, entry in manifest.sources.items() if name in FRAME_INSTRUMENTS}
     if not named:
@@ -180,7 +188,7 @@ def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, chann
     _check_filter("channel", channels, {e["channel"] for e in entries})
     chosen = [e for e in entries if (not years or int(e["year"]) in set(map(int, years)))
               and (not channels or e["channel"] in set(channels))]
-    sources = {name: open_source(name, named[name], catalog=str(directory))
+    sources = {name: open_source(name, named[name], catalog=str(directory), **store_access)
                for name in sorted({e["instrument"] for e in chosen})}
     partitions = []
     for entry in sorted(chosen, key=lambda e: (e["instrument"], e["year"], e["channel"])):
