@@ -16,6 +16,7 @@ from sdoml_sql.catalog_builder import remote as remote_build
 from sdoml_sql.catalog_builder.build import build_catalog, rebuild_catalog
 from sdoml_sql.catalog_builder.location import open_location, read_manifest
 from sdoml_sql.exceptions import AccessDeniedError, CatalogError, OfflineError
+from sdoml_sql.files import PARTIAL_MARK
 from sdoml_sql.query.catalog import Catalog
 
 QUERIES = [
@@ -199,7 +200,7 @@ def test_sync_is_incremental_atomic_and_keeps_the_retired_files(writable, catalo
     assert frames and third.removed == []  # the retired files stay, as in the bucket, for readers like `older`
     assert all((mirror / path).is_file() for path in first_files)
     assert answers(Catalog(mirror)) == answers(catalog) == answers(older)
-    assert not [p for p in mirror.rglob("*") if ".sync-" in p.name]
+    assert [p.name for p in mirror.rglob("*") if PARTIAL_MARK in p.name] == []
     monkeypatch.setattr(remote_build, "RETIRED_GRACE_S", 0.0)  # the next build retires them for good
     rebuild_catalog(url, progress=False, full=True)
     fourth = sync_catalog(url, mirror, progress=False)

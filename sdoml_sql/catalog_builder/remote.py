@@ -32,13 +32,12 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import MANIFEST, CatalogLocation, manifest_bytes, parse_manifest
+from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, LOCK_FILE as LOCK_OBJECT, MANIFEST
+from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes, parse_manifest
 from sdoml_sql.exceptions import CatalogError, CommitConflict
 
-LOCK_OBJECT = ".lock"
 #: Seconds a build lock lives without a refresh; refreshed every third of that.
 LOCK_TTL_S = 300.0
-FRAME_INSTRUMENTS = ("aia", "hmi")
 #: Seconds a frame file stays after a rebuild replaced it, for readers of the older manifest.
 RETIRED_GRACE_S = 900.0
 

@@ -27,8 +27,6 @@ its first open, as before.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ from typing import Any
 import duckdb
 import orjson
 
+from sdoml_sql.catalog_builder.layout import Manifest
+from sdoml_sql.files import written_atomically
 from sdoml_sql.query.sqlguard import parser
 
 STAMP_KEY = "sdoml_sql_stamp"
@@ -70,8 +70,9 @@ def catalog_stamps(location, manifest: dict[str, Any]) -> dict[str, str]:
     ``location`` is the catalog's :class:`~sdoml_sql.catalog_builder.location.CatalogLocation`
     (a remote catalog has no ``frame_stats``: ``stats`` writes into local catalogs)."""
     headers = hashlib.sha256()
-    partitions = {key: entry.get("fingerprint") for key, entry in (manifest.get("partitions") or {}).items()}
-    headers.update(orjson.dumps([manifest.get("built_at"), partitions], option=orjson.OPT_SORT_KEYS))
+    manifest = Manifest.of(manifest)
+    partitions = {key: entry.get("fingerprint") for key, entry in manifest.partitions.items()}
+    headers.update(orjson.dumps([manifest.built_at, partitions], option=orjson.OPT_SORT_KEYS))
     with_stats = headers.copy()
     if not location.remote:
         directory = location.directory
@@ -119,8 +120,7 @@ def prepare(catalog, min_frames: int | None = None) -> dict[str, str]:
 
 def big(manifest: dict[str, Any], min_frames: int | None = None) -> bool:
     """Whether the catalog has at least ``min_frames`` (default :data:`MIN_FRAMES`) AIA/HMI frames."""
-    frames = sum(int(e.get("rows") or 0) for e in (manifest.get("partitions") or {}).values()
-                 if e.get("instrument") in ("aia", "hmi"))
+    frames = sum(int(e.get("rows") or 0) for e in Manifest.of(manifest).frame_partitions().values())
     return frames >= (MIN_FRAMES if min_frames is None else min_frames)
 
 
@@ -153,29 +153,27 @@ def derive(pending, min_frames: int | None = None) -> dict[str, Any]:
 
 def write(catalog, copy: Copy, stamp: str, relative: str) -> bool:
     """Write ``copy`` (live view → Parquet, in its order) to ``relative`` in the catalog: a
-    local file under a temporary name renamed into place, or an upload; False if the
-    directory is read-only."""
-    local = catalog.location.directory / relative if not catalog.location.remote else None
-    partial = (local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}") if local else
-               Path(tempfile.mkdtemp(prefix="sdoml-sql-copy-")) / "data.parquet")
+    local file written atomically, or an upload; False if the directory is read-only."""
     try:
-        partial.parent.mkdir(exist_ok=True)
-        connection = catalog.connect(locked=False)
-        try:
-            connection.execute("SET enable_progress_bar = false")
-            connection.execute(
-                f"COPY (SELECT * FROM {copy.view} ORDER BY {copy.order}) TO '{partial.as_posix()}' "
-                f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{STAMP_KEY}: '{stamp}'}})")
-        finally:
-            connection.close()
-        if local:
-            os.replace(partial, local)
+        if catalog.location.remote:
+            with tempfile.TemporaryDirectory(prefix="sdoml-sql-copy-") as folder:
+                partial = Path(folder) / "data.parquet"
+                _copy_view(catalog, copy, stamp, partial)
+                catalog.location.upload(partial, relative)
         else:
-            catalog.location.upload(partial, relative)
+            with written_atomically(catalog.location.directory / relative, keep_suffix=False) as partial:
+                _copy_view(catalog, copy, stamp, partial)
         return True
     except (OSError, duckdb.Error):
         return False
+
+
+def _copy_view(catalog, copy: Copy, stamp: str, target: Path) -> None:
+    connection = catalog.connect(locked=False)
+    try:
+        connection.execute("SET enable_progress_bar = false")
+        connection.execute(
+            f"COPY (SELECT * FROM {copy.view} ORDER BY {copy.order}) TO '{target.as_posix()}' "
+            f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{STAMP_KEY}: '{stamp}'}})")
     finally:
-        partial.unlink(missing_ok=True)
-        if not local:
-            shutil.rmtree(partial.parent, ignore_errors=True)
+        connection.close()
