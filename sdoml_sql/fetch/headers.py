@@ -39,17 +39,24 @@ def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
     Rows without a frame give a row of nulls.  Reads only the partitions involved, and
     only the rows whose ``idx`` is asked for.
     """
-    pieces = []
-    wanted = locators.reset_index(drop=True).assign(_order=lambda t: np.arange(len(t)))
-    wanted = wanted[wanted["idx"].notna()]
-    for (instrument, year, channel), group in wanted.groupby(["instrument", "year", "channel"], sort=False):
-        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel),
-                                   group["idx"].astype("int64").tolist())
-        merged = group[["_order", "idx"]].astype({"idx": "int64"}).merge(rows, on="idx", how="left")
-        pieces.append(merged.drop(columns="idx"))
+    locators = locators.reset_index(drop=True)
+    pieces, orders = [], []
+    # rows are placed by position, never by set_index/merge/drop: the header frames have ~200
+    # nullable columns, one pandas block each, and every column deletion walks all of them
+    for (instrument, year, channel), group in locators[locators["idx"].notna()].groupby(
+            ["instrument", "year", "channel"], sort=False):
+        wanted = group["idx"].astype("int64").to_numpy()
+        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel), wanted.tolist())
+        at = pd.Index(rows["idx"].to_numpy()).get_indexer(wanted)
+        pieces.append(rows.iloc[at, [i for i, name in enumerate(rows.columns) if name != "idx"]])
+        orders.append(group.index.to_numpy())
     if not pieces:
         return pd.DataFrame(index=range(len(locators)))
-    table = pd.concat(pieces, ignore_index=True).set_index("_order")
+    table = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+    order = np.concatenate(orders)
+    if len(order) == len(locators) and (order == np.arange(len(order))).all():
+        return table
+    table.index = order
     return table.reindex(range(len(locators))).reset_index(drop=True)
 
 
