@@ -172,6 +172,12 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: per instrument and channel, the years, rows and time covered."""
+        from sdoml_sql.query.display import catalog_html
+
+        return catalog_html(self)
+
     # --- SQL text ---------------------------------------------------------------------
 
     def has(self, view: str) -> bool:

@@ -40,6 +40,19 @@ class Selection:
         hints = "".join(f" hint={h!r}" for h in self.hints)
         return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}{hints}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the first rows, the row count, the time span and the channels."""
+        from sdoml_sql.query.display import selection_html
+
+        return selection_html(self)
+
+    def show(self, n: int = 12):
+        """The first ``n`` frames as a strip of 128×128 thumbnails with channels and times,
+        coloured as :meth:`maps` colours them (Jupyter shows it; ``.pictures`` holds the PNGs)."""
+        from sdoml_sql.query.display import thumbnails
+
+        return thumbnails(self, n)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
