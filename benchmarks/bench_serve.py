@@ -53,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_query import STORE_NAMES, prepare  # noqa: E402
+from bench_query import STORE_NAMES, catalog_arguments, prepare  # noqa: E402
 
 KINDS = {"query": 0.4, "thumbnail": 0.4, "frame page": 0.2}
 TARGETS_MS = {"thumbnail": 50.0, "query": 100.0}
@@ -235,10 +235,7 @@ def faulty_catalog(catalog_dir: Path, stores: Path, work: Path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default="bench-output", type=Path)
-    parser.add_argument("--aia-frames", default=56_000, type=int, help="frames per AIA channel and year")
-    parser.add_argument("--hmi-frames", default=43_000, type=int, help="frames per HMI component (last year)")
-    parser.add_argument("--years", default=[2014, 2015], type=int, nargs="+")
+    catalog_arguments(parser)
     parser.add_argument("--clients", default=16, type=int)
     parser.add_argument("--seconds", default=30.0, type=float)
     parser.add_argument("--faults", action="store_true", help="a second run through the fault proxy")

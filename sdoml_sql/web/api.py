@@ -21,8 +21,9 @@ import pandas as pd
 
 from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
 from sdoml_sql.fetch.headers import partition_key
-from sdoml_sql.fetch.images import one_frame, png_bytes, map_rgba, THUMBNAIL_DOWNSAMPLE, THUMBNAIL_METHOD
-from sdoml_sql.fetch.maps import header, maps
+from sdoml_sql.fetch import images
+from sdoml_sql.fetch.images import one_frame
+from sdoml_sql.fetch.maps import header
 from sdoml_sql.fetch.output import fits_frames, write_fits
 from sdoml_sql.quality.plot import FLAGS, bucket_width, channel_order, quality_counts
 from sdoml_sql.query.catalog import example, example_names
@@ -153,9 +154,7 @@ def examples() -> list[dict[str, str]]:
 
 def frame_png(catalog, frame: Frame, thumbnail: bool = False) -> bytes:
     """The frame as ``maps()`` colours it, full size or as a 128×128 thumbnail."""
-    downsample, method = (THUMBNAIL_DOWNSAMPLE, THUMBNAIL_METHOD) if thumbnail else (1, "stride")
-    solar_map = maps(one_frame(catalog, *_where(frame)), downsample=downsample, method=method)[0]
-    return png_bytes(map_rgba(solar_map))
+    return (images.thumbnail_png if thumbnail else images.frame_png)(catalog, *_where(frame))
 
 
 def frame_fits(catalog, frame: Frame) -> tuple[str, bytes]:
