@@ -22,10 +22,10 @@ as zeros (the store answers "no such object"), so a thumbnail here costs the req
 header, the map and the PNG, not a chunk decode (a 120-frame AIA chunk takes 0.2-1 s to
 decode).  Frames are random over ~1 M, so the server's PNG cache rarely helps (hits counted).
 
-``--faults`` adds a second run with the stores' metadata served by the S3 emulator (moto,
-``tests/emulators.py``) through the fault proxy, the catalog's sources pointed there (a copy of
-the catalog whose ``manifest.json`` names the ``s3://`` stores; its Parquet files linked): 10 %
-of chunk reads fail (HTTP 503) and 10 % answer after 2 s.  The server must keep answering
+``--faults`` adds a second run with the stores served over HTTP (Python's ``http.server`` in its
+own process) through the fault proxy of ``tests/emulators.py``, the catalog's sources pointed
+there (a copy of the catalog whose ``manifest.json`` names the ``http://`` stores; its Parquet
+files hard-linked): 10 % of chunk reads fail (HTTP 503) and 10 % answer after 2 s.  The server must keep answering
 queries and pages, and nothing may hang; frames whose reads fail after the retries are errors
 of that request only.  Run:
 
@@ -56,6 +56,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_query import STORE_NAMES, catalog_arguments, prepare  # noqa: E402
 
 KINDS = {"query": 0.4, "thumbnail": 0.4, "frame page": 0.2}
+#: A chunk object of a frame array in a store (``…/2014/171A/12.0.0``).
+CHUNK_KEY = r"/\d+/\w+/\d+\.0\.0$"
 TARGETS_MS = {"thumbnail": 50.0, "query": 100.0}
 
 
@@ -205,32 +207,38 @@ class Sometimes:
 
 
 def faulty_catalog(catalog_dir: Path, stores: Path, work: Path):
-    """Start moto + the fault proxy, upload the stores' metadata, and write a copy of the
-    catalog whose sources are the ``s3://`` stores; return (catalog, env, proxy, emulator)."""
-    from emulators import S3_WRITER, FaultProxy, start_s3
+    """Serve the stores over HTTP (Python's ``http.server``, its own process) behind the fault
+    proxy, and write a copy of the catalog whose sources are those ``http://`` stores (its
+    Parquet files hard-linked); return (catalog copy, proxy, HTTP server process)."""
+    from emulators import FaultProxy, free_port, wait_until
 
-    emulator = start_s3({})
-    writer = emulator.writer()
-    for name, store_name in STORE_NAMES.items():
-        for path in sorted((stores / store_name).rglob(".z*")):
-            if path.name in (".zgroup", ".zarray"):
-                key = f"{emulator.bucket}/{store_name}/{path.relative_to(stores / store_name).as_posix()}"
-                writer.pipe_file(key, path.read_bytes(), ACL="public-read")
-    proxy = FaultProxy(emulator.endpoint)
-    copy = work / "catalog-s3"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(stores)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(answers, "the stores' HTTP server")
+    proxy = FaultProxy(f"http://127.0.0.1:{port}")
+    copy = work / "catalog-http"
     shutil.rmtree(copy, ignore_errors=True)
-    copy.mkdir(parents=True)
-    for entry in catalog_dir.iterdir():
-        if entry.name not in ("manifest.json", "init.sql"):
-            (copy / entry.name).symlink_to(entry.resolve())
+    for path in catalog_dir.rglob("*"):
+        if path.is_file() and path.name not in ("manifest.json", "init.sql"):
+            target = copy / path.relative_to(catalog_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)  # a link inside the catalog: DuckDB's allowed directory holds it
     manifest = json.loads((catalog_dir / "manifest.json").read_text())
     for name, store_name in STORE_NAMES.items():
         if name in manifest.get("sources", {}):
-            manifest["sources"][name] = {"url": emulator.url(store_name), "storage_options": {}}
+            manifest["sources"][name] = {"url": f"{proxy.endpoint}/{store_name}", "storage_options": {}}
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    env = {"SDOML_S3_ENDPOINT": proxy.endpoint, "AWS_ACCESS_KEY_ID": S3_WRITER["key"],
-           "AWS_SECRET_ACCESS_KEY": S3_WRITER["secret"], "SDOML_TIMEOUT": "20"}
-    return copy, env, proxy, emulator
+    return copy, proxy, server
 
 
 def main(argv=None):
@@ -257,26 +265,26 @@ def main(argv=None):
         process.wait(timeout=30)
     if not args.faults:
         return
-    copy, env, proxy, emulator = faulty_catalog(catalog_dir, args.dir / "stores", args.dir)
-    process, url = start_server(copy, env)
+    copy, proxy, store_server = faulty_catalog(catalog_dir, args.dir / "stores", args.dir)
+    process, url = start_server(copy, {"SDOML_TIMEOUT": "20"})
     try:
         load(url, makers, 4, 5.0, seed=2000)
         proxy.clear()
         # the first matching rule wins: 10 % fail, and 11 % of the other 90 % (10 % of all) are slow
-        proxy.inject(Sometimes("error", r"/\d+/\w+/\d+\.0\.0$", 0.10, seed=1),
-                     Sometimes("slow", r"/\d+/\w+/\d+\.0\.0$", 0.11, seed=2, delay=2.0))
+        proxy.inject(Sometimes("error", CHUNK_KEY, 0.10, seed=1),
+                     Sometimes("slow", CHUNK_KEY, 0.11, seed=2, delay=2.0))
         result = load(url, makers, args.clients, args.seconds, seed=3000)
-        chunk_reads = proxy.count(r"\.0\.0$")
-        report(f"S3 emulator through the fault proxy ({chunk_reads:,} chunk reads; "
+        chunk_reads = proxy.count(CHUNK_KEY)
+        report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",
                result)
-        print(f"  the server answered every request kind throughout; the longest wait was "
-              f"{max((max(v) for v in result['latencies'].values() if v), default=0):.1f} s")
+        print(f"  the longest answered request took {max((max(v) for v in result['latencies'].values() if v), default=0):.1f} s")
     finally:
         process.terminate()
         process.wait(timeout=30)
         proxy.stop()
-        emulator.stop()
+        store_server.terminate()
+        store_server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable
@@ -72,12 +74,41 @@ class Late(SdomlError):
     """A request ran past its time limit (HTTP 504)."""
 
 
+class DaemonThreads(Executor):
+    """A fixed set of daemon threads: work stuck on an unreachable store cannot keep the
+    process alive after the server stops (``ThreadPoolExecutor`` joins its threads at exit)."""
+
+    def __init__(self, workers: int, name: str):
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        for n in range(workers):
+            threading.Thread(target=self._serve, name=f"{name}-{n}", daemon=True).start()
+        self.workers = workers
+
+    def _serve(self) -> None:
+        while (item := self.work.get()) is not None:
+            function, args, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+                    future.set_exception(error)
+
+    def submit(self, function, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self.work.put((functools.partial(function, **kwargs) if kwargs else function, args, future))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in range(self.workers):
+            self.work.put(None)
+
+
 class Pool:
     """Threads for one kind of work, with a bounded queue in front of them."""
 
     def __init__(self, name: str, workers: int, waiting: int, wait_s: float):
         self.name, self.workers, self.most_waiting, self.wait_s = name, workers, waiting, wait_s
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"sdoml-web-{name}")
+        self.executor = DaemonThreads(workers, f"sdoml-web-{name}")
         self.free = asyncio.Semaphore(workers)
         self.waiting = 0
 
@@ -101,7 +132,7 @@ class Pool:
             raise Late(f"reading the frame took longer than {timeout:g} s: the store is slow or unreachable") from None
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False)
 
 
 class PngCache:
