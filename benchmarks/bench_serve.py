@@ -155,11 +155,29 @@ def load(url: str, makers, clients: int, seconds: float, seed: int = 0) -> dict:
     return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(process, url: str, makers, clients: int, seconds: float, seed: int) -> dict:
+    """:func:`load`, plus the server process's CPU seconds over the run."""
+    before = cpu_seconds(process.pid)
+    result = load(url, makers, clients, seconds, seed)
+    result["server_cpu"] = cpu_seconds(process.pid) - before
+    return result
+
+
 def report(title: str, result: dict) -> dict:
     done = sum(len(v) for v in result["latencies"].values())
     failed = sum(len(v) for v in result["errors"].values())
     print(f"\n{title}: {done + failed:,} requests in {result['seconds']:.1f} s = "
           f"{(done + failed) / result['seconds']:.1f} requests/s; errors: {failed}; load: {load_average()}")
+    if "server_cpu" in result and done + failed:
+        print(f"  server CPU: {result['server_cpu']:.1f} s in all, {1000 * result['server_cpu'] / (done + failed):.0f} ms "
+              f"a request (load-independent: 2 free cores would serve ~{2 * (done + failed) / result['server_cpu']:.0f} "
+              "requests/s of this mix)")
     print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     summary = {}
     for kind in KINDS:
@@ -258,7 +276,7 @@ def main(argv=None):
     process, url = start_server(catalog_dir)
     try:
         load(url, makers, 4, 5.0, seed=1000)  # warm-up: imports, footers, first maps
-        summary = report("local stores", result := load(url, makers, args.clients, args.seconds))
+        summary = report("local stores", result := measured(process, url, makers, args.clients, args.seconds, 0))
         check_targets(summary, sum(len(v) for v in result["errors"].values()))
     finally:
         process.terminate()
@@ -273,7 +291,7 @@ def main(argv=None):
         # the first matching rule wins: 10 % fail, and 11 % of the other 90 % (10 % of all) are slow
         proxy.inject(Sometimes("error", CHUNK_KEY, 0.10, seed=1),
                      Sometimes("slow", CHUNK_KEY, 0.11, seed=2, delay=2.0))
-        result = load(url, makers, args.clients, args.seconds, seed=3000)
+        result = measured(process, url, makers, args.clients, args.seconds, 3000)
         chunk_reads = proxy.count(CHUNK_KEY)
         report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",
