@@ -159,16 +159,17 @@ def frame_png(catalog, frame: Frame, thumbnail: bool = False) -> bytes:
 
 def frame_fits(catalog, frame: Frame) -> tuple[str, bytes]:
     """``(file name, bytes)`` of the frame's FITS file as ``Fido.fetch`` writes it."""
-    from sdoml_sql.fido.client import fits_names, response_table
-
     for _, _, pixels, meta in fits_frames(one_frame(catalog, *_where(frame))):
         buffer = io.BytesIO()
         write_fits(buffer, pixels, meta)
-        return _fits_name(catalog, frame, response_table, fits_names), buffer.getvalue()
+        return _fits_name(catalog, frame), buffer.getvalue()
     raise NotFound(f"no frame {frame.path}")
 
 
-def _fits_name(catalog, frame: Frame, response_table, fits_names) -> str:
+def _fits_name(catalog, frame: Frame) -> str:
+    """The file name ``Fido.fetch`` gives the frame (``aia_171a_2010_08_27t00_00_09_37.fits``)."""
+    from sdoml_sql.fido.client import fits_names, response_table
+
     row = catalog.query("SELECT instrument, year, channel, idx, T_OBS FROM frame_times "
                         "WHERE instrument = $i AND year = $y AND channel = $c AND idx = $x",
                         {"i": frame.instrument, "y": frame.year, "c": frame.channel, "x": frame.idx}).to_arrow()

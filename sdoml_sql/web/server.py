@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import webbrowser
 from urllib.parse import unquote, urlsplit
 
@@ -31,7 +32,7 @@ def serve(catalog, host: str = "127.0.0.1", port: int = 8000, open_browser: bool
 
     def announce() -> None:
         while not server.started and not server.should_exit:
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         if server.started:
             sockets = [s for srv in getattr(server, "servers", []) for s in srv.sockets]
             bound = sockets[0].getsockname()[1] if sockets else port
