@@ -59,26 +59,27 @@ def plot_quality(catalog, output: str | Path | None = None, *, start=None, stop=
 
 
 def quality_counts(catalog, *, start=None, stop=None, bucket: str | None = None, gap: str | None = None,
-                   timeout: float | None = None):
+                   query_timeout: float | None = None):
     """What :func:`plot_quality` draws, as data: ``(counts, flags, params, frames, checked)`` —
     frames and gaps per channel and bucket (the ``coverage`` macro), flagged frames per
     channel, bucket and flag (``frame_quality``), the resolved ``start``/``stop``/``bucket``/
     ``gap``, and how many frames the window holds and how many have pixel statistics.
-    Defaults as :func:`plot_quality`; ``timeout`` limits each query (seconds)."""
-    start, stop = _time_range(catalog, start, stop, timeout)
+    Defaults as :func:`plot_quality`; ``query_timeout`` limits each query (seconds)."""
+    start, stop = _time_range(catalog, start, stop, query_timeout)
     bucket = bucket or _default_bucket(start, stop)
     params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap or DEFAULT_GAP}
-    counts = catalog.query(COUNTS_SQL, params, timeout=timeout).to_pandas()
-    flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")}, timeout=timeout).to_pandas()
+    counts = catalog.query(COUNTS_SQL, params, query_timeout=query_timeout).to_pandas()
+    flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")},
+                          query_timeout=query_timeout).to_pandas()
     checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]},
-                            timeout=timeout).to_pandas().iloc[0]
+                            query_timeout=query_timeout).to_pandas().iloc[0]
     return counts, flags, params, int(checked["frames"]), int(checked["checked"])
 
 
-def _time_range(catalog, start, stop, timeout: float | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _time_range(catalog, start, stop, query_timeout: float | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
     if start is None or stop is None:
         span = catalog.query("SELECT min(T_OBS) AS first, max(T_OBS) AS last FROM frame_times",
-                             timeout=timeout).to_pandas().iloc[0]
+                             query_timeout=query_timeout).to_pandas().iloc[0]
         if pd.isna(span["first"]):
             raise QueryError("the catalog has no AIA or HMI frames to plot")
         start = start if start is not None else pd.Timestamp(span["first"]).floor("D")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from sdoml_sql.catalog_builder.layout import partition_key
 from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
-from sdoml_sql.fetch.headers import partition_key
 from sdoml_sql.fetch import images
 from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import header
@@ -112,7 +112,7 @@ def run_query(catalog, sql: str, offset: int = 0, limit: int = PAGE_ROWS, timeou
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyResultWarning)  # answered as "hints"
-        selection, total = catalog.page(sql, offset, limit, timeout=timeout)
+        selection, total = catalog.page(sql, offset, limit, query_timeout=timeout)
     columns, rows = selection.to_records()
     return {"columns": columns, "rows": rows, "frames": row_frames(selection), "row_count": total,
             "offset": offset, "limit": limit, "kind": selection.kind, "hints": selection.hints,
@@ -142,7 +142,7 @@ def query_text(catalog, sql: str, format: str, timeout: float | None = None) -> 
     """The whole result as ``sdoml-sql query --format FORMAT`` prints it (csv or json)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyResultWarning)
-        return catalog.text(sql, format, timeout=timeout)
+        return catalog.text(sql, format, query_timeout=timeout)
 
 
 def examples() -> list[dict[str, str]]:
@@ -218,17 +218,17 @@ def frame_info(catalog, frame: Frame, timeout: float | None = None) -> dict:
     in time, and each other channel's frame nearest in time (within a day)."""
     params = {"instrument": frame.instrument, "year": frame.year, "channel": frame.channel, "idx": frame.idx}
     time_row = catalog.query("SELECT T_OBS FROM frame_times WHERE instrument = $instrument AND year = $year "
-                             "AND channel = $channel AND idx = $idx", params, timeout=timeout).to_arrow()
+                             "AND channel = $channel AND idx = $idx", params, query_timeout=timeout).to_arrow()
     when = time_row.column("T_OBS")[0].as_py() if time_row.num_rows else None
     info: dict[str, Any] = {**frame.locator(), "T_OBS": plain(when), "previous": None, "next": None, "others": []}
     if when is None:
         return info
-    for row in catalog.query(NEIGHBOURS_SQL, params, timeout=timeout):
+    for row in catalog.query(NEIGHBOURS_SQL, params, query_timeout=timeout):
         side = row.pop("side")
         info[side] = {k: plain(v) for k, v in row.items()}
     window = f"{int(NEIGHBOUR_WINDOW.total_seconds())} seconds"
     others = catalog.query(OTHER_CHANNELS_SQL, {"time": str(when), "window": window, "instrument": frame.instrument,
-                                                "channel": frame.channel}, timeout=timeout)
+                                                "channel": frame.channel}, query_timeout=timeout)
     rows = [{k: plain(v) for k, v in row.items()} for row in others]
     for row in rows:
         row["offset_s"] = round((pd.Timestamp(row["T_OBS"]) - pd.Timestamp(when)).total_seconds(), 3)
@@ -249,7 +249,8 @@ def coverage(catalog, start: str | None = None, stop: str | None = None, bucket:
         except ValueError:
             raise BadRequest(f"bucket {bucket[:40]!r} is not a length such as '1 hour' or '12 minutes'") from None
     counts, flags, params, frames, checked = quality_counts(catalog, start=start or None, stop=stop or None,
-                                                            bucket=bucket or None, gap=gap or None, timeout=timeout)
+                                                            bucket=bucket or None, gap=gap or None,
+                                                            query_timeout=timeout)
     width = bucket_width(params["bucket"])
     flagged: dict[tuple, dict[str, int]] = {}
     for row in flags.itertuples(index=False):
