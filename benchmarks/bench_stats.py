@@ -34,7 +34,7 @@ from bench_build import run  # noqa: E402  (runs code in a fresh Python, returns
 
 DECODE_BOUND = """
 import concurrent.futures, sys, time
-from sdoml_sql.fetch.stack import read_chunk_frames
+from sdoml_sql.fetch.frames import read_chunk_frames
 from sdoml_sql.stores.source import open_store
 source, workers = open_store(sys.argv[1]), int(sys.argv[2])
 jobs = []
