@@ -200,3 +200,55 @@ def test_chunk_key_names_frame_chunks(tmp_path):
     array, _ = write_array(tmp_path / "s.zarr", numcodecs.Blosc())
     assert chunk_key(array, 2) == "2.0.0"
     assert frames_module.PARTIAL_MAX_SHARE < 1
+
+
+# --- remote stores: ranged reads, counted at the emulators' proxy ----------------------------------
+
+@pytest.fixture()
+def proxied_store(remote, monkeypatch, no_store_env, sample_paths):
+    """(array through a fault proxy in front of the emulator, the same array read locally, proxy)."""
+    from emulators import FaultProxy
+
+    proxy = FaultProxy(remote.endpoint)
+    for name, value in remote.env(proxy.endpoint).items():
+        monkeypatch.setenv(name, value)
+    array = open_store(remote.urls()["aia"]).array("2010/171A")
+    local = open_store(str(sample_paths["aia"])).array("2010/171A")
+    proxy.clear()
+    yield array, local, proxy
+    proxy.stop()
+
+
+def frame_blocks_bytes(local, frame: int) -> int:
+    """Stored bytes of the Blosc blocks holding ``frame`` (from the local copy of the chunk)."""
+    t = int(local.chunks[0])
+    raw = open(os.path.join(str(local.store_path.store.root), local.store_path.path, chunk_key(local, frame // t)),
+               "rb").read()
+    header = BloscHeader.parse(raw, int(np.prod(local.chunks)) * 4)
+    _, ranges = frames_module.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    return sum(b - a for a, b in ranges)
+
+
+def test_one_remote_frame_transfers_its_blocks_and_little_else(proxied_store):
+    array, local, proxy = proxied_store
+    assert int(array.chunks[0]) == 15
+    for frame in (3, 20, 122):
+        proxy.clear()
+        got = read_chunk_frames(array, "aia 2010/171A", frame, frame + 1, (0,), 1, "stride")
+        np.testing.assert_array_equal(got, np.asarray(local[frame:frame + 1]))
+        blocks = frame_blocks_bytes(local, frame)
+        assert blocks <= proxy.bytes_sent <= blocks + 8192, (frame, blocks, proxy.bytes_sent)
+
+
+def test_partial_reads_leave_the_chunk_cache_alone_and_use_cached_chunks(proxied_store, tmp_path, monkeypatch,
+                                                                        remote):
+    _, local, proxy = proxied_store
+    cached = open_store(remote.urls()["aia"], cache_dir=tmp_path / "cache").array("2010/171A")
+    read_chunk_frames(cached, "aia 2010/171A", 3, 4, (0,), 1, "stride")
+    assert not [f for _, _, files in os.walk(tmp_path / "cache") for f in files]  # nothing half-cached
+    whole = read_chunk_frames(cached, "aia 2010/171A", 0, 15, tuple(range(15)), 1, "stride")
+    np.testing.assert_array_equal(whole, np.asarray(local[0:15]))
+    proxy.clear()
+    again = read_chunk_frames(cached, "aia 2010/171A", 5, 7, (0, 1), 1, "stride")  # partial, from the cache
+    np.testing.assert_array_equal(again, np.asarray(local[5:7]))
+    assert proxy.bytes_sent == 0 and proxy.count("171A") == 0
