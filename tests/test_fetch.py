@@ -16,6 +16,7 @@ from sdoml_sql import fetch as fetch_module
 from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.frames import PARTIAL_MAX_SHARE
 
 MIXED_SQL = """
 SELECT instrument, year, channel, idx FROM frames
@@ -76,7 +77,7 @@ def test_a_day_of_one_channel_reads_its_chunks_in_one_task_each(catalog):
     result = array.compute()
     assert sorted(counters["aia"].reads) == sorted(f"2010/171A/{n}.0.0" for n in range(n_chunks))
     last = f"2010/171A/{n_chunks - 1}.0.0"  # holds the few frames past the last full chunk: read partially
-    assert counters["aia"].headers == ([last] if len(selection) % t <= 0.6 * t and len(selection) % t else [])
+    assert counters["aia"].headers == ([last] if 0 < len(selection) % t <= PARTIAL_MAX_SHARE * t else [])
     assert {key for key, _, _ in counters["aia"].ranges} <= {last}
     rows = [0, t - 1, t, -1]
     np.testing.assert_array_equal(result[rows], expected_frames(catalog, selection.locators().iloc[rows]))
