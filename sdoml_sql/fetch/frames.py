@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -351,7 +352,7 @@ class FrameReader:
         try:
             source = chunk_bytes(zarray, key)
             if uses_partial(zarray, in_chunk.tolist()):
-                return self._partial(zarray, source, in_chunk), True
+                return self._partial(zarray, source, in_chunk)
             decoded = self._whole(zarray, source)
         except DamagedChunk as error:
             raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: chunk {zarray.store_path.path}/{key} "
@@ -397,8 +398,9 @@ class FrameReader:
             raise DamagedChunk(f"{type(error).__name__}: {error}") from None
         return buffer
 
-    def _partial(self, zarray, source, in_chunk: np.ndarray) -> np.ndarray:
-        """The frames ``in_chunk`` of a Blosc chunk, decoding only the blocks that hold them."""
+    def _partial(self, zarray, source, in_chunk: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The frames ``in_chunk`` of a Blosc chunk, decoding only the blocks that hold them, and
+        whether they are a fresh array (else a view of this thread's decode scratch)."""
         meta = zarray.metadata
         dtype = _dtype(meta)
         frame_shape = tuple(int(s) for s in zarray.chunks[1:])
@@ -406,17 +408,19 @@ class FrameReader:
         head = _read_head(source, zarray)
         if head is None:
             fill = meta.fill_value if meta.fill_value is not None else 0
-            return np.full((len(in_chunk), *frame_shape), fill, dtype=dtype)
+            return np.full((len(in_chunk), *frame_shape), fill, dtype=dtype), True
         header, table = head
         frame_bytes = header.nbytes // int(zarray.chunks[0])
         blocks, ranges = needed_ranges(header, table, wanted, frame_bytes)
         stored = _read_ranges(source, ranges, header.cbytes)
         if header.memcpyed:
-            decoded = np.concatenate([np.frombuffer(part, np.uint8) for part in stored])
+            decoded, fresh = np.concatenate([np.frombuffer(part, np.uint8) for part in stored]), True
         else:
-            decoded = _decode_blocks(header, blocks, stored, wanted, frame_bytes)
+            decoded, fresh = _decode_blocks(header, blocks, stored, wanted, frame_bytes)
         frames = decoded.view(dtype).reshape(len(wanted), *frame_shape)
-        return frames if len(wanted) == len(in_chunk) else frames[np.searchsorted(wanted, in_chunk)]
+        if len(wanted) == len(in_chunk):
+            return frames, fresh
+        return frames[np.searchsorted(wanted, in_chunk)], True
 
 
 def _chunk_nbytes(zarray) -> int:
@@ -453,14 +457,27 @@ def needed_ranges(header: BloscHeader, table: bytes, wanted: np.ndarray,
     return blocks, [(int(starts[b]), int(ends[b])) for b in blocks]
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's decode buffer, ``nbytes`` long (kept between reads: pages touched once are
+    reused, where fresh memory costs a page fault per 4 KiB)."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _SCRATCH.buffer = np.empty(nbytes, np.uint8)
+    return buffer[:nbytes]
+
+
 def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], wanted: np.ndarray,
-                   frame_bytes: int) -> np.ndarray:
-    """The wanted frames' bytes, decoding the stored ``blocks`` re-packed as one Blosc buffer."""
+                   frame_bytes: int) -> tuple[np.ndarray, bool]:
+    """The wanted frames' bytes, decoding the stored ``blocks`` re-packed as one Blosc buffer
+    into this thread's scratch, and whether they are a fresh array (else a view of the scratch)."""
     import numcodecs.blosc
 
     stored = [view[:checked_block(header, int(b), view)] for b, view in zip(blocks, stored)]
     packed = repack(header, blocks, stored)
-    out = np.empty(sum(header.block_size(int(b)) for b in blocks), dtype=np.uint8)
+    out = _scratch(sum(header.block_size(int(b)) for b in blocks))
     try:
         numcodecs.blosc.decompress(packed, out)
     except Exception as error:  # noqa: BLE001 - the codec's own complaint, named
@@ -471,8 +488,8 @@ def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryv
         first = f * frame_bytes // header.blocksize
         offsets.append(place[first] * header.blocksize + f * frame_bytes - first * header.blocksize)
     if len(out) == len(offsets) * frame_bytes and offsets == list(range(0, len(out), frame_bytes)):
-        return out  # the blocks hold the wanted frames and nothing else
-    return np.concatenate([out[o:o + frame_bytes] for o in offsets])
+        return out, False  # the blocks hold the wanted frames and nothing else
+    return np.concatenate([out[o:o + frame_bytes] for o in offsets]), True
 
 
 def partial_read_bytes(zarray, key: str, offsets_in_chunk) -> int:
