@@ -22,7 +22,7 @@ from test_build import snapshot
 FRAMES_SQL = ("SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 "
               "AND idx IN (0, 5, 119, 120) ORDER BY idx")
 CHUNK_0 = r"2010/171A/0\.0\.0$"
-CHUNK_1 = r"2010/171A/1\.0\.0$"
+CHUNK_1 = r"2010/171A/8\.0\.0$"  # frame 120's chunk (15 frames a chunk)
 ZATTRS = r"2010/193A/\.zattrs$"
 RECOVERABLE = {
     "503 on a chunk": [Fault("error", CHUNK_0, times=2)],
@@ -104,7 +104,7 @@ def test_a_chunk_that_never_answers_fails_in_time_naming_frames_and_object(proxi
     message = str(caught.value)
     assert len(message.splitlines()) == 1
     assert "aia 2010/171A frames 120..120" in message  # the frames it could not read
-    assert f"store {remote.urls()['aia']}: cannot read 2010/171A/1.0.0" in message  # and the object
+    assert f"store {remote.urls()['aia']}: cannot read 2010/171A/8.0.0" in message  # and the object
     assert "timed out" in message
 
 
@@ -114,7 +114,7 @@ def test_a_chunk_that_keeps_failing_names_the_object(proxied_catalog, monkeypatc
     monkeypatch.setenv("SDOML_TIMEOUT", "4")
     proxy.inject(Fault("error", CHUNK_0, times=None))
     started = time.perf_counter()
-    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.119: StoreError: store .*: cannot read 2010/171A/0\.0\.0 after"):
+    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.5: StoreError: store .*: cannot read 2010/171A/0\.0\.0 after"):
         Catalog(catalog).query(FRAMES_SQL).fetch().compute()
     assert time.perf_counter() - started < TIMEOUT_S + 2
 
