@@ -139,7 +139,7 @@ def test_chunk_reads_are_held_to_the_plan_and_the_cache_to_its_size(ml_dir):
     reference = [ds[i]["image"] for i in range(len(ds))]  # row order: each chunk once (per-column cache)
     distinct = ds.plan().distinct_chunks
     assert sum(len(c.reads) for c in counters.values()) == distinct
-    for cache_mb, bound in ((None, 1.05), (32 * ds.sample_bytes / 1e6, None)):  # 32 of 118 samples: re-decodes
+    for cache_mb, bound in ((None, 1.05), (2 * ds.sample_bytes / 1e6, None)):  # 2 of 118 samples: re-decodes
         for counter in counters.values():
             counter.reads.clear()
         plan = ds.plan(seed=1, cache_mb=cache_mb)
