@@ -142,6 +142,7 @@ def test_a_cached_fetch_reads_nothing_remote(proxied_catalog, tmp_path, monkeypa
     monkeypatch.setenv("SDOML_CACHE", str(tmp_path / "cache"))
     Catalog(catalog).query(FRAMES_SQL).fetch().compute()  # partial reads only: nothing cached
     assert not [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]
+    proxy.clear()
     first = Catalog(catalog).query(WHOLE_SQL).fetch().compute()
     chunk_reads = proxy.count(r"/2010/171A/\d+\.\d+\.\d+")
     assert chunk_reads >= 2
