@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
+from sdoml_sql.datasets.shuffle import DEFAULT_MIX, UNIFORM, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 
 
@@ -104,8 +104,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
     if not isinstance(num_workers, int) or num_workers < 0:
         raise DatasetError(f"num_workers={num_workers!r}: give 0 or a positive integer")
     batches_in_worker = dataset.transform is None
-    options = {"shuffle": shuffle if shuffle == "uniform" else bool(shuffle), "seed": int(seed), "epoch": int(epoch), "shards": max(num_workers, 1),
-               "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
+    options = {"shuffle": UNIFORM if shuffle == UNIFORM else bool(shuffle), "seed": int(seed), "epoch": int(epoch),
+               "shards": max(num_workers, 1), "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
                "group": batch_size if batches_in_worker else 1}
     stream = EpochStream(dataset, options, drop_last)
     extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers else {}

@@ -1,7 +1,8 @@
 """Epoch plans: which samples each loader worker serves, in which order, and when it decodes.
 
-Reading a frame costs its whole Zarr chunk (120 AIA frames, 126 MB decoded), so a uniform
-shuffle decodes about one chunk per channel per sample.  A plan instead:
+Where a frame can only be read with its whole Zarr chunk (non-Blosc stores; 15 or 120 frames
+decoded per frame), a uniform shuffle decodes about one chunk per channel per sample.  The
+block shuffle (``shuffle=True``) instead:
 
 1. groups the samples into *blocks*: the samples whose widest-chunk channel (AIA in an
    AIA+HMI sample) shares one chunk;
@@ -22,6 +23,9 @@ The result is deterministic for ``(seed, epoch)``; every sample is in exactly on
 What this gives up against a uniform shuffle: a batch holds samples from at most ``mix``
 blocks (about ``mix`` × 12 hours of a 6-minute AIA selection) instead of the whole range;
 :func:`batch_time_spread` measures it.
+
+``shuffle="uniform"`` (:func:`uniform_plan`) is a true uniform permutation: each sample reads
+only its own frames, which partial Blosc reads make cheap (``sdoml_sql.fetch.frames``).
 """
 
 from __future__ import annotations

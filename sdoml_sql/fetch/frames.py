@@ -36,7 +36,7 @@ from sdoml_sql.exceptions import FetchError
 
 BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
 BLOSC_VERSIONS = (1, 2)  # c-blosc 1.x chunk formats
-BYTE_SHUFFLE, MEMCPYED, BIT_SHUFFLE, DONT_SPLIT = 0x01, 0x02, 0x04, 0x10
+MEMCPYED, DONT_SPLIT = 0x02, 0x10  # header flags: stored uncompressed; blocks not split into streams
 MAX_SPLITS, MIN_SPLIT_BYTES = 16, 128  # c-blosc's rule for splitting a block into typesize streams
 #: Bytes of the first ranged GET of a remote chunk: header plus offset tables of up to 1020 blocks.
 HEADER_READ_BYTES = 4096
