@@ -505,7 +505,7 @@ def partial_read_bytes(zarray, key: str, offsets_in_chunk) -> int:
     header, table = head
     _, ranges = needed_ranges(header, table, np.unique(np.asarray(offsets_in_chunk, np.int64)),
                               header.nbytes // int(zarray.chunks[0]))
-    return min(len(table), HEADER_READ_BYTES) + sum(b - a for a, b in merged_ranges(ranges))
+    return len(table) + sum(b - a for a, b in merged_ranges(ranges))
 
 
 def _read_ranges(source, ranges: list[tuple[int, int]], cbytes: int) -> list[memoryview]:
