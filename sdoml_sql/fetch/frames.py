@@ -256,10 +256,11 @@ def chunk_key(zarray, chunk: int) -> str:
 
 def chunk_bytes(zarray, key: str):
     """Where ``key``'s bytes come from: a local file when there is one, else the store."""
+    from zarr.storage import LocalStore
+
     store = zarray.store_path.store
-    root = getattr(store, "root", None)
-    if root is not None and type(store).__name__ == "LocalStore":
-        return LocalChunk(os.path.join(str(root), zarray.store_path.path, key))
+    if isinstance(store, LocalStore):
+        return LocalChunk(os.path.join(str(store.root), zarray.store_path.path, key))
     cached = getattr(store, "cached_file", None)
     if cached is not None:
         path = cached(f"{zarray.store_path.path}/{key}".strip("/"))
