@@ -40,7 +40,7 @@ _LAZY = {
     "Selection": "sdoml_sql.query",
     "plot_eve": "sdoml_sql.fetch.eve",
     "compute_frame_stats": "sdoml_sql.workflows",
-    "stats": "sdoml_sql.quality.stats",
+    "stats": "sdoml_sql.workflows",
     "movie": "sdoml_sql.fetch.movies",
     "plot": "sdoml_sql.fetch.maps",
     "plot_quality": "sdoml_sql.quality.plot",

@@ -32,5 +32,6 @@ def _with_copies(function):
 build_catalog = _with_copies(_build.build_catalog)
 rebuild_catalog = _with_copies(_build.rebuild_catalog)
 compute_frame_stats = _with_copies(_stats.compute_frame_stats)
+stats = compute_frame_stats
 
-__all__ = ["build_catalog", "rebuild_catalog", "compute_frame_stats"]
+__all__ = ["build_catalog", "rebuild_catalog", "compute_frame_stats", "stats"]
