@@ -45,11 +45,17 @@ def source_frames(sample_paths) -> pd.DataFrame:
 
 def source_eve(sample_paths) -> pd.DataFrame:
     """EVE samples: idx, time, and the Fe XVIII line (NULL where negative)."""
-    group = zarr.open_group(str(sample_paths["eve"]), mode="r", zarr_format=2)["MEGS-A"]
+    group = eve_group(sample_paths["eve"])
     times = pd.to_datetime(pd.Series(group["Time"][:].astype(str)), format="ISO8601")
     line = np.asarray(group["Fe XVIII"][:], dtype="float64")
     return pd.DataFrame({"idx": np.arange(len(times)), "time": times.values,
                          "Fe XVIII": np.where(line < 0, np.nan, line)})
+
+
+def eve_group(store):
+    """The zarr group holding a sample EVE store's lines: ``MEGS-A`` (v2), or the root (v2a)."""
+    root = zarr.open_group(str(store), mode="r", zarr_format=2)
+    return root["MEGS-A"] if "MEGS-A" in root else root
 
 
 def grid(start: str, stop: str, cadence: str) -> pd.DatetimeIndex:
