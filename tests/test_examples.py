@@ -72,13 +72,28 @@ def check_coverage_holes(got, source, eve):
     assert list(got.channel) == list(expected.channel) and list(got.frames) == list(expected.frames)
 
 
+SDOFM_CHANNELS = ["131A", "1600A", "1700A", "171A", "193A", "211A", "304A", "335A", "94A", "Bx", "By", "Bz"]
+
+
+def check_sdofm_aligndata(got, source, eve):
+    expected = brute.sdofm_aligndata(source, eve, SDOFM_CHANNELS)
+    assert list(got.columns) == ["Time", *[f"idx_{c}" for c in SDOFM_CHANNELS], "idx_eve"]
+    assert len(got) > 0
+    pd.testing.assert_frame_equal(got.astype({c: "Int64" for c in got.columns if c != "Time"}), expected,
+                                  check_dtype=False)
+
+
 CHECKS = {name[len("check_"):]: f for name, f in globals().items() if name.startswith("check_")}
+#: The sample layout each example runs on (default v2): SDO-FM's table needs SDOMLv2a's nine aligned channels.
+EXAMPLE_LAYOUTS = {"sdofm_aligndata": "v2a"}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_example_matches_brute_force(catalog, source, eve_source, name):
+def test_example_matches_brute_force(request, name):
+    prefix = "" if EXAMPLE_LAYOUTS.get(name, "v2") == "v2" else "v2a_"
+    catalog, source, eve = (request.getfixturevalue(prefix + f) for f in ("catalog", "source", "eve_source"))
     got = catalog.example(name).to_pandas()
-    CHECKS[name](got, source, eve_source)
+    CHECKS[name](got, source, eve)
 
 
 def sql_blocks(text: str) -> list[str]:
