@@ -100,17 +100,22 @@ def sql_blocks(text: str) -> list[str]:
     return re.findall(r"```sql\n(.*?)```", text, flags=re.S)
 
 
-def cli_queries(text: str) -> list[str]:
-    """The SQL of every `$ sdoml-sql query "…"` line and `$ echo "…" | sdoml-sql query -` line."""
+#: The catalogs README commands name, as the session fixtures that hold the same frames.
+README_CATALOGS = {"demo-output/catalog": "catalog", "demo-output/v2a-catalog": "v2a_catalog"}
+
+
+def cli_queries(text: str) -> list[tuple[str, str]]:
+    """``(SQL, --catalog)`` of every `$ sdoml-sql query "…"` line and `$ echo "…" | sdoml-sql query -` line."""
     found = []
     for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             words = shlex.split(line.removeprefix("$ "))
+            catalog = words[words.index("--catalog") + 1] if "--catalog" in words else "demo-output/catalog"
             if "query" in words and words[0] == "sdoml-sql":
                 argument = words[words.index("query") + 1]
-                found.append(argument)
+                found.append((argument, catalog))
             elif words[:1] == ["echo"] and "query" in words:
-                found.append(words[1])
+                found.append((words[1], catalog))
     return found
 
 
@@ -125,8 +130,8 @@ def test_documented_sql_runs(catalog, number):
     assert len(catalog.query(sql)) > 0
 
 
-def test_documented_cli_queries_run(catalog):
+def test_documented_cli_queries_run(request):
     root = DOCS.parent
-    for argument in cli_queries(DOCS.read_text()):
+    for argument, catalog in cli_queries(DOCS.read_text()):
         sql = (root / argument[1:]).read_text() if argument.startswith("@") else argument
-        assert len(catalog.query(guard(sql))) > 0, argument
+        assert len(request.getfixturevalue(README_CATALOGS[catalog]).query(guard(sql))) > 0, argument
