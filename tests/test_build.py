@@ -381,7 +381,8 @@ def test_rebuild_swapping_v2_for_v2a_says_so_and_rewrites_what_changed(sample_pa
                      "6 partitions rewritten, 3 removed, 0 unchanged; idx now counts frames of the v2a arrays"]
     manifest = read_manifest(catalog)
     assert manifest["sources"]["hmi"]["variant"] == "v2a" and manifest["sources"]["hmi"]["url"] == str(v2a)
-    assert sorted(manifest["partitions"]) == [f"hmi/year={y}/channel={c}" for y in (2010, 2020) for c in ("Bx", "By", "Bz")]
+    assert sorted(manifest["partitions"]) == [f"hmi/year={year}/channel={component}"
+                                              for year in (2010, 2020) for component in ("Bx", "By", "Bz")]
     rows = catalog_rows(catalog, "hmi", 2010, "Bz")
     assert [r["T_OBS_STR"] for r in rows] == json.loads((v2a / "2010" / "Bz" / ".zattrs").read_text())["T_OBS"]
     again = run_cli("rebuild", "--catalog", str(catalog), "--quiet")  # same variant: no note, nothing rewritten

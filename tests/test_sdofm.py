@@ -78,7 +78,8 @@ def sdofm_rounding(aia, hmi, eve) -> pd.DataFrame:
         if group is hmi:
             strings = [s[:19].replace(".", "-").replace("_", "T") for s in strings]
         times = pd.to_datetime(pd.to_datetime(strings, format="mixed").strftime("%Y-%m-%d %H:%M:%S"))
-        frame = pd.DataFrame({"Time": times.tz_localize(None).round(CADENCE), f"idx_{channel}": np.arange(len(strings))})
+        frame = pd.DataFrame({"Time": times.tz_localize(None).round(CADENCE),
+                              f"idx_{channel}": np.arange(len(strings))})
         frame = frame.drop_duplicates(subset="Time", keep="first").set_index("Time")
         joined = frame if joined is None else joined.join(frame, how="inner")
     samples = pd.DataFrame({"Time": pd.to_datetime(eve["Time"][:].astype(str)).round(CADENCE),
@@ -91,7 +92,7 @@ def sdofm_rounding(aia, hmi, eve) -> pd.DataFrame:
 
 
 def test_where_it_differs_from_sdofms_rounding_our_frame_is_nearer(aligndata, v2a_sample_paths):
-    groups = {name: zarr.open_group(str(v2a_sample_paths[name]), mode="r", zarr_format=2) for name in ("aia", "hmi", "eve")}
+    groups = {name: zarr.open_group(str(path), mode="r", zarr_format=2) for name, path in v2a_sample_paths.items()}
     theirs = sdofm_rounding(groups["aia"], groups["hmi"], groups["eve"])
     ours = aligndata[aligndata.index.year == 2010]
     common = ours.index.intersection(theirs.index)

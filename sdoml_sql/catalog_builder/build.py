@@ -29,7 +29,9 @@ import pyarrow.parquet as pq
 from sdoml_sql.version import __version__
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
-from sdoml_sql.catalog_builder.harvest import eve_group_name, eve_groups, harvest_array, harvest_eve
+from sdoml_sql.catalog_builder.harvest import (
+    eve_array_path, eve_group_name, eve_groups, harvest_array, harvest_eve,
+)
 from sdoml_sql.catalog_builder import remote
 from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
 from sdoml_sql.catalog_builder.location import (
@@ -312,7 +314,7 @@ def _plan_eve(source: Source) -> list[Partition]:
     partitions = []
     for group in eve_groups(source):
         _, arrays = source.children(group)
-        paths = [f"{group}/{a}".strip("/") for a in arrays]
+        paths = [eve_array_path(group, a) for a in arrays]
         partitions.append(Partition(key=f"eve/group={eve_group_name(group)}", instrument="eve", array_path=group,
                                     fingerprint=fingerprint(source, paths)))
     return partitions
@@ -494,8 +496,8 @@ def time_index(table: pa.Table) -> dict[str, Any]:
     """The partition's entry in the catalog's time index: ``time_range`` (first and last
     ``T_OBS``, ISO strings to the microsecond, or None when no frame has a time),
     ``untimed_rows`` (frames whose ``T_OBS`` is NULL) and ``time_ordered`` (whether the timed
-    frames are in time order by ``idx``: SDOML v2's HMI is, SDOMLv2a's is not).  The query views skip a partition
-    whose range a time filter excludes without opening its file."""
+    frames are in time order by ``idx``: SDOML v2's HMI is, SDOMLv2a's is not).  The query
+    views skip a partition whose range a time filter excludes without opening its file."""
     import pyarrow.compute as pc
 
     if "T_OBS" not in table.column_names:

@@ -300,9 +300,9 @@ def eve_group_name(group: str) -> str:
     return group or ROOT_GROUP
 
 
-def harvest_eve(source: Source, group: str = "MEGS-A") -> tuple[pa.Table, pa.Table, list[str]]:
-    """Harvest an EVE group (``""``: the store's root, as in SDOMLv2a's flat EVE_legacy):
-    ``(samples, lines, warnings)``.
+def harvest_eve(source: Source, group: str) -> tuple[pa.Table, pa.Table, list[str]]:
+    """Harvest an EVE group (``"MEGS-A"``; ``""``: the store's root, as in SDOMLv2a's flat
+    EVE_legacy): ``(samples, lines, warnings)``.
 
     ``samples`` has ``idx``, ``time`` (UTC) and one float32 column per line, NULL where the
     source is negative (missing); ``lines`` has each line's name, ion, wavelength (nm), logT
@@ -315,7 +315,7 @@ def harvest_eve(source: Source, group: str = "MEGS-A") -> tuple[pa.Table, pa.Tab
         raise HarvestError(f"{where}: {error}") from None
     if EVE_TIME not in arrays:
         raise HarvestError(f"{where}: no {EVE_TIME} array")
-    times = source.array(_join(group, EVE_TIME))[:]
+    times = source.array(eve_array_path(group, EVE_TIME))[:]
     try:
         stamps, _ = parse_times(pa.array(np.asarray(times).astype(str)))
     except TimeParseError as error:
@@ -324,17 +324,18 @@ def harvest_eve(source: Source, group: str = "MEGS-A") -> tuple[pa.Table, pa.Tab
     line_rows = []
     warnings: list[str] = []
     for name in (a for a in arrays if a != EVE_TIME):
-        data = np.asarray(source.array(_join(group, name))[:], dtype=np.float32)
+        data = np.asarray(source.array(eve_array_path(group, name))[:], dtype=np.float32)
         if data.shape != (len(times),):
             raise HarvestError(f"{where}: array {name} has shape {data.shape}, {EVE_TIME} has {len(times)} samples")
         columns[name] = pa.array(data, mask=~(data >= 0))
-        attrs, _ = read_attrs(source, _join(group, name))
+        attrs, _ = read_attrs(source, eve_array_path(group, name))
         line_rows.append(_eve_line(name, attrs))
     lines = pa.Table.from_pylist(line_rows, schema=EVE_LINES_SCHEMA)
     return pa.table(columns), lines, warnings
 
 
-def _join(group: str, name: str) -> str:
+def eve_array_path(group: str, name: str) -> str:
+    """The path of array ``name`` of an EVE group (``""``: the root)."""
     return f"{group}/{name}" if group else name
 
 
