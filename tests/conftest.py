@@ -29,15 +29,18 @@ def sample_paths(sample_dir):
     }
 
 
+def _built(paths, directory):
+    """``directory``, a catalog built from the stores ``paths`` (``{"aia": …, "hmi": …, "eve": …}``)."""
+    from sdoml_sql.catalog_builder.build import build_catalog
+
+    build_catalog(**{name: str(path) for name, path in paths.items()}, catalog=directory, progress=False)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def catalog_dir(sample_paths, tmp_path_factory):
     """A catalog built from the sample stores. Tests must not modify it (copy it first)."""
-    from sdoml_sql.catalog_builder.build import build_catalog
-
-    directory = tmp_path_factory.mktemp("catalog") / "catalog"
-    build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),
-                  eve=str(sample_paths["eve"]), catalog=directory, progress=False)
-    return directory
+    return _built(sample_paths, tmp_path_factory.mktemp("catalog") / "catalog")
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +86,12 @@ def v2a_sample_paths(tmp_path_factory):
 @pytest.fixture(scope="session")
 def v2a_catalog_dir(v2a_sample_paths, tmp_path_factory):
     """A catalog built from the v2a sample stores. Tests must not modify it (copy it first)."""
-    from sdoml_sql.catalog_builder.build import build_catalog
-
-    directory = tmp_path_factory.mktemp("catalog-v2a") / "catalog"
-    build_catalog(**{name: str(path) for name, path in v2a_sample_paths.items()}, catalog=directory, progress=False)
-    return directory
+    return _built(v2a_sample_paths, tmp_path_factory.mktemp("catalog-v2a") / "catalog")
 
 
 @pytest.fixture(scope="module")
 def v2a_catalog(v2a_catalog_dir):
+    """The v2a catalog opened for SQL; ``v2a_source`` and ``v2a_eve_source`` as ``source``, ``eve_source``."""
     from sdoml_sql import Catalog
 
     return Catalog(v2a_catalog_dir)
