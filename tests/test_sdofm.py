@@ -47,8 +47,9 @@ def test_the_loaders_reads_are_the_catalogs_frames(aligndata, v2a_catalog, v2a_s
     hmi = zarr.open_group(str(v2a_sample_paths["hmi"]), mode="r", zarr_format=2)
     eve = zarr.open_group(str(v2a_sample_paths["eve"]), mode="r", zarr_format=2)  # flat: lines at the root
     times = ", ".join(f"TIMESTAMP '{t}'" for t in aligndata.index)
+    first, last = aligndata.index.min(), aligndata.index.max() + CADENCE
     selection = v2a_catalog.query(f"""
-        SELECT * FROM aligned({AIA + HMI}, '2010-01-01', '2011-01-01', INTERVAL 12 minutes, INTERVAL 6 minutes)
+        SELECT * FROM aligned({AIA + HMI}, '{first}', '{last}', INTERVAL 12 minutes, INTERVAL 6 minutes)
         WHERE time IN ({times}) ORDER BY time""")
     cube = selection.fetch().compute()  # (time, channel, y, x), as the catalog reads the frames
     assert cube.shape[:2] == (len(aligndata), len(AIA + HMI))
