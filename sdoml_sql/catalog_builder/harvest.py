@@ -18,12 +18,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sdoml_sql.catalog_builder.layout import TIME_SUFFIX
 from sdoml_sql.exceptions import HarvestError, StoreError
 from sdoml_sql.stores.source import Source, parse_json
 from sdoml_sql.catalog_builder.times import TIME_KEYS, TimeParseError, looks_like_times, parse_times
 
 NAN_STRINGS = frozenset({"nan", "NaN", "NAN", "-nan", "+nan"})
-TIME_SUFFIX = "_STR"
 RESERVED_COLUMNS = frozenset({"idx", "year", "channel", "instrument"})
 TYPE_NAMES = {
     pa.int64(): "BIGINT",
@@ -268,9 +268,6 @@ def type_name(arrow_type: pa.DataType) -> str:
 # --- EVE -----------------------------------------------------------------------------------
 
 EVE_TIME = "Time"
-#: The catalog's name (``eve/group=root``) for EVE lines at a store's root: SDOMLv2a's flat
-#: ``EVE_legacy.zarr``; SDOML v2 keeps them in a group, ``MEGS-A``.
-ROOT_GROUP = "root"
 
 
 def eve_groups(source: Source) -> list[str]:
@@ -293,11 +290,6 @@ def eve_groups(source: Source) -> list[str]:
         f"{'group ' + place if place else 'root'}: no {EVE_TIME} array ({len(names)} arrays: "
         f"{', '.join(names[:5])}{', …' if len(names) > 5 else ''})" for place, names in places.items())
     raise HarvestError(f"store {source.url}: {described}; {expected}")
-
-
-def eve_group_name(group: str) -> str:
-    """The catalog's name of an EVE group path (``"MEGS-A"``; the root is :data:`ROOT_GROUP`)."""
-    return group or ROOT_GROUP
 
 
 def harvest_eve(source: Source, group: str) -> tuple[pa.Table, pa.Table, list[str]]:

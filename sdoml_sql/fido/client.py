@@ -19,7 +19,8 @@ from sunpy import log
 from sunpy.net.attr import and_
 from sunpy.net.base_client import BaseClient, QueryResponseTable
 
-from sdoml_sql.catalog_builder.build import read_manifest
+from sdoml_sql.catalog_builder.layout import MANIFEST, Manifest
+from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import SdomlError
 from sdoml_sql.fetch.output import fits_frames, write_fits_file
@@ -51,8 +52,8 @@ def _value_is_ours(attr) -> bool:
 
 def manifest_channels(manifest: dict[str, Any]) -> dict[str, str]:
     """``{channel: instrument}`` of a catalog manifest's AIA and HMI partitions."""
-    partitions = (manifest.get("partitions") or {}).values()
-    return {p["channel"]: p["instrument"] for p in partitions if p.get("instrument") in INSTRUMENTS}
+    partitions = Manifest.of(manifest).frame_partitions(INSTRUMENTS).values()
+    return {p["channel"]: p["instrument"] for p in partitions}
 
 
 def catalog_values(channels: dict[str, str]) -> dict:
@@ -73,7 +74,7 @@ def catalog_values(channels: dict[str, str]) -> dict:
 
 def default_catalog_available() -> bool:
     """Whether the default catalog (``$SDOML_CATALOG``, then the user default) exists."""
-    return os.path.isfile(default_catalog_dir() / "manifest.json")
+    return os.path.isfile(default_catalog_dir() / MANIFEST)
 
 
 class SDOMLClient(BaseClient):
@@ -249,7 +250,7 @@ def frame_urls(rows) -> list[str]:
 
 def _read_sources(directory: str) -> dict:
     try:
-        return (read_manifest(directory) or {}).get("sources") or {}
+        return Manifest.of(read_manifest(directory)).sources
     except Exception:  # noqa: BLE001 - a broken catalog is reported when its frames are read
         return {}
 
