@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sdoml_sql.demo demo-output
 
-## Runs the whole test suite.
+## Runs the whole test suite (the explorer's browser tests need Debian's chromium and chromium-driver).
 test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	$(PY) -m pytest -n 2 --durations=15
 
 clean:
