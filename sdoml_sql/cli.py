@@ -124,10 +124,13 @@ def with_access_options(function):
                    "fall on the AIA days of a year, so AIA+HMI aligned samples can be made.")
 @click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
+@click.option("--chunk-frames", default=None, type=click.IntRange(1),
+              help="Frames per chunk of the AIA and HMI arrays (default: 15, as in the real stores).")
 @click.option("--layout", type=click.Choice(["v2", "v2a"]), default="v2", show_default=True,
               help="SDOML v2 (sdomlv2_small.zarr …) or SDOMLv2a (AIA.zarr, HMI.zarr, EVE_legacy.zarr: years "
                    "past 2020, HMI out of time order, flat EVE).")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, layout):
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames,
+           layout):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 (or v2a) ones into DIRECTORY."""
     from sdoml_sql.stores.sample import write_sample
 
@@ -138,6 +141,7 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_year
         "years": tuple(int(y) for y in years.split(",")) if years else None,
         "channels": tuple(channels.split(",")) if channels else None,
         "hmi_years": _hmi_years(hmi_years, years, layout),
+        "chunk_frames": chunk_frames,
     }
     paths = write_sample(directory, images=not no_images, seed=seed, layout=layout,
                          **{k: v for k, v in options.items() if v is not None})

@@ -86,8 +86,9 @@ RAGGED_KEYS = ("DRMS_ID", "HEADSUM", "LONGSTRN", "PRIMARYK")
 #: Keys of the quirky year holding some JSON nulls.
 NULL_KEYS = ("DATAKURT", "DATASKEW", "AIMGOTSS")
 
-AIA_CHUNK_FRAMES = 120
-HMI_CHUNK_FRAMES = 15
+#: Frames per chunk of the AIA and HMI arrays, as the SDOML production scripts write them
+#: (``chunks=(15, None, None)``); ``chunk_frames`` / ``--chunk-frames`` writes other layouts.
+CHUNK_FRAMES = 15
 IMAGE_SIZE = 512
 #: SDOML scales every image so the solar radius is 976/4.8 pixels (CDELT1 = 4.8·RSUN_OBS/976).
 SOLAR_RADIUS_PX = 976 / 4.8
@@ -155,6 +156,7 @@ def write_sample(
     images: bool = True,
     eve: bool = True,
     progress: bool | None = None,
+    chunk_frames: int = CHUNK_FRAMES,
     layout: str = "v2",
 ) -> dict[str, pathlib.Path]:
     """Write sample AIA, HMI and EVE stores into ``directory`` and return their paths.
@@ -169,6 +171,8 @@ def write_sample(
     across that year's leap second.  ``images=False`` writes metadata and headers only (all
     chunks left unwritten, reading as 0).  The same ``seed`` gives byte-identical stores.
     ``progress`` shows a tqdm bar on stderr (default: only for big image writes).
+    ``chunk_frames`` is the frames per chunk of the AIA and HMI arrays (15, as in the real
+    stores; 120 gives the layout the sample had before).
 
     ``layout="v2a"`` writes SDOMLv2a instead (``AIA.zarr``, ``HMI.zarr``, ``EVE_legacy.zarr``;
     default years 2010, 2020, 2023 for AIA and HMI, HMI on the AIA days): the same AIA frames
@@ -192,13 +196,16 @@ def write_sample(
     counts = {year: _channel_counts(aia_frames, channels, first_year=year == years[0]) for year in years}
     paths = {name: directory / store for name, store in LAYOUTS[layout].items()}
     v2a = layout == "v2a"
+    if int(chunk_frames) < 1:
+        raise ValueError(f"chunk_frames={chunk_frames}: give a positive number of frames per chunk")
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
     if len(years) > 1:  # the quirky year's channels also get the previous year's frames
         n_aia += PREVIOUS_YEAR_FRAMES * len(channels)
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
-    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, v2a)
-    _write_hmi(paths["hmi"], hmi_frames, tuple(int(y) for y in hmi_years), aia_days, seed, images, bar, v2a)
+    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, int(chunk_frames), v2a)
+    _write_hmi(paths["hmi"], hmi_frames, tuple(int(y) for y in hmi_years), aia_days, seed, images, bar,
+               int(chunk_frames), v2a)
     if eve:
         first_day = aia_days[years[0]][0] if years else np.datetime64("2010-05-01", "D")
         _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None,
@@ -703,7 +710,8 @@ def _open_new_group(path: pathlib.Path):
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
-def _write_aia(path, counts, years, seed, images, bar, v2a=False) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+def _write_aia(path, counts, years, seed, images, bar, chunk_frames,
+               v2a=False) -> tuple[dict[int, np.ndarray], dict[int, int]]:
     """Write the AIA store; return each year's days (datetime64[D], chronological) and flare time (UTC ms)."""
     root = _open_new_group(path)
     days_by_year, flares = {}, {}
@@ -721,13 +729,13 @@ def _write_aia(path, counts, years, seed, images, bar, v2a=False) -> tuple[dict[
         format_change = _v2a_format_change(year, days) if v2a else None
         for channel, count in counts[year].items():
             _write_aia_channel(path, group, channel, year, slots, count, quirky, regions,
-                               flare_ms, seed, images, bar, format_change)
+                               flare_ms, seed, images, bar, chunk_frames, format_change)
     _consolidate(path)
     return days_by_year, flares
 
 
 def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions, flare_ms,
-                       seed, images, bar, format_change: int | None = None) -> None:
+                       seed, images, bar, chunk_frames, format_change: int | None = None) -> None:
     rng = np.random.default_rng([seed, year, AIA_CHANNELS.index(channel), 2])
     keep = np.sort(rng.choice(len(slots), size=min(count, len(slots)), replace=False))
     offset_s = CHANNEL_INFO[channel][3]
@@ -745,7 +753,7 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
     if format_change is not None:
         attributes["T_OBS"] = v2a_t_obs(t_obs, format_change)
     _seed_header_defects(attributes, channel, defects)
-    _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (AIA_CHUNK_FRAMES, IMAGE_SIZE, IMAGE_SIZE))
+    _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (chunk_frames, IMAGE_SIZE, IMAGE_SIZE))
     _write_attributes(path, f"{year}/{channel}", attributes)
     if not images:
         return
@@ -759,7 +767,7 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
             return np.full((IMAGE_SIZE, IMAGE_SIZE), np.nan, np.float32)
         return _seed_pixel_defects(painter.frame(crln[i], crlt[i], flare[i], i), i, defects)
 
-    _write_frames(path / f"{year}" / channel, len(t_obs), AIA_CHUNK_FRAMES, draw, bar)
+    _write_frames(path / f"{year}" / channel, len(t_obs), chunk_frames, draw, bar)
 
 
 def _v2a_format_change(year: int, days: np.ndarray) -> int | None:
@@ -864,7 +872,7 @@ def _hmi_times(year: int, n: int, aia_days, rng) -> tuple[np.ndarray, np.ndarray
     return t_rec, t_obs
 
 
-def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, v2a=False) -> None:
+def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk_frames, v2a=False) -> None:
     root = _open_new_group(path)
     for year in years:
         rng = np.random.default_rng([seed, year, 6])
@@ -878,12 +886,12 @@ def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, v2a=F
         for component in HMI_COMPONENTS:
             attributes = hmi_headers(component, t_obs, t_rec, seed=seed)
             _create_array(group, component, (n_frames, IMAGE_SIZE, IMAGE_SIZE),
-                                  (HMI_CHUNK_FRAMES, IMAGE_SIZE, IMAGE_SIZE))
+                                  (chunk_frames, IMAGE_SIZE, IMAGE_SIZE))
             _write_attributes(path, f"{year}/{component}", attributes)
             if images:
                 painter = HmiPainter(component, regions, seed)
                 crln, crlt = attributes["CRLN_OBS"], attributes["CRLT_OBS"]
-                _write_frames(path / f"{year}" / component, n_frames, HMI_CHUNK_FRAMES,
+                _write_frames(path / f"{year}" / component, n_frames, chunk_frames,
                               lambda i: painter.frame(crln[i], crlt[i], i), bar)
     _consolidate(path)
 
