@@ -126,8 +126,12 @@ def with_access_options(function):
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
 @click.option("--chunk-frames", default=None, type=click.IntRange(1),
               help="Frames per chunk of the AIA and HMI arrays (default: 15, as in the real stores).")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames):
-    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
+@click.option("--layout", type=click.Choice(["v2", "v2a"]), default="v2", show_default=True,
+              help="SDOML v2 (sdomlv2_small.zarr …) or SDOMLv2a (AIA.zarr, HMI.zarr, EVE_legacy.zarr: years "
+                   "past 2020, HMI out of time order, flat EVE).")
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames,
+           layout):
+    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 (or v2a) ones into DIRECTORY."""
     from sdoml_sql.stores.sample import write_sample
 
     options = {
@@ -136,20 +140,22 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_year
         "eve_samples": eve_samples,
         "years": tuple(int(y) for y in years.split(",")) if years else None,
         "channels": tuple(channels.split(",")) if channels else None,
-        "hmi_years": _hmi_years(hmi_years, years),
+        "hmi_years": _hmi_years(hmi_years, years, layout),
         "chunk_frames": chunk_frames,
     }
-    paths = write_sample(directory, images=not no_images, seed=seed,
+    paths = write_sample(directory, images=not no_images, seed=seed, layout=layout,
                          **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
 
 
-def _hmi_years(hmi_years: str | None, years: str | None):
+def _hmi_years(hmi_years: str | None, years: str | None, layout: str = "v2"):
     if hmi_years is None:
         return None
     if hmi_years == "aia":
-        return tuple(int(y) for y in years.split(",")) if years else (2010, 2020)
+        from sdoml_sql.stores.sample import DEFAULT_YEARS
+
+        return tuple(int(y) for y in years.split(",")) if years else DEFAULT_YEARS[layout]
     try:
         return tuple(int(y) for y in hmi_years.split(","))
     except ValueError:
@@ -275,6 +281,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 def _print_report(report) -> None:
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(report.summary())
 
 

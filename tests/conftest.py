@@ -29,15 +29,18 @@ def sample_paths(sample_dir):
     }
 
 
+def _built(paths, directory):
+    """``directory``, a catalog built from the stores ``paths`` (``{"aia": …, "hmi": …, "eve": …}``)."""
+    from sdoml_sql.catalog_builder.build import build_catalog
+
+    build_catalog(**{name: str(path) for name, path in paths.items()}, catalog=directory, progress=False)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def catalog_dir(sample_paths, tmp_path_factory):
     """A catalog built from the sample stores. Tests must not modify it (copy it first)."""
-    from sdoml_sql.catalog_builder.build import build_catalog
-
-    directory = tmp_path_factory.mktemp("catalog") / "catalog"
-    build_catalog(aia=str(sample_paths["aia"]), hmi=str(sample_paths["hmi"]),
-                  eve=str(sample_paths["eve"]), catalog=directory, progress=False)
-    return directory
+    return _built(sample_paths, tmp_path_factory.mktemp("catalog") / "catalog")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,90 @@ def eve_source(sample_paths):
     import sql_brute
 
     return sql_brute.source_eve(sample_paths)
+
+
+# --- SDOMLv2a twins: a test that takes `layout` (or a `layout_*` fixture) runs on both layouts ---
+
+LAYOUTS = ("v2", "v2a")
+#: AIA frames per channel and year of the v2a sample: enough for the nine channels to align.
+V2A_FRAMES = 16
+
+
+@pytest.fixture(scope="session")
+def v2a_sample_paths(tmp_path_factory):
+    """Sample stores in the SDOMLv2a layout (``AIA.zarr``, ``HMI.zarr``, ``EVE_legacy.zarr``):
+    AIA and HMI in 2010, 2020 (the T_OBS format change) and 2023, HMI out of time order, flat EVE."""
+    from sdoml_sql.stores.sample import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample-v2a"), layout="v2a", aia_frames=V2A_FRAMES)
+
+
+@pytest.fixture(scope="session")
+def v2a_catalog_dir(v2a_sample_paths, tmp_path_factory):
+    """A catalog built from the v2a sample stores. Tests must not modify it (copy it first)."""
+    return _built(v2a_sample_paths, tmp_path_factory.mktemp("catalog-v2a") / "catalog")
+
+
+@pytest.fixture(scope="module")
+def v2a_catalog(v2a_catalog_dir):
+    """The v2a catalog opened for SQL; ``v2a_source`` and ``v2a_eve_source`` as ``source``, ``eve_source``."""
+    from sdoml_sql import Catalog
+
+    return Catalog(v2a_catalog_dir)
+
+
+@pytest.fixture(scope="module")
+def v2a_source(v2a_sample_paths):
+    import sql_brute
+
+    return sql_brute.source_frames(v2a_sample_paths)
+
+
+@pytest.fixture(scope="module")
+def v2a_eve_source(v2a_sample_paths):
+    import sql_brute
+
+    return sql_brute.source_eve(v2a_sample_paths)
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request):
+    """The sample layout a twinned test runs on: ``v2`` (the session sample) or ``v2a``."""
+    return request.param
+
+
+def _of_layout(request, layout: str, name: str):
+    return request.getfixturevalue(name if layout == "v2" else f"v2a_{name}")
+
+
+@pytest.fixture
+def layout_paths(request, layout):
+    """``sample_paths`` of the layout."""
+    return _of_layout(request, layout, "sample_paths")
+
+
+@pytest.fixture
+def layout_catalog_dir(request, layout):
+    """``catalog_dir`` of the layout."""
+    return _of_layout(request, layout, "catalog_dir")
+
+
+@pytest.fixture
+def layout_catalog(request, layout):
+    """``catalog`` of the layout."""
+    return _of_layout(request, layout, "catalog")
+
+
+@pytest.fixture
+def layout_source(request, layout):
+    """``source`` (brute-force frames) of the layout."""
+    return _of_layout(request, layout, "source")
+
+
+@pytest.fixture
+def layout_eve_source(request, layout):
+    """``eve_source`` of the layout."""
+    return _of_layout(request, layout, "eve_source")
 
 
 # Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.

@@ -44,12 +44,18 @@ def source_frames(sample_paths) -> pd.DataFrame:
 
 
 def source_eve(sample_paths) -> pd.DataFrame:
-    """EVE samples: idx, time, and the Fe XVIII line (NULL where negative)."""
-    group = zarr.open_group(str(sample_paths["eve"]), mode="r", zarr_format=2)["MEGS-A"]
+    """EVE samples: idx, time, and every line (NaN where negative)."""
+    group = eve_group(sample_paths["eve"])
     times = pd.to_datetime(pd.Series(group["Time"][:].astype(str)), format="ISO8601")
-    line = np.asarray(group["Fe XVIII"][:], dtype="float64")
+    lines = {name: np.asarray(array[:], dtype="float64") for name, array in group.arrays() if name != "Time"}
     return pd.DataFrame({"idx": np.arange(len(times)), "time": times.values,
-                         "Fe XVIII": np.where(line < 0, np.nan, line)})
+                         **{name: np.where(line < 0, np.nan, line) for name, line in sorted(lines.items())}})
+
+
+def eve_group(store):
+    """The zarr group holding a sample EVE store's lines: ``MEGS-A`` (v2), or the root (v2a)."""
+    root = zarr.open_group(str(store), mode="r", zarr_format=2)
+    return root["MEGS-A"] if "MEGS-A" in root else root
 
 
 def grid(start: str, stop: str, cadence: str) -> pd.DatetimeIndex:
@@ -90,6 +96,27 @@ def nearest_eve(eve: pd.DataFrame, start, stop, cadence, tolerance) -> pd.Series
         i = int(np.argmin(distance))
         picked.append(int(pool.idx.iloc[i]) if distance[i] <= limit else None)
     return pd.Series(picked, dtype="Int64")
+
+
+def sdofm_aligndata(frames: pd.DataFrame, eve: pd.DataFrame, channels, cadence="12 minutes",
+                    tolerance="6 minutes") -> pd.DataFrame:
+    """SDO-FM's aligndata table the way sql/examples/sdofm_aligndata.sql defines it: on the
+    grid over EVE's coverage, the nearest frame of each channel and EVE sample within
+    tolerance; rows kept where all are found, each frame's year is the grid time's, and every
+    EVE line but Fe XVI_2 is positive.  Columns Time, idx_<channel>…, idx_eve."""
+    start = max(pd.Timestamp("2010-01-01"), eve.time.min().floor(pd.Timedelta(cadence)))
+    stop = min(pd.Timestamp("2015-01-01"), eve.time.max() + pd.Timedelta("12 minutes"))
+    table = pd.DataFrame({"Time": grid(start, stop, cadence)})
+    keep = np.ones(len(table), bool)
+    for channel in channels:
+        found = nearest(frames, channel, start, stop, cadence, tolerance)
+        table[f"idx_{channel}"] = found.idx
+        keep &= (found.year.fillna(-1) == table.Time.dt.year).to_numpy()
+    table["idx_eve"] = nearest_eve(eve, start, stop, cadence, tolerance)
+    lines = [c for c in eve.columns if c not in ("idx", "time", "Fe XVI_2")]
+    usable = set(eve.idx[(eve[lines] > 0).all(axis=1)])
+    keep &= table.idx_eve.isin(usable).to_numpy()
+    return table[keep].reset_index(drop=True)
 
 
 def coverage(frames: pd.DataFrame, start, stop, bucket, gap) -> pd.DataFrame:

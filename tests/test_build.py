@@ -69,10 +69,11 @@ def assert_value_matches(key, source_value, row, info, where):
 
 
 @pytest.mark.parametrize("instrument", ["aia", "hmi"])
-def test_every_frame_and_key_matches_the_source(catalog_dir, sample_paths, instrument):
+def test_every_frame_and_key_matches_the_source(layout_catalog_dir, layout_paths, instrument):
+    catalog_dir = layout_catalog_dir
     manifest = read_manifest(catalog_dir)
     rng = random.Random(0)
-    arrays = list(source_arrays(sample_paths[instrument]))
+    arrays = list(source_arrays(layout_paths[instrument]))
     assert arrays
     for year, channel, frames, attrs in arrays:
         rows = catalog_rows(catalog_dir, instrument, year, channel)
@@ -134,11 +135,14 @@ def test_ragged_keys_are_kept_whole(catalog_dir, sample_paths):
     assert any("kept whole in array_attrs" in w for w in manifest["warnings"])
 
 
-def test_eve_samples_and_lines(catalog_dir, sample_paths):
-    import zarr
+def test_eve_samples_and_lines(layout_catalog_dir, layout_paths, layout):
+    from sql_brute import eve_group
 
-    group = zarr.open_group(str(sample_paths["eve"]), mode="r", zarr_format=2)["MEGS-A"]
+    catalog_dir = layout_catalog_dir
+    group = eve_group(layout_paths["eve"])  # MEGS-A in v2, the root of the flat EVE_legacy in v2a
     times = group["Time"][:]
+    partitions = sorted(p.name for p in (catalog_dir / "eve").iterdir())
+    assert partitions == ["group=" + {"v2": "MEGS-A", "v2a": "root"}[layout]]
     rows = duckdb.sql(f"SELECT * FROM read_parquet('{catalog_dir}/eve/*/*.parquet') ORDER BY idx").to_arrow_table()
     assert rows.num_rows == len(times)
     line = group["Fe XX_2"][:]
@@ -323,3 +327,63 @@ def test_build_cli_prints_a_summary(sample_paths, tmp_path):
     manifest = read_manifest(tmp_path / "c")
     assert set(manifest["sources"]) == {"hmi"}
     assert all(p["instrument"] == "hmi" for p in manifest["partitions"].values())
+
+
+# --- SDOMLv2a: EVE found by content, the variant of each source -------------------------------
+
+def test_eve_layouts_are_found_by_content_and_others_named(sample_paths, v2a_sample_paths, tmp_path):
+    # the v2 EVE group under another name is still found, by its Time array
+    renamed = tmp_path / "renamed.zarr"
+    shutil.copytree(sample_paths["eve"], renamed, ignore=shutil.ignore_patterns(".zmetadata"))
+    (renamed / "MEGS-A").rename(renamed / "lines")
+    report = build_catalog(eve=str(renamed), catalog=tmp_path / "c1", progress=False)
+    assert report.written == ["eve/group=lines"]
+    # the newer EVE Zarr (Lines/{TIME_ISO, …}, Spectra/) is neither layout: one line naming what it has
+    newer = tmp_path / "newer.zarr"
+    import zarr
+
+    root = zarr.open_group(str(newer), mode="w", zarr_format=2)
+    lines = root.create_group("Lines")
+    for name in ("TIME_ISO", "WAVELENGTH", "IRRADIANCE"):
+        lines.create_array(name, shape=(3,), dtype="<f4")
+    root.create_group("Spectra")
+    result = run_cli("build", "--eve", str(newer), "--catalog", str(tmp_path / "c2"), "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: store {newer}: group Lines: no Time array (3 arrays: IRRADIANCE, TIME_ISO, WAVELENGTH); expected a "
+        "Time array beside the line arrays, at the root (SDOMLv2a EVE_legacy) or in a group (SDOML v2 MEGS-A)")
+    assert not (tmp_path / "c2" / "manifest.json").exists()
+
+
+def test_manifest_records_each_sources_variant(catalog_dir, v2a_catalog_dir):
+    assert {name: entry["variant"] for name, entry in read_manifest(catalog_dir)["sources"].items()} == \
+        {"aia": "v2", "hmi": "v2", "eve": "v2"}
+    v2a = read_manifest(v2a_catalog_dir)["sources"]
+    assert {name: entry["variant"] for name, entry in v2a.items()} == {"aia": "v2a", "hmi": "v2a", "eve": "v2a"}
+    assert v2a["eve"]["variant_evidence"] == "EVE lines at the store's root (flat EVE_legacy)"
+    assert v2a["aia"]["variant_evidence"] == "years past 2020: 2023"
+
+
+def test_rebuild_swapping_v2_for_v2a_says_so_and_rewrites_what_changed(sample_paths, v2a_sample_paths, tmp_path):
+    headers = shutil.ignore_patterns("[0-9]*.[0-9]*.[0-9]*")
+    v2, v2a = tmp_path / "sdomlv2_hmi_small.zarr", tmp_path / "HMI.zarr"
+    shutil.copytree(sample_paths["hmi"], v2, ignore=headers)
+    shutil.copytree(v2a_sample_paths["hmi"], v2a, ignore=headers)
+    shutil.rmtree(v2a / "2023")  # 2010 and 2020 only: the variant shows in HMI's frame order
+    (v2a / ".zmetadata").unlink()
+    catalog = tmp_path / "catalog"
+    build_catalog(hmi=str(v2), catalog=catalog, progress=False)
+    assert read_manifest(catalog)["sources"]["hmi"]["variant"] == "v2"
+    result = run_cli("rebuild", "--catalog", str(catalog), "--source", f"hmi={v2a}", "--quiet")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: hmi: source is now v2a ({v2a}; HMI frames out of time order in 2010/Bx), was v2 ({v2}): "
+                     "6 partitions rewritten, 3 removed, 0 unchanged; idx now counts frames of the v2a arrays"]
+    manifest = read_manifest(catalog)
+    assert manifest["sources"]["hmi"]["variant"] == "v2a" and manifest["sources"]["hmi"]["url"] == str(v2a)
+    assert sorted(manifest["partitions"]) == [f"hmi/year={year}/channel={component}"
+                                              for year in (2010, 2020) for component in ("Bx", "By", "Bz")]
+    rows = catalog_rows(catalog, "hmi", 2010, "Bz")
+    assert [r["T_OBS_STR"] for r in rows] == json.loads((v2a / "2010" / "Bz" / ".zattrs").read_text())["T_OBS"]
+    again = run_cli("rebuild", "--catalog", str(catalog), "--quiet")  # same variant: no note, nothing rewritten
+    assert "note:" not in again.stderr and "0 partitions written, 6 unchanged" in again.stdout

@@ -20,7 +20,8 @@ def nearest_sql(instrument, channel, start, stop, cadence, tolerance):
             f"INTERVAL '{cadence}', INTERVAL '{tolerance}')")
 
 
-def test_views_have_one_row_per_source_frame_with_utc_times(catalog, source):
+def test_views_have_one_row_per_source_frame_with_utc_times(layout_catalog, layout_source):
+    catalog, source = layout_catalog, layout_source
     got = catalog.query("SELECT instrument, year, channel, idx, T_OBS FROM frames").to_pandas()
     key = ["instrument", "year", "channel", "idx"]
     merged = source.merge(got, on=key, how="outer", suffixes=("_src", "_sql"), indicator=True)
@@ -50,15 +51,21 @@ def test_tables_and_macros_are_listed(catalog):
     assert {"nearest", "nearest_frames", "nearest_eve", "aligned", "coverage"} <= set(catalog.macros())
 
 
-@pytest.mark.parametrize("instrument, channel, start, stop, cadence, tolerance", [
-    ("aia", "171A", "2010-08-27", "2010-08-28", "12 minutes", "6 minutes"),
-    ("aia", "193A", "2010-08-26 22:00", "2010-08-28 08:00", "12 minutes", "3 minutes"),
-    ("aia", "171A", "2019-12-31 22:00", "2020-01-01 03:00", "12 minutes", "6 minutes"),  # crosses years
-    ("hmi", "Bz", "2010-08-27", "2010-08-28", "12 minutes", "3 minutes"),
-    ("hmi", "Bx", "2012-06-30 21:00", "2012-07-01 02:00", "6 minutes", "1 minute"),  # leap second
-    ("aia", "94A", "2010-08-27", "2010-08-28", "1 hour", "20 minutes"),
+@pytest.mark.parametrize("layout, instrument, channel, start, stop, cadence, tolerance", [
+    ("v2", "aia", "171A", "2010-08-27", "2010-08-28", "12 minutes", "6 minutes"),
+    ("v2", "aia", "193A", "2010-08-26 22:00", "2010-08-28 08:00", "12 minutes", "3 minutes"),
+    ("v2", "aia", "171A", "2019-12-31 22:00", "2020-01-01 03:00", "12 minutes", "6 minutes"),  # crosses years
+    ("v2", "hmi", "Bz", "2010-08-27", "2010-08-28", "12 minutes", "3 minutes"),
+    ("v2", "hmi", "Bx", "2012-06-30 21:00", "2012-07-01 02:00", "6 minutes", "1 minute"),  # leap second
+    ("v2", "aia", "94A", "2010-08-27", "2010-08-28", "1 hour", "20 minutes"),
+    ("v2a", "aia", "171A", "2020-08-27", "2020-08-29", "12 minutes", "6 minutes"),  # T_OBS format change
+    ("v2a", "aia", "171A", "2022-12-31 22:00", "2023-01-01 03:00", "12 minutes", "6 minutes"),  # crosses years
+    ("v2a", "hmi", "Bz", "2010-08-27", "2010-08-28", "12 minutes", "3 minutes"),  # scrambled HMI
+    ("v2a", "hmi", "By", "2023-01-01", "2023-01-02", "12 minutes", "3 minutes"),
 ])
-def test_nearest_matches_brute_force(catalog, source, instrument, channel, start, stop, cadence, tolerance):
+def test_nearest_matches_brute_force(layout_catalog, layout_source, instrument, channel, start, stop, cadence,
+                                     tolerance):
+    catalog, source = layout_catalog, layout_source
     got = catalog.query(nearest_sql(instrument, channel, start, stop, cadence, tolerance)).to_pandas()
     expected = brute.nearest(source, channel, start, stop, cadence, tolerance)
     assert list(got.row) == list(expected.row)
@@ -104,7 +111,8 @@ ALIGNED = ("SELECT * FROM aligned(['171A', '193A', 'Bz'], '2010-08-27', '2010-08
            "INTERVAL 12 minutes, INTERVAL 6 minutes)")
 
 
-def test_aligned_matches_nearest_per_channel_and_eve(catalog, source, eve_source):
+def test_aligned_matches_nearest_per_channel_and_eve(layout_catalog, layout_source, layout_eve_source):
+    catalog, source, eve_source = layout_catalog, layout_source, layout_eve_source
     selection = catalog.query(ALIGNED)
     assert selection.kind == "aligned"
     wide = selection.to_pandas()

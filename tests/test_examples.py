@@ -72,30 +72,50 @@ def check_coverage_holes(got, source, eve):
     assert list(got.channel) == list(expected.channel) and list(got.frames) == list(expected.frames)
 
 
+SDOFM_CHANNELS = ["131A", "1600A", "1700A", "171A", "193A", "211A", "304A", "335A", "94A", "Bx", "By", "Bz"]
+
+
+def check_sdofm_aligndata(got, source, eve):
+    expected = brute.sdofm_aligndata(source, eve, SDOFM_CHANNELS)
+    assert list(got.columns) == ["Time", *[f"idx_{c}" for c in SDOFM_CHANNELS], "idx_eve"]
+    assert len(got) > 0
+    pd.testing.assert_frame_equal(got.astype({c: "Int64" for c in got.columns if c != "Time"}), expected,
+                                  check_dtype=False)
+
+
 CHECKS = {name[len("check_"):]: f for name, f in globals().items() if name.startswith("check_")}
+#: The sample layout each example runs on (default v2): SDO-FM's table needs SDOMLv2a's nine aligned channels.
+EXAMPLE_LAYOUTS = {"sdofm_aligndata": "v2a"}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_example_matches_brute_force(catalog, source, eve_source, name):
+def test_example_matches_brute_force(request, name):
+    prefix = "" if EXAMPLE_LAYOUTS.get(name, "v2") == "v2" else "v2a_"
+    catalog, source, eve = (request.getfixturevalue(prefix + f) for f in ("catalog", "source", "eve_source"))
     got = catalog.example(name).to_pandas()
-    CHECKS[name](got, source, eve_source)
+    CHECKS[name](got, source, eve)
 
 
 def sql_blocks(text: str) -> list[str]:
     return re.findall(r"```sql\n(.*?)```", text, flags=re.S)
 
 
-def cli_queries(text: str) -> list[str]:
-    """The SQL of every `$ sdoml-sql query "…"` line and `$ echo "…" | sdoml-sql query -` line."""
+#: The catalogs README commands name, as the session fixtures that hold the same frames.
+README_CATALOGS = {"demo-output/catalog": "catalog", "demo-output/v2a-catalog": "v2a_catalog"}
+
+
+def cli_queries(text: str) -> list[tuple[str, str]]:
+    """``(SQL, --catalog)`` of every `$ sdoml-sql query "…"` line and `$ echo "…" | sdoml-sql query -` line."""
     found = []
     for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             words = shlex.split(line.removeprefix("$ "))
+            catalog = words[words.index("--catalog") + 1] if "--catalog" in words else "demo-output/catalog"
             if "query" in words and words[0] == "sdoml-sql":
                 argument = words[words.index("query") + 1]
-                found.append(argument)
+                found.append((argument, catalog))
             elif words[:1] == ["echo"] and "query" in words:
-                found.append(words[1])
+                found.append((words[1], catalog))
     return found
 
 
@@ -110,8 +130,8 @@ def test_documented_sql_runs(catalog, number):
     assert len(catalog.query(sql)) > 0
 
 
-def test_documented_cli_queries_run(catalog):
+def test_documented_cli_queries_run(request):
     root = DOCS.parent
-    for argument in cli_queries(DOCS.read_text()):
+    for argument, catalog in cli_queries(DOCS.read_text()):
         sql = (root / argument[1:]).read_text() if argument.startswith("@") else argument
-        assert len(catalog.query(guard(sql))) > 0, argument
+        assert len(request.getfixturevalue(README_CATALOGS[catalog]).query(guard(sql))) > 0, argument

@@ -32,12 +32,19 @@ def catalog(catalog_dir):
     return Catalog(catalog_dir)
 
 
+@pytest.fixture()
+def any_catalog(layout_catalog_dir):
+    """A fresh Catalog of the v2 or the v2a sample (tests taking it run on both layouts)."""
+    return Catalog(layout_catalog_dir)
+
+
 def expected_frames(catalog, table: pd.DataFrame) -> np.ndarray:
     return np.stack([direct_frame(catalog, r.instrument, int(r.year), r.channel, int(r.idx))
                      for r in table.itertuples(index=False)])
 
 
-def test_mixed_order_channels_years_instruments_are_pixel_identical(catalog):
+def test_mixed_order_channels_years_instruments_are_pixel_identical(any_catalog):
+    catalog = any_catalog
     selection = catalog.query(MIXED_SQL)
     table = selection.locators()
     assert table["instrument"].nunique() == 2 and table["year"].nunique() == 3 and table["channel"].nunique() == 3
@@ -169,7 +176,8 @@ def test_plan_counts_chunks_and_bytes_before_reading(catalog):
     assert f"{plan.partial_frames} frames of {plan.chunks - plan.whole_chunks} partially" in str(plan)
 
 
-def test_aligned_grid_fetches_time_by_channel(catalog):
+def test_aligned_grid_fetches_time_by_channel(any_catalog):
+    catalog = any_catalog
     selection = catalog.query("SELECT * FROM aligned(['171A', '193A', 'Bz'], '2010-08-27 00:00', "
                               "'2010-08-27 06:00', '12 minutes', '6 minutes')")
     assert selection.kind == "aligned"

@@ -58,16 +58,21 @@ def start_times(table) -> list[np.datetime64]:
 
 # --- search = SQL, row for row ------------------------------------------------------------------
 
-def test_time_instrument_wavelength_equal_the_sql_query(catalog, catalog_dir):
-    # The 2020 group holds frames of 2019-12-31 (SDOMLv2#2): the time, not the year, decides.
-    found = search(catalog_dir, a.Time("2019-12-31 12:00", "2020-01-01 12:00"), a.Instrument.aia,
-                   a.Wavelength(171 * u.AA))
+#: The last sample year, which holds frames of the year before (SDOMLv2#2), per layout.
+NEW_YEAR = {"v2": 2020, "v2a": 2023}
+
+
+def test_time_instrument_wavelength_equal_the_sql_query(layout_catalog, layout_catalog_dir, layout):
+    catalog, catalog_dir, year = layout_catalog, layout_catalog_dir, NEW_YEAR[layout]
+    # The last year's group holds frames of the year before: the time, not the year, decides.
+    start, stop = f"{year - 1}-12-31 12:00", f"{year}-01-01 12:00"
+    found = search(catalog_dir, a.Time(start, stop), a.Instrument.aia, a.Wavelength(171 * u.AA))
     sql = catalog.query("SELECT year, channel, idx, T_OBS FROM aia WHERE channel = '171A' "
-                        "AND T_OBS BETWEEN '2019-12-31 12:00' AND '2020-01-01 12:00' ORDER BY T_OBS")
+                        f"AND T_OBS BETWEEN '{start}' AND '{stop}' ORDER BY T_OBS")
     assert len(found) == len(sql) > 0
     assert locators(found) == sql_locators(sql)
     assert start_times(found) == list(sql.to_pandas()["T_OBS"].to_numpy().astype("datetime64[us]"))
-    assert set(found["year"]) == {2020} and min(start_times(found)) < np.datetime64("2020-01-01")
+    assert set(found["year"]) == {year} and min(start_times(found)) < np.datetime64(f"{year}-01-01")
     assert found["Exposure Time"].unit == u.s and found["Wavelength"].unit == u.AA
 
 
@@ -194,11 +199,15 @@ def test_register_values_list_the_catalog(catalog_dir, monkeypatch):
 FETCH_ATTRS = (a.Time("2010-08-27 00:00", "2010-08-27 02:00"), a.Wavelength(171 * u.AA) | a.sdoml.Channel("Bz"))
 
 
-def test_fetched_fits_equal_selection_maps(catalog, catalog_dir, tmp_path):
+FIRST_FILE = {"v2": "aia_171a_2010_08_27t00_00_09_37.fits", "v2a": "aia_171a_2010_08_27t00_00_09_29.fits"}
+
+
+def test_fetched_fits_equal_selection_maps(layout_catalog, layout_catalog_dir, layout, tmp_path):
+    catalog, catalog_dir = layout_catalog, layout_catalog_dir
     results = Fido.search(*FETCH_ATTRS, a.sdoml.Catalog(catalog_dir))
     files = Fido.fetch(results, path=tmp_path / "{instrument}" / "{file}", progress=False)
     assert not files.errors and len(files) == len(results[0]) + len(results[1]) > 2
-    assert os.path.basename(files[0]) == "aia_171a_2010_08_27t00_00_09_37.fits"
+    assert os.path.basename(files[0]) == FIRST_FILE[layout]
     assert all(path.startswith(str(tmp_path / "AIA")) for path in files[:len(results[0])])
     blocks = ((results[0], files[:len(results[0])], "171A"), (results[1], files[len(results[0]):], "Bz"))
     for block, paths, channel in blocks:

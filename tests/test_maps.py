@@ -22,6 +22,14 @@ WHERE (channel = '171A' AND year = 2010 AND idx IN (3, 121))
    OR (channel = 'Bx' AND year = 2012 AND idx = 11)
 ORDER BY channel DESC, year, idx
 """
+#: Five frames of each sample layout; v2a's: across the 2020 T_OBS format change, 2023, scrambled HMI.
+PICKS = {"v2": PICK_SQL, "v2a": """
+SELECT channel, year, idx FROM frames
+WHERE (channel = '171A' AND year IN (2010, 2023) AND idx = 3)
+   OR (channel = '193A' AND year = 2020 AND idx IN (2, 12))
+   OR (channel = 'Bx' AND year = 2023 AND idx = 11)
+ORDER BY channel DESC, year, idx
+"""}
 
 
 def raw_attrs(catalog, instrument: str, year: int, channel: str) -> dict:
@@ -43,7 +51,8 @@ def notebook_map(catalog, instrument, year, channel, idx):
         return sunpy.map.Map((direct_frame(catalog, instrument, year, channel, idx), header))
 
 
-def test_header_equals_the_raw_attrs_entry_for_aia_and_hmi(catalog):
+def test_header_equals_the_raw_attrs_entry_for_aia_and_hmi(layout_catalog):
+    catalog = layout_catalog
     selection = catalog.query("SELECT channel, year, idx FROM frames WHERE idx = 7 AND year IN (2010, 2020) "
                               "AND channel IN ('171A', 'Bz') ORDER BY channel")
     assert selection.columns == ["channel", "year", "idx"]  # only locators selected
@@ -68,8 +77,9 @@ def test_header_of_a_missing_row_raises(catalog):
         selection.header(missing)
 
 
-def test_maps_equal_the_notebook_maps_in_wcs_and_observer(catalog):
-    selection = catalog.query(PICK_SQL)
+def test_maps_equal_the_notebook_maps_in_wcs_and_observer(layout_catalog, layout):
+    catalog = layout_catalog
+    selection = catalog.query(PICKS[layout])
     sequence = selection.maps()
     table = selection.locators()
     assert len(sequence) == len(table) == 5

@@ -51,6 +51,16 @@ def stats_catalog(stats_dir):
     return Catalog(stats_dir)
 
 
+@pytest.fixture(scope="module")
+def v2a_stats_catalog(v2a_catalog_dir, tmp_path_factory):
+    """A copy of the v2a catalog with statistics of its last year's 171A and Bz (HMI out of time order)."""
+    directory = copy_catalog(v2a_catalog_dir, tmp_path_factory.mktemp("stats-v2a") / "catalog")
+    report = compute_frame_stats(directory, years=[2023], channels=["171A", "Bz"], progress=False)
+    assert sorted(report.written) == ["frame_stats/instrument=aia/year=2023/channel=171A",
+                                      "frame_stats/instrument=hmi/year=2023/channel=Bz"]
+    return Catalog(directory)
+
+
 def expected_flags(sample_paths, with_pixels: bool) -> dict[tuple[str, int, str, int], list[str]]:
     """Every frame that must be flagged, with its flags, from the stores themselves: previous-year
     T_OBS strings (SDOMLv2#2), all-NaN frames (SDOMLv2#1) and :data:`SEEDED_DEFECTS`."""
@@ -133,14 +143,18 @@ def numpy_stats(frame: np.ndarray, cx: float, cy: float, radius: float) -> list[
             np.nanmean(frame[disk], dtype=np.float64), np.nanmean(frame[~disk], dtype=np.float64)]
 
 
-@pytest.mark.parametrize("instrument, array_path", [
-    ("aia", "2010/171A"),  # two chunks
-    ("aia", "2020/171A"),  # an all-NaN frame
-    ("aia", "2020/193A"),  # a partly NaN frame
-    ("aia", "2020/304A"),  # a frame whose header puts the disk 40 px off
-    ("hmi", "2012/Bz"),
+@pytest.mark.parametrize("layout, instrument, array_path", [
+    ("v2", "aia", "2010/171A"),  # two chunks
+    ("v2", "aia", "2020/171A"),  # an all-NaN frame
+    ("v2", "aia", "2020/193A"),  # a partly NaN frame
+    ("v2", "aia", "2020/304A"),  # a frame whose header puts the disk 40 px off
+    ("v2", "hmi", "2012/Bz"),
+    ("v2a", "aia", "2023/171A"),  # an all-NaN frame, frames of 2022 filed in 2023
+    ("v2a", "hmi", "2023/Bz"),  # frames out of time order
 ])
-def test_statistics_equal_numpy_on_direct_reads(stats_catalog, sample_paths, instrument, array_path):
+def test_statistics_equal_numpy_on_direct_reads(request, layout, layout_paths, instrument, array_path):
+    stats_catalog = request.getfixturevalue("stats_catalog" if layout == "v2" else "v2a_stats_catalog")
+    sample_paths = layout_paths
     year, channel = array_path.split("/")
     data = zarr.open_group(str(sample_paths[instrument]), mode="r", zarr_format=2)[array_path][:]
     attrs = json.loads((Path(sample_paths[instrument]) / array_path / ".zattrs").read_text())

@@ -387,3 +387,49 @@ def test_look_pngs(sample_paths):
         figure.savefig(out / name)
         plt.close(figure)
         assert (out / name).stat().st_size > 10_000
+
+
+# --- SDOMLv2a --------------------------------------------------------------------------------
+
+def test_v2a_layout_and_quirks(v2a_sample_paths):
+    aia, hmi, eve = (v2a_sample_paths[k] for k in ("aia", "hmi", "eve"))
+    assert (aia.name, hmi.name, eve.name) == ("AIA.zarr", "HMI.zarr", "EVE_legacy.zarr")
+    for store in (aia, hmi):
+        assert sorted(p.name for p in store.iterdir() if p.is_dir()) == ["2010", "2020", "2023"]
+    # EVE flat: the 39 lines and Time at the root, no group
+    assert sorted(p.name for p in eve.iterdir() if p.is_dir()) == sorted([*EVE_LINES, "Time"])
+    assert read_json(eve / "Fe XX_2" / ".zattrs") == {"ion": "Fe XX", "logT": "6.8 MK", "wavelength": "13.285 nm"}
+    # AIA T_OBS changes format inside 2020: '…09.37Z' before, '…09.372' (no Z) after and in 2023
+    t_obs_2020 = attrs_of(aia, "2020/171A")["T_OBS"]
+    old = [t for t in t_obs_2020 if t.endswith("Z")]
+    new = [t for t in t_obs_2020 if not t.endswith("Z")]
+    assert old and new and max(parse_iso(t) for t in old) < min(parse_iso(t) for t in new)
+    assert all(len(t.split(".")[-1]) == 3 for t in old) and all(len(t.split(".")[-1]) == 3 for t in new)
+    assert all(not t.endswith("Z") and len(t.split(".")[-1]) == 3 for t in attrs_of(aia, "2023/171A")["T_OBS"])
+    # AIA days out of order; HMI scrambled even within a day, the same order for Bx, By, Bz
+    times = [parse_tai(t) for t in attrs_of(hmi, "2010/Bz")["T_OBS"]]
+    first_day = [t for t in times if t.date() == min(times).date()]
+    assert len(first_day) > 1 and first_day != sorted(first_day)
+    assert attrs_of(hmi, "2010/Bx")["T_OBS"] == attrs_of(hmi, "2010/Bz")["T_OBS"]
+
+
+def test_v2a_aia_2010_equals_v2_and_the_cli_writes_either_layout(tmp_path):
+    from click.testing import CliRunner
+
+    from sdoml_sql.cli import main
+
+    written = {}
+    for layout in ("v2", "v2a"):
+        result = CliRunner().invoke(main, ["sample", str(tmp_path / layout), "--layout", layout, "--frames", "6",
+                                           "--channels", "171A", "--years", "2010,2021", "--hmi-frames", "4",
+                                           "--hmi-years", "aia", "--eve-samples", "50", "--no-images"])
+        assert result.exit_code == 0, result.output
+        written[layout] = dict(line.split("\t") for line in result.output.splitlines())
+    v2, v2a = ({k: pathlib.Path(v) for k, v in written[layout].items()} for layout in ("v2", "v2a"))
+    assert v2a["aia"].name == "AIA.zarr" and (v2a["eve"] / "Time" / ".zarray").exists()
+    assert (v2["eve"] / "MEGS-A" / "Time" / ".zarray").exists()
+    # SDOMLv2a's 2010 is SDOML v2's: same frames in the same order; later years differ in T_OBS format
+    assert attrs_of(v2a["aia"], "2010/171A") == attrs_of(v2["aia"], "2010/171A")
+    assert attrs_of(v2a["aia"], "2021/171A")["T_OBS"] != attrs_of(v2["aia"], "2021/171A")["T_OBS"]
+    assert sorted(attrs_of(v2a["hmi"], "2010/Bz")["T_OBS"]) == attrs_of(v2["hmi"], "2010/Bz")["T_OBS"]
+    assert attrs_of(v2a["hmi"], "2010/Bz")["T_OBS"] != attrs_of(v2["hmi"], "2010/Bz")["T_OBS"]

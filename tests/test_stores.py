@@ -109,8 +109,25 @@ def local_eve_first_time(sample_paths):
     return open_store(str(sample_paths["eve"])).array("MEGS-A/Time")[0]
 
 
+@pytest.mark.parametrize("name, mirror, url", [
+    ("aia-small", None, "s3://gov-nasa-hdrl-data1/contrib/fdl-sdoml/fdl-sdoml-v2/sdomlv2_small.zarr"),
+    ("eve", "gcs", "gs://fdl-sdoml-v2/sdomlv2_eve.zarr"),
+    ("aia-v2a", None, "s3://nasa-radiant-data/helioai-datasets/us-fdlx-ard/sdomlv2a/AIA.zarr"),
+    ("hmi-v2a", "gcs", "gs://us-fdlx-ard-sdomlv2a/HMI.zarr"),
+    ("gcs:eve-v2a", "aws", "gs://us-fdlx-ard-sdomlv2a/EVE_legacy.zarr"),
+    ("aws:eve-v2a", None, "s3://nasa-radiant-data/helioai-datasets/us-fdlx-ard/sdomlv2a/EVE_legacy.zarr"),
+])
+def test_presets_of_v2_and_v2a_resolve_to_their_mirrors(name, mirror, url):
+    from sdoml_sql.stores.source import default_storage_options, resolve_url
+
+    assert resolve_url(name, mirror) == url
+    if url.startswith("gs://"):  # requester-pays billing goes with every GCS preset
+        assert default_storage_options(url, billing_project="my-project")["requester_pays"] == "my-project"
+
+
 @pytest.mark.parametrize("url", ["s3://gov-nasa-hdrl-data1/contrib/fdl-sdoml/fdl-sdoml-v2/sdomlv2_small.zarr",
-                                 "gs://fdl-sdoml-v2/sdomlv2_small.zarr", "aia-small", "gcs:hmi"])
+                                 "gs://fdl-sdoml-v2/sdomlv2_small.zarr", "aia-small", "gcs:hmi",
+                                 "aia-v2a", "gcs:eve-v2a"])
 def test_offline_remote_store_fails_fast(url):
     start = time.perf_counter()
     with pytest.raises(OfflineError, match="offline"):

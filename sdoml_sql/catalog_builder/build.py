@@ -31,10 +31,14 @@ from sdoml_sql import config
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.files import move_into_place, write_atomically
-from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
+from sdoml_sql.catalog_builder.harvest import (
+    eve_array_path, eve_groups, harvest_array, harvest_eve,
+)
 from sdoml_sql.catalog_builder import remote
+from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
 from sdoml_sql.catalog_builder.layout import (
-    DATA_FILE, LOCK_FILE, MANIFEST, STAGING_DIR, Manifest, eve_key, identity, open_source, partition_key, side_keys,
+    DATA_FILE, LOCK_FILE, MANIFEST, STAGING_DIR, Manifest, eve_group_name, eve_key, identity, open_source,
+    partition_key, side_keys,
 )
 from sdoml_sql.catalog_builder.location import (
     CatalogLocation, is_remote, local_directory, manifest_bytes, open_location, parse_manifest, read_manifest,
@@ -70,6 +74,7 @@ class BuildReport:
     source_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # one line per source that changed variant (v2 ↔ v2a)
 
     def summary(self) -> str:
         """One line for people: counts and speed."""
@@ -225,6 +230,7 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
                 shutil.rmtree(staging, ignore_errors=True)
         new_manifest = _next_manifest(old, plan, sources, results, keep)
         report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
+        report.notes = _variant_notes(old, new_manifest, results, report.removed, keep)
         remote.commit(location, new_manifest, old, [s for key in report.removed for s in side_keys(key)], DATA_FILE,
                       lease=lease, base_version=base_version,
                       derive=(lambda manifest: derive(location, manifest)) if derive else None)
@@ -262,6 +268,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, results, keep)
             report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
+            report.notes = _variant_notes(old, new_manifest, results, report.removed, keep)
             _swap_in(directory, staging, results, report.removed)
             if derive:
                 new_manifest = derive(open_location(directory), new_manifest)
@@ -320,14 +327,13 @@ def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Par
 
 
 def _plan_eve(source: Source) -> list[Partition]:
-    groups, _ = source.children()
-    if not groups:
-        raise StoreError(f"store {source.url} has no EVE group (expected MEGS-A)")
+    """One partition per place holding EVE lines, found by content (:func:`eve_groups`): the
+    ``MEGS-A`` group of SDOML v2, or the root of SDOMLv2a's flat EVE_legacy (``group=root``)."""
     partitions = []
-    for group in groups:
+    for group in eve_groups(source):
         _, arrays = source.children(group)
-        paths = [f"{group}/{a}" for a in arrays]
-        partitions.append(Partition(key=eve_key(group), instrument="eve", array_path=group,
+        paths = [eve_array_path(group, a) for a in arrays]
+        partitions.append(Partition(key=eve_key(eve_group_name(group)), instrument="eve", array_path=group,
                                     fingerprint=fingerprint(source, paths)))
     return partitions
 
@@ -501,18 +507,21 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
 
 def time_index(table: pa.Table) -> dict[str, Any]:
     """The partition's entry in the catalog's time index: ``time_range`` (first and last
-    ``T_OBS``, ISO strings to the microsecond, or None when no frame has a time) and
-    ``untimed_rows`` (frames whose ``T_OBS`` is NULL).  The query views skip a partition
-    whose range a time filter excludes without opening its file."""
+    ``T_OBS``, ISO strings to the microsecond, or None when no frame has a time),
+    ``untimed_rows`` (frames whose ``T_OBS`` is NULL) and ``time_ordered`` (whether the timed
+    frames are in time order by ``idx``: SDOML v2's HMI is, SDOMLv2a's is not).  The query
+    views skip a partition whose range a time filter excludes without opening its file."""
     import pyarrow.compute as pc
 
     if "T_OBS" not in table.column_names:
-        return {"time_range": None, "untimed_rows": table.num_rows}
+        return {"time_range": None, "untimed_rows": table.num_rows, "time_ordered": None}
     column = table.column("T_OBS")
     bounds = pc.min_max(column)
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
     time_range = [low.isoformat(sep=" "), high.isoformat(sep=" ")] if low is not None else None
-    return {"time_range": time_range, "untimed_rows": column.null_count}
+    timed = column.drop_null()
+    ordered = len(timed) < 2 or pc.all(pc.greater_equal(timed[1:], timed[:-1])).as_py()
+    return {"time_range": time_range, "untimed_rows": column.null_count, "time_ordered": ordered}
 
 
 def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
@@ -520,7 +529,7 @@ def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) 
     write_parquet(samples, staging / partition.key / DATA_FILE)
     write_parquet(lines, staging / side_keys(partition.key)[0] / DATA_FILE)
     partition.meta = {
-        "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
+        "instrument": "eve", "group": eve_group_name(partition.array_path), "array_path": partition.array_path,
         "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
         "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
     }
@@ -590,10 +599,14 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
         partitions[partition.key] = dict(partition.meta)
     source_entries = dict(old.sources)
     for name, entry in plan.items():
+        variant, evidence = source_variant(name, sources[name].url,
+                                           [p for p in partitions.values() if p.get("instrument") == name])
         source_entries[name] = {
             "url": sources[name].url,
             "storage_options": _public_options(sources[name].storage_options),
             "filters": entry["filters"],
+            "variant": variant,
+            "variant_evidence": evidence,
         }
     return Manifest({
         "schema_version": SCHEMA_VERSION,
@@ -603,6 +616,16 @@ def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]
         "partitions": dict(sorted(partitions.items())),
         "warnings": remote.manifest_warnings(partitions),
     })
+
+
+def _variant_notes(old, new_manifest, results: list[Partition], removed: list[str], keep: list[str]) -> list[str]:
+    """The report's lines for sources that changed variant, with their partition counts."""
+    def count(keys, name):
+        return sum(1 for key in keys if key.split("/", 1)[0] == name)
+
+    written = [p.key for p in results]
+    counts = {name: (count(written, name), count(removed, name), count(keep, name)) for name in new_manifest["sources"]}
+    return variant_changes(old.get("sources", {}), new_manifest["sources"], counts)
 
 
 def _public_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -270,21 +270,44 @@ def type_name(arrow_type: pa.DataType) -> str:
 EVE_TIME = "Time"
 
 
-def harvest_eve(source: Source, group: str = "MEGS-A") -> tuple[pa.Table, pa.Table, list[str]]:
-    """Harvest an EVE group: ``(samples, lines, warnings)``.
+def eve_groups(source: Source) -> list[str]:
+    """Where a store's EVE lines are, found by content, not by name: the places (``""``, the
+    root, as in SDOMLv2a's flat EVE_legacy, or groups such as SDOML v2's ``MEGS-A``) whose
+    arrays include ``Time``.  Any other layout is a :class:`HarvestError` naming what the
+    store has."""
+    groups, arrays = source.children()
+    places = {"": arrays} if arrays else {}
+    places.update((g, a) for g in groups for a in [source.children(g)[1]] if a)
+    found = [place for place, names in places.items() if EVE_TIME in names]
+    if found:
+        return found
+    expected = (f"expected a {EVE_TIME} array beside the line arrays, at the root (SDOMLv2a EVE_legacy) "
+                f"or in a group (SDOML v2 MEGS-A)")
+    if not places:
+        seen = ", ".join(groups) if groups else "nothing"
+        raise HarvestError(f"store {source.url} has no EVE arrays (groups: {seen}); {expected}")
+    described = "; ".join(
+        f"{'group ' + place if place else 'root'}: no {EVE_TIME} array ({len(names)} arrays: "
+        f"{', '.join(names[:5])}{', …' if len(names) > 5 else ''})" for place, names in places.items())
+    raise HarvestError(f"store {source.url}: {described}; {expected}")
+
+
+def harvest_eve(source: Source, group: str) -> tuple[pa.Table, pa.Table, list[str]]:
+    """Harvest an EVE group (``"MEGS-A"``; ``""``: the store's root, as in SDOMLv2a's flat
+    EVE_legacy): ``(samples, lines, warnings)``.
 
     ``samples`` has ``idx``, ``time`` (UTC) and one float32 column per line, NULL where the
     source is negative (missing); ``lines`` has each line's name, ion, wavelength (nm), logT
     and its raw attributes as JSON.
     """
-    where = f"store {source.url}: group {group}"
+    where = f"store {source.url}: group {group}" if group else f"store {source.url}"
     try:
         _, arrays = source.children(group)
     except StoreError as error:
         raise HarvestError(f"{where}: {error}") from None
     if EVE_TIME not in arrays:
         raise HarvestError(f"{where}: no {EVE_TIME} array")
-    times = source.array(f"{group}/{EVE_TIME}")[:]
+    times = source.array(eve_array_path(group, EVE_TIME))[:]
     try:
         stamps, _ = parse_times(pa.array(np.asarray(times).astype(str)))
     except TimeParseError as error:
@@ -293,14 +316,19 @@ def harvest_eve(source: Source, group: str = "MEGS-A") -> tuple[pa.Table, pa.Tab
     line_rows = []
     warnings: list[str] = []
     for name in (a for a in arrays if a != EVE_TIME):
-        data = np.asarray(source.array(f"{group}/{name}")[:], dtype=np.float32)
+        data = np.asarray(source.array(eve_array_path(group, name))[:], dtype=np.float32)
         if data.shape != (len(times),):
             raise HarvestError(f"{where}: array {name} has shape {data.shape}, {EVE_TIME} has {len(times)} samples")
         columns[name] = pa.array(data, mask=~(data >= 0))
-        attrs, _ = read_attrs(source, f"{group}/{name}")
+        attrs, _ = read_attrs(source, eve_array_path(group, name))
         line_rows.append(_eve_line(name, attrs))
     lines = pa.Table.from_pylist(line_rows, schema=EVE_LINES_SCHEMA)
     return pa.table(columns), lines, warnings
+
+
+def eve_array_path(group: str, name: str) -> str:
+    """The path of array ``name`` of an EVE group (``""``: the root)."""
+    return f"{group}/{name}" if group else name
 
 
 EVE_LINES_SCHEMA = pa.schema([

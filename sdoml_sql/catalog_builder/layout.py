@@ -68,6 +68,16 @@ def eve_key(group: str) -> str:
     return f"eve/group={group}"
 
 
+#: The catalog's name (``eve/group=root``) for EVE lines at a store's root: SDOMLv2a's flat
+#: ``EVE_legacy.zarr``; SDOML v2 keeps them in a group, ``MEGS-A``.
+ROOT_GROUP = "root"
+
+
+def eve_group_name(group: str) -> str:
+    """The catalog's name of an EVE group path (``"MEGS-A"``; the root ``""`` is :data:`ROOT_GROUP`)."""
+    return group or ROOT_GROUP
+
+
 def per_array_key(table: str, instrument: str, year: int, channel: str) -> str:
     """The directory of a side table kept per source array
     (``array_attrs/instrument=aia/year=2010/channel=171A``; also ``frame_stats``)."""

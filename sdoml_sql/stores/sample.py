@@ -28,6 +28,8 @@ import numcodecs
 import numpy as np
 import orjson
 
+from sdoml_sql.stores.source import PRESETS
+
 AIA_CHANNELS = ("94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A")
 HMI_COMPONENTS = ("Bx", "By", "Bz")
 
@@ -55,6 +57,8 @@ EVE_LINE_INFO = {
     "Si XII_2": ("Si XII", "6.3", "52.070"),
 }
 EVE_LINES = tuple(EVE_LINE_INFO)
+#: The group of SDOML v2's EVE store (SDOMLv2a's EVE_legacy has the lines at its root).
+EVE_GROUP = "MEGS-A"
 
 # The AIA key set of the real store, by value type (the data contract's lists).
 AIA_STR_KEYS = tuple("""ACS_CGT ACS_ECLP ACS_MODE ACS_SAFE ACS_SUNP AECMODE AISTATE ASD_REC CHECKSUM
@@ -126,20 +130,34 @@ CHANNEL_LOOK = {
 }
 
 
+#: The published layouts a sample can take: SDOML v2 (``sdomlv2_small.zarr`` …) and SDOMLv2a
+#: (``AIA.zarr``, ``HMI.zarr``, ``EVE_legacy.zarr``), with the store names of their presets.
+LAYOUTS = {
+    "v2": {"aia": PRESETS["aia-small"], "hmi": PRESETS["hmi-small"], "eve": PRESETS["eve"]},
+    "v2a": {"aia": PRESETS["aia-v2a"], "hmi": PRESETS["hmi-v2a"], "eve": PRESETS["eve-v2a"]},
+}
+#: Default AIA years and HMI years of each layout (v2a: past 2020, HMI on the AIA days).
+DEFAULT_YEARS = {"v2": (2010, 2020), "v2a": (2010, 2020, 2023)}
+DEFAULT_HMI_YEARS = {"v2": (2010, 2012), "v2a": (2010, 2020, 2023)}
+#: The year inside which SDOMLv2a's AIA ``T_OBS`` changes from ``…08.07Z`` to ``…08.072``.
+V2A_T_OBS_CHANGE_YEAR = 2020
+
+
 def write_sample(
     directory: str | pathlib.Path,
     *,
     aia_frames: int | Mapping[str, int] | None = None,
     hmi_frames: int = DEFAULT_HMI_FRAMES,
     eve_samples: int = DEFAULT_EVE_SAMPLES,
-    years: Sequence[int] = (2010, 2020),
-    hmi_years: Sequence[int] = (2010, 2012),
+    years: Sequence[int] | None = None,
+    hmi_years: Sequence[int] | None = None,
     channels: Sequence[str] = AIA_CHANNELS,
     seed: int = 0,
     images: bool = True,
     eve: bool = True,
     progress: bool | None = None,
     chunk_frames: int = CHUNK_FRAMES,
+    layout: str = "v2",
 ) -> dict[str, pathlib.Path]:
     """Write sample AIA, HMI and EVE stores into ``directory`` and return their paths.
 
@@ -155,9 +173,19 @@ def write_sample(
     ``progress`` shows a tqdm bar on stderr (default: only for big image writes).
     ``chunk_frames`` is the frames per chunk of the AIA and HMI arrays (15, as in the real
     stores; 120 gives the layout the sample had before).
-    Returns ``{"aia": …/sdomlv2_small.zarr, "hmi": …/sdomlv2_hmi_small.zarr,
-    "eve": …/sdomlv2_eve.zarr}``.
+
+    ``layout="v2a"`` writes SDOMLv2a instead (``AIA.zarr``, ``HMI.zarr``, ``EVE_legacy.zarr``;
+    default years 2010, 2020, 2023 for AIA and HMI, HMI on the AIA days): the same AIA frames
+    for the same years and seed, the AIA ``T_OBS`` format changing inside 2020 (``…09.37Z``
+    before the year's middle sample day, ``…09.372`` from it on and in later years), HMI
+    frames in a scrambled order (even within a day), and EVE flat: lines and ``Time`` at the
+    store's root.  Years default to :data:`DEFAULT_YEARS` and :data:`DEFAULT_HMI_YEARS` of
+    the layout.  Returns ``{"aia": path, "hmi": path, "eve": path}`` (names: :data:`LAYOUTS`).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    years = DEFAULT_YEARS[layout] if years is None else years
+    hmi_years = DEFAULT_HMI_YEARS[layout] if hmi_years is None else hmi_years
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     channels = tuple(channels)
@@ -166,11 +194,8 @@ def write_sample(
         raise ValueError(f"unknown AIA channels {unknown}: choose from {', '.join(AIA_CHANNELS)}")
     years = tuple(int(y) for y in years)
     counts = {year: _channel_counts(aia_frames, channels, first_year=year == years[0]) for year in years}
-    paths = {
-        "aia": directory / "sdomlv2_small.zarr",
-        "hmi": directory / "sdomlv2_hmi_small.zarr",
-        "eve": directory / "sdomlv2_eve.zarr",
-    }
+    paths = {name: directory / store for name, store in LAYOUTS[layout].items()}
+    v2a = layout == "v2a"
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames={chunk_frames}: give a positive number of frames per chunk")
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
@@ -178,12 +203,13 @@ def write_sample(
         n_aia += PREVIOUS_YEAR_FRAMES * len(channels)
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
-    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, int(chunk_frames))
+    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, int(chunk_frames), v2a)
     _write_hmi(paths["hmi"], hmi_frames, tuple(int(y) for y in hmi_years), aia_days, seed, images, bar,
-               int(chunk_frames))
+               int(chunk_frames), v2a)
     if eve:
         first_day = aia_days[years[0]][0] if years else np.datetime64("2010-05-01", "D")
-        _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None)
+        _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None,
+                   flat=v2a)
     if bar is not None:
         bar.close()
     return paths
@@ -684,7 +710,8 @@ def _open_new_group(path: pathlib.Path):
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
-def _write_aia(path, counts, years, seed, images, bar, chunk_frames) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+def _write_aia(path, counts, years, seed, images, bar, chunk_frames,
+               v2a=False) -> tuple[dict[int, np.ndarray], dict[int, int]]:
     """Write the AIA store; return each year's days (datetime64[D], chronological) and flare time (UTC ms)."""
     root = _open_new_group(path)
     days_by_year, flares = {}, {}
@@ -699,15 +726,16 @@ def _write_aia(path, counts, years, seed, images, bar, chunk_frames) -> tuple[di
         first = _observer(np.array([_ms(days[0])]))["CRLN_OBS"][0]
         regions = _active_regions(seed, year, first)
         flare_ms = flares[year] = int(slots[len(slots) // 3])
+        format_change = _v2a_format_change(year, days) if v2a else None
         for channel, count in counts[year].items():
             _write_aia_channel(path, group, channel, year, slots, count, quirky, regions,
-                               flare_ms, seed, images, bar, chunk_frames)
+                               flare_ms, seed, images, bar, chunk_frames, format_change)
     _consolidate(path)
     return days_by_year, flares
 
 
 def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions, flare_ms,
-                       seed, images, bar, chunk_frames) -> None:
+                       seed, images, bar, chunk_frames, format_change: int | None = None) -> None:
     rng = np.random.default_rng([seed, year, AIA_CHANNELS.index(channel), 2])
     keep = np.sort(rng.choice(len(slots), size=min(count, len(slots)), replace=False))
     offset_s = CHANNEL_INFO[channel][3]
@@ -722,6 +750,8 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
         at = defects["duplicate_time"]
         t_obs[at] = t_obs[at - 1]
     attributes = aia_headers(channel, t_obs, short, year, quirky=quirky, seed=seed)
+    if format_change is not None:
+        attributes["T_OBS"] = v2a_t_obs(t_obs, format_change)
     _seed_header_defects(attributes, channel, defects)
     _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (chunk_frames, IMAGE_SIZE, IMAGE_SIZE))
     _write_attributes(path, f"{year}/{channel}", attributes)
@@ -738,6 +768,24 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
         return _seed_pixel_defects(painter.frame(crln[i], crlt[i], flare[i], i), i, defects)
 
     _write_frames(path / f"{year}" / channel, len(t_obs), chunk_frames, draw, bar)
+
+
+def _v2a_format_change(year: int, days: np.ndarray) -> int | None:
+    """The instant (UTC ms) from which SDOMLv2a writes AIA ``T_OBS`` as ``…08.072`` (no ``Z``):
+    the year's middle sample day in 2020, the year's start after it, None before it."""
+    if year < V2A_T_OBS_CHANGE_YEAR:
+        return None
+    if year > V2A_T_OBS_CHANGE_YEAR:
+        return int(_ms(f"{year}-01-01")) - DAY_MS  # the previous year's frames filed here too
+    return int(_ms(days[len(days) // 2]))
+
+
+def v2a_t_obs(t_obs_ms: np.ndarray, change_ms: int) -> list[str]:
+    """SDOMLv2a's AIA ``T_OBS`` strings: ``2020-08-27T00:00:09.37Z`` before ``change_ms``,
+    ``2020-08-28T00:00:09.372`` (3 decimals, no ``Z``) from it on."""
+    old = _iso(t_obs_ms, 2).tolist()
+    new = _iso(t_obs_ms, 3).tolist()
+    return [n if t >= change_ms else o + "Z" for t, o, n in zip(np.asarray(t_obs_ms).tolist(), old, new)]
 
 
 PREVIOUS_YEAR_FRAMES = 2
@@ -824,11 +872,14 @@ def _hmi_times(year: int, n: int, aia_days, rng) -> tuple[np.ndarray, np.ndarray
     return t_rec, t_obs
 
 
-def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk_frames) -> None:
+def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk_frames, v2a=False) -> None:
     root = _open_new_group(path)
     for year in years:
         rng = np.random.default_rng([seed, year, 6])
         t_rec, t_obs = _hmi_times(year, n_frames, aia_days_by_year.get(year), rng)
+        if v2a:
+            order = scrambled_order(t_obs, np.random.default_rng([seed, year, 8]))
+            t_rec, t_obs = t_rec[order], t_obs[order]
         group = root.create_group(str(year))
         first = _observer(t_obs[:1] - 34_000)["CRLN_OBS"][0]
         regions = _active_regions(seed, year, first)
@@ -845,6 +896,20 @@ def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk
     _consolidate(path)
 
 
+def scrambled_order(t_ms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A storage order of frames at times ``t_ms`` (SDOMLv2a's HMI): a random permutation,
+    never chronological within the first day that has two frames."""
+    order = rng.permutation(len(t_ms))
+    days = t_ms[order] // DAY_MS
+    for day in np.unique(days):
+        within = np.flatnonzero(days == day)
+        if len(within) > 1:
+            if np.all(np.diff(t_ms[order][within]) > 0):
+                order[within] = order[within[::-1]]
+            break
+    return order
+
+
 def _eve_times(n: int, first_day: np.datetime64, rng) -> np.ndarray:
     """About one sample a minute (UTC ms) from ``first_day``, with a few gaps."""
     steps = np.full(n, 60_000, np.int64)
@@ -854,12 +919,14 @@ def _eve_times(n: int, first_day: np.datetime64, rng) -> np.ndarray:
     return _ms(first_day) + np.cumsum(steps)
 
 
-def _write_eve(path, n, first_day, seed, flare_ms: int | None = None) -> None:
-    """EVE lines with a flare at the AIA flare's time (when EVE covers it) so the two agree."""
+def _write_eve(path, n, first_day, seed, flare_ms: int | None = None, flat: bool = False) -> None:
+    """EVE lines with a flare at the AIA flare's time (when EVE covers it) so the two agree;
+    in a ``MEGS-A`` group (SDOML v2) or, ``flat``, at the store's root (SDOMLv2a's EVE_legacy)."""
     rng = np.random.default_rng([seed, 7])
     times = _eve_times(n, first_day, rng)
     root = _open_new_group(path)
-    group = root.create_group("MEGS-A")
+    group = root if flat else root.create_group(EVE_GROUP)
+    prefix = "" if flat else EVE_GROUP + "/"
     chunks = (min(n, 2**17),)
     minutes = (times - times[0]) / 60_000
     peak = (flare_ms - times[0]) / 60_000 if flare_ms is not None and times[0] <= flare_ms <= times[-1] else minutes[n // 3]
@@ -874,7 +941,7 @@ def _write_eve(path, n, first_day, seed, flare_ms: int | None = None) -> None:
             values[rng.random(n) < 0.9] = -1.0
         array = _create_array(group, name, (n,), chunks)
         array[:] = values.astype(np.float32)
-        _write_attributes(path, f"MEGS-A/{name}",
+        _write_attributes(path, f"{prefix}{name}",
                           {"ion": ion, "logT": f"{log_t} MK", "wavelength": f"{wavelength} nm"})
     time_array = _create_array(group, "Time", (n,), chunks, dtype="<U23")
     time_array[:] = np.char.replace(_iso(times, 3), "T", " ")

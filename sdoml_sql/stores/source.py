@@ -45,13 +45,32 @@ MIRRORS = {
     "gcs": "gs://fdl-sdoml-v2/",
 }
 
-#: Named public stores: ``resolve_url("aia-small")`` or ``resolve_url("gcs:hmi")``.
+#: Base URLs of the two copies of SDOMLv2a, the FDL-X re-package (2010-2023) SDO-FM trains on.
+MIRRORS_V2A = {
+    "aws": "s3://nasa-radiant-data/helioai-datasets/us-fdlx-ard/sdomlv2a/",
+    "gcs": "gs://us-fdlx-ard-sdomlv2a/",
+}
+
+#: Named public stores: ``resolve_url("aia-small")`` or ``resolve_url("gcs:hmi-v2a")``.
 PRESETS = {
     "aia-small": "sdomlv2_small.zarr",
     "aia": "sdomlv2.zarr",
     "hmi-small": "sdomlv2_hmi_small.zarr",
     "hmi": "sdomlv2_hmi.zarr",
     "eve": "sdomlv2_eve.zarr",
+    "aia-v2a": "AIA.zarr",
+    "hmi-v2a": "HMI.zarr",
+    "eve-v2a": "EVE_legacy.zarr",
+}
+
+#: The variant of each preset (see :data:`VARIANTS`); its mirrors are ``VARIANT_MIRRORS[variant]``.
+PRESET_VARIANTS = {name: "v2a" if name.endswith("-v2a") else "v2" for name in PRESETS}
+VARIANT_MIRRORS = {"v2": MIRRORS, "v2a": MIRRORS_V2A}
+
+#: The SDOML variants a catalog records for each source: what each means, in one line.
+VARIANTS = {
+    "v2": "SDOML v2 (fdl-sdoml-v2: AIA/HMI 2010-2020, time-ordered HMI, EVE in a MEGS-A group)",
+    "v2a": "SDOMLv2a (FDL-X: AIA/HMI 2010-2023, HMI out of time order, flat EVE_legacy)",
 }
 
 DEFAULT_MIRROR = "aws"
@@ -120,12 +139,12 @@ def resolve_url(name_or_url: str, mirror: str | None = None) -> str:
     name = str(name_or_url)
     prefix, _, rest = name.partition(":")
     if rest and prefix in MIRRORS and rest in PRESETS:
-        return MIRRORS[prefix] + PRESETS[rest]
+        return VARIANT_MIRRORS[PRESET_VARIANTS[rest]][prefix] + PRESETS[rest]
     if name in PRESETS:
         mirror = mirror or config.env_text(config.MIRROR_ENV) or DEFAULT_MIRROR
         if mirror not in MIRRORS:
             raise StoreError(f"unknown mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
-        return MIRRORS[mirror] + PRESETS[name]
+        return VARIANT_MIRRORS[PRESET_VARIANTS[name]][mirror] + PRESETS[name]
     return name
 
 
