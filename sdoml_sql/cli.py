@@ -56,7 +56,12 @@ def _is_sql_comment(arg: str) -> bool:
 @click.version_option(__version__, prog_name="sdoml-sql")
 def main():
     """SQL over the SDO ML v2 dataset: build a Parquet catalog of every per-frame header,
-    query it with DuckDB, fetch frames as dask arrays, SunPy maps and movies."""
+    query it with DuckDB, fetch frames as dask arrays, SunPy maps and movies.
+
+    \b
+    Example:
+      make demo, then: sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
+    """
 
 
 store_options = [
@@ -101,6 +106,13 @@ def with_store_options(function):
     return function
 
 
+def with_remote_read_options(function):
+    """Endpoint, timeout and retries: for commands that read remote objects but no chunks."""
+    for option in reversed(access_options[:3]):
+        function = option(function)
+    return function
+
+
 def with_access_options(function):
     """Endpoint, timeout, retries and cache options, for commands that reopen a catalog's stores."""
     for option in reversed(access_options):
@@ -122,40 +134,42 @@ def with_access_options(function):
                    "fall on the AIA days of a year, so AIA+HMI aligned samples can be made.")
 @click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed):
-    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY."""
+@click.option("--overwrite", is_flag=True, help="Replace sample stores already in DIRECTORY (refused without it).")
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, overwrite):
+    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY.
+
+    \b
+    Example:
+      sdoml-sql sample demo-output/small --frames 20 --channels 171A,193A --eve-samples 500
+    """
+    from sdoml_sql.exceptions import years_list
     from sdoml_sql.stores.sample import write_sample
 
     options = {
         "aia_frames": frames,
         "hmi_frames": hmi_frames,
         "eve_samples": eve_samples,
-        "years": tuple(int(y) for y in years.split(",")) if years else None,
-        "channels": tuple(channels.split(",")) if channels else None,
-        "hmi_years": _hmi_years(hmi_years, years),
+        "years": years_list(years, "--years"),
+        "channels": _split(channels),
+        "hmi_years": years_list(years or "2010,2020", "--years") if hmi_years == "aia" else
+        years_list(hmi_years, "--hmi-years"),
     }
-    paths = write_sample(directory, images=not no_images, seed=seed,
+    paths = write_sample(directory, images=not no_images, seed=seed, overwrite=overwrite,
                          **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
-
-
-def _hmi_years(hmi_years: str | None, years: str | None):
-    if hmi_years is None:
-        return None
-    if hmi_years == "aia":
-        return tuple(int(y) for y in years.split(",")) if years else (2010, 2020)
-    try:
-        return tuple(int(y) for y in hmi_years.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{hmi_years!r}: give years such as 2010,2011 or 'aia'", param_hint="--hmi-years")
 
 
 @main.command()
 @click.argument("url")
 @with_store_options
 def tree(url, mirror, billing_project):
-    """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs)."""
+    """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs).
+
+    \b
+    Example:
+      sdoml-sql tree demo-output/stores/sdomlv2_hmi_small.zarr
+    """
     from sdoml_sql.catalog_builder.inspect import tree as tree_text
 
     click.echo(tree_text(url, mirror=mirror, billing_project=billing_project))
@@ -166,7 +180,12 @@ def tree(url, mirror, billing_project):
 @click.argument("array_path")
 @with_store_options
 def keywords(url, array_path, mirror, billing_project):
-    """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example."""
+    """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example.
+
+    \b
+    Example:
+      sdoml-sql keywords demo-output/stores/sdomlv2_hmi_small.zarr 2010/Bz
+    """
     from sdoml_sql.catalog_builder.inspect import keywords as keyword_rows
 
     rows = keyword_rows(url, array_path, mirror=mirror, billing_project=billing_project)
@@ -207,14 +226,20 @@ def _split(text: str | None) -> list[str] | None:
 @with_store_options
 def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, break_lock, mirror,
           billing_project):
-    """Harvest every per-frame header of the named stores into a Parquet catalog."""
+    """Harvest every per-frame header of the named stores into a Parquet catalog.
+
+    \b
+    Example:
+      sdoml-sql build --aia demo-output/stores/sdomlv2_small.zarr --catalog demo-output/catalog --channels 171A
+    """
     from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.exceptions import years_list
 
     with _client(scheduler) as client:
-        report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
+        report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=years_list(years, "--years"),
                                channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
                                client=client, mirror=mirror, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report)
+    _print_report(report, quiet)
 
 
 @contextlib.contextmanager
@@ -227,7 +252,7 @@ def _client(scheduler: str | None):
     try:
         client = Client(scheduler, timeout="3s")
     except OSError as error:
-        raise click.ClickException(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
+        raise SdomlError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
     with client:
         yield client
 
@@ -245,12 +270,17 @@ def _client(scheduler: str | None):
 @break_lock_option
 @with_access_options
 def rebuild(catalog, full, read_ahead, quiet, billing_project, sources, break_lock):
-    """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
+    """Re-read the sources in the catalog's manifest; rewrite only partitions that changed.
+
+    \b
+    Example:
+      sdoml-sql rebuild --catalog demo-output/catalog --source aia=demo-output/stores/sdomlv2_small.zarr
+    """
     from sdoml_sql.catalog_builder.build import rebuild_catalog
 
     report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=not quiet,
                              read_ahead=read_ahead, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report)
+    _print_report(report, quiet)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -265,9 +295,16 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return pairs
 
 
-def _print_report(report) -> None:
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+def _print_report(report, quiet: bool = False) -> None:
+    """The build's warnings (with ``--quiet`` one line counting them), then its summary."""
+    if quiet and len(report.warnings) > 1:
+        click.echo(f"warning: {len(report.warnings)} warnings, the first: {report.warnings[0]} "
+                   "(all of them in manifest.json)", err=True)
+    else:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(report.summary())
 
 
@@ -275,9 +312,15 @@ def _print_report(report) -> None:
 @click.argument("source")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@with_access_options
+@with_remote_read_options
 def sync(source, directory, quiet):
-    """Copy or update the catalog at SOURCE (s3://, gs://, https://) into DIRECTORY: only what changed."""
+    """Copy or update the catalog at SOURCE (s3://, gs://, https:// or a directory) into DIRECTORY:
+    only what changed.
+
+    \b
+    Example:
+      sdoml-sql sync s3://my-bucket/sdoml-catalog catalog-mirror
+    """
     from sdoml_sql.catalog_builder.sync import sync_catalog
 
     click.echo(sync_catalog(source, directory, progress=not quiet).summary())
@@ -298,7 +341,12 @@ def sync(source, directory, quiet):
               help="Stop the query after this many seconds (env SDOML_QUERY_TIMEOUT; default: no limit).")
 @with_access_options
 def query(sql, catalog, sql_file, output_format, output, query_timeout):
-    """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
+    """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin).
+
+    \b
+    Example:
+      sdoml-sql query "SELECT channel, count(*) AS n FROM aia GROUP BY channel" --catalog demo-output/catalog
+    """
     import warnings
 
     from sdoml_sql.exceptions import EmptyResultWarning
@@ -336,9 +384,15 @@ def _sql_text(sql: str | None, sql_file: str | None) -> str:
 @catalog_option
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def shell(catalog, duckdb_args):
-    """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb)."""
-    from sdoml_sql.query.catalog import open_catalog
+    """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb).
 
+    \b
+    Example:
+      sdoml-sql shell --catalog demo-output/catalog -c "SELECT count(*) AS frames FROM frames"
+    """
+    from sdoml_sql.query.catalog import open_catalog, refuse_remote_shell
+
+    refuse_remote_shell(catalog)  # before opening it: offline, opening would fail first
     sys.exit(open_catalog(catalog).shell(duckdb_args))
 
 
@@ -371,7 +425,13 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 @click.option("--quiet", is_flag=True, help="No plan line, no progress bar.")
 @with_access_options
 def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
-    """Fetch the frames of the rows SQL selects and write them to --output."""
+    """Fetch the frames of the rows SQL selects and write them to --output.
+
+    \b
+    Example:
+      sdoml-sql fetch "SELECT year, channel, idx FROM aia WHERE EXPTIME < 2" --catalog demo-output/catalog
+      --output demo-output/short.npy
+    """
     from sdoml_sql.fetch import plan, write_frames
     from sdoml_sql.fetch.output import output_format as check_output
 
@@ -398,7 +458,13 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
-    """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
+    """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html.
+
+    \b
+    Example:
+      sdoml-sql movie "SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes',
+      '6 minutes')" demo-output/day.gif --missing drop --downsample 2 --catalog demo-output/catalog
+    """
     from sdoml_sql.fetch.movies import animate, movie_suffix, save
 
     movie_suffix(output)
@@ -421,10 +487,19 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
 @with_access_options
 def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
     """Export the samples SQL selects to OUTPUT.zarr (one sample per chunk, rows in rows.parquet) for
-    training at disk speed; rerun the same command to resume an interrupted export."""
+    training at disk speed; rerun the same command to resume an interrupted export.
+
+    \b
+    Example:
+      sdoml-sql export "SELECT * FROM aligned(['171A', 'Bz'], '2010-08-27', '2010-08-29', '12 minutes',
+      '6 minutes')" demo-output/train.zarr --downsample 4 --catalog demo-output/catalog
+    """
+    from pathlib import Path
+
+    finished = Path(output).exists()
     written = _selection(sql, catalog).export(output, downsample=downsample, method=method, missing=missing,
                                               normalize=normalize, progress=not quiet)
-    click.echo(f"wrote {written}")
+    click.echo(f"complete: {written} already holds this export" if finished else f"wrote {written}")
 
 
 @main.command()
@@ -435,7 +510,13 @@ def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
 @click.option("--row", default=0, show_default=True, type=click.IntRange(0), help="Frame selections: the row to plot.")
 @with_access_options
 def plot(sql, output, catalog, lines, row):
-    """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map."""
+    """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map.
+
+    \b
+    Example:
+      sdoml-sql plot 'SELECT time, "Fe XX_2", "He II" FROM eve ORDER BY time' demo-output/eve.png
+      --catalog demo-output/catalog
+    """
     from sdoml_sql.fetch.eve import plot_eve
     from sdoml_sql.fetch.maps import plot_map
 
@@ -459,11 +540,17 @@ def plot(sql, output, catalog, lines, row):
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to spread the chunks over.")
 @with_access_options
 def stats(catalog, years, channels, full, workers, quiet, scheduler):
-    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality)."""
+    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality).
+
+    \b
+    Example:
+      sdoml-sql stats --catalog demo-output/catalog --years 2020 --channels 171A,193A
+    """
+    from sdoml_sql.exceptions import years_list
     from sdoml_sql.quality.stats import compute_frame_stats
 
     with _client(scheduler) as client:
-        report = compute_frame_stats(catalog, years=_split(years), channels=_split(channels), full=full,
+        report = compute_frame_stats(catalog, years=years_list(years, "--years"), channels=_split(channels), full=full,
                                      progress=not quiet, client=client, workers=workers)
     click.echo(report.summary())
 
@@ -473,10 +560,19 @@ def stats(catalog, years, channels, full, workers, quiet, scheduler):
 @catalog_option
 @click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
 @click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
-@click.option("--bucket", default=None, help="Bucket length, e.g. '1 hour' (default: about 200 buckets).")
-@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 30 minutes).")
+@click.option("--bucket", default=None,
+              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … giving at most "
+                   "240 buckets; a chosen one may give up to 2,000).")
+@click.option("--gap", default=None,
+              help="A step between frames longer than this (a positive interval) is a gap (default: 30 minutes).")
 def plot_quality_command(output, catalog, start, stop, bucket, gap):
-    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT."""
+    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT.
+
+    \b
+    Example:
+      sdoml-sql plot-quality --catalog demo-output/catalog demo-output/quality.png --start "2019-12-31 22:00"
+      --stop "2020-01-01 04:00" --bucket "12 minutes"
+    """
     from sdoml_sql.quality.plot import plot_quality
     from sdoml_sql.query.catalog import open_catalog
 

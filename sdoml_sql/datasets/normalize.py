@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdoml_sql.config import cache_dir
 from sdoml_sql.exceptions import DatasetError
 
 NORMALIZE_CHOICES = ("none", "sdoml")
@@ -141,7 +142,7 @@ def _stats_key(ds, rule: Normalization, chosen) -> str:
 
 
 def _stats_dirs(catalog_dir: Path | None) -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdoml-sql" / STATS_DIR
+    cache = cache_dir() / STATS_DIR
     return [catalog_dir / STATS_DIR, cache] if catalog_dir is not None else [cache]
 
 

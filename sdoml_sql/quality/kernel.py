@@ -438,3 +438,23 @@ def _interpolate(n: np.ndarray, q: float, a: np.ndarray, b: np.ndarray) -> np.nd
     t = position - np.floor(position)
     a, b = a.astype(np.float64), b.astype(np.float64)
     return np.where(t < 0.5, a + (b - a) * t, b - (b - a) * (1 - t)).astype(np.float32)
+
+
+def compiled() -> bool:
+    """Whether numba's on-disk cache holds every kernel of this module (so the first call loads
+    them in about a second instead of compiling them for ~20 s).  The cache sits in the
+    package's ``__pycache__``, or in numba's per-user cache directory where that cannot be
+    written (a read-only install)."""
+    import os
+
+    from numba.core.dispatcher import Dispatcher
+
+    for value in list(globals().values()):
+        if isinstance(value, Dispatcher):
+            cache = getattr(value, "_cache", None)
+            index = getattr(cache, "_index_path", None)
+            if index is None:
+                return True  # a numba without this attribute: assume so rather than alarm people
+            if not os.path.exists(index):
+                return False
+    return True

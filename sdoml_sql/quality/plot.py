@@ -1,8 +1,11 @@
 """The quality and coverage picture: one row per channel, time along x.
 
 Each row shows the frames per bucket (grey bars), buckets without a frame (pale red),
-buckets where a gap starts (red ticks on top) and the flagged frames per bucket stacked by
-flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.
+buckets where a gap starts (red triangles on top) and the flagged frames per bucket stacked by
+flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.  A strip along
+the bottom of each row marks every bucket holding a flagged frame, whatever its count (one
+flagged frame among thousands is under a pixel as a bar), one band per flag, darker where a
+larger share of the bucket's frames is flagged.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ FLAG_COLOURS = dict(zip(FLAGS, ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 #: Bucket lengths tried in turn for the default: the first giving at most MAX_BUCKETS.
 NICE_BUCKETS = ("1 minute", "6 minutes", "12 minutes", "1 hour", "6 hours", "1 day", "7 days", "30 days", "365 days")
 MAX_BUCKETS = 240
+#: The most buckets a chosen ``bucket`` may give (each is a bar per channel: 41,000 of them took 88 s).
+MAX_CHOSEN_BUCKETS = 2000
 DEFAULT_GAP = "30 minutes"
+#: Height of the strip marking buckets with flagged frames, as a share of a row's height.
+FLAG_STRIP = 0.14
 
 COUNTS_SQL = """
 SELECT instrument, channel, bucket, frames, gaps
@@ -53,8 +60,16 @@ def plot_quality(catalog, output: str | Path | None = None, *, start=None, stop=
     """
     start, stop = _time_range(catalog, start, stop)
     bucket = bucket or _default_bucket(start, stop)
-    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap or DEFAULT_GAP}
-    counts = catalog.query(COUNTS_SQL, params).to_pandas()
+    gap = gap or DEFAULT_GAP
+    seconds = {"bucket": interval_seconds(catalog, bucket, "bucket"), "gap": interval_seconds(catalog, gap, "gap")}
+    buckets = (stop - start).total_seconds() / seconds["bucket"]
+    if buckets > MAX_CHOSEN_BUCKETS:
+        fits = next((b for b in NICE_BUCKETS if (stop - start) / _timedelta(b) <= MAX_CHOSEN_BUCKETS), NICE_BUCKETS[-1])
+        raise QueryError(f"bucket {bucket!r} gives {buckets:,.0f} buckets from {start} to {stop}, more than "
+                         f"{MAX_CHOSEN_BUCKETS:,}: choose {fits!r} or longer, or a shorter --start/--stop")
+    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap,
+              "bucket_seconds": seconds["bucket"]}
+    counts = catalog.query(COUNTS_SQL, {k: params[k] for k in ("start", "stop", "bucket", "gap")}).to_pandas()
     flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")}).to_pandas()
     checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]}).to_pandas().iloc[0]
     figure = draw(counts, flags, params, int(checked["frames"]), int(checked["checked"]))
@@ -81,9 +96,25 @@ def _time_range(catalog, start, stop) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def _default_bucket(start: pd.Timestamp, stop: pd.Timestamp) -> str:
     for bucket in NICE_BUCKETS:
-        if (stop - start) / pd.Timedelta(bucket.replace("minutes", "min").replace("minute", "min")) <= MAX_BUCKETS:
+        if (stop - start) / _timedelta(bucket) <= MAX_BUCKETS:
             return bucket
     return NICE_BUCKETS[-1]
+
+
+def _timedelta(nice_bucket: str) -> pd.Timedelta:
+    return pd.Timedelta(nice_bucket.replace("minutes", "min").replace("minute", "min"))
+
+
+def interval_seconds(catalog, text: str, what: str) -> float:
+    """Seconds in the interval ``text`` as DuckDB reads it (``'12 minutes'``, ``'1 week'``,
+    ``'1 month'`` = 30 days); a text that is not a positive interval is a one-line QueryError."""
+    try:
+        seconds = catalog.query("SELECT epoch($value::INTERVAL) AS s", {"value": str(text)}).to_pandas()["s"].iloc[0]
+    except QueryError:
+        seconds = None
+    if seconds is None or pd.isna(seconds) or seconds <= 0:
+        raise QueryError(f"{what} {text!r} is not a positive interval: give one such as '12 minutes' or '1 day'")
+    return float(seconds)
 
 
 def _channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
@@ -98,23 +129,26 @@ def _channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
 def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, checked: int):
     """The figure from the per-bucket counts (``coverage``) and flag counts (``frame_quality``)."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     channels = _channel_order(counts)
     if not channels:
         raise QueryError("the catalog has no AIA or HMI channel to plot")
-    width = pd.Timedelta(params["bucket"].replace("minutes", "min").replace("minute", "min"))
+    width = pd.Timedelta(seconds=params["bucket_seconds"])
     figure = Figure(figsize=(11, 0.62 * len(channels) + 1.5))
     axes = figure.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
     seen_flags = [f for f in FLAGS if f in set(flags["flag"])]
     for axis, (instrument, channel) in zip(axes, channels):
         rows = counts[(counts.instrument == instrument) & (counts.channel == channel)].sort_values("bucket")
         _draw_channel(axis, rows, flags[(flags.instrument == instrument) & (flags.channel == channel)], width)
+        _draw_flag_strip(axis, rows, flags[(flags.instrument == instrument) & (flags.channel == channel)], width)
         axis.set_ylabel(channel, rotation=0, ha="right", va="center", fontsize=9)
         axis.tick_params(axis="y", labelsize=7)
         axis.set_xlim(pd.Timestamp(params["start"]), pd.Timestamp(params["stop"]))
     handles = [Patch(color="#c8c8c8", label="frames"), Patch(color="#f6c9c9", label="no frame"),
-               Patch(color="#d62728", label=f"gap > {params['gap']} starts")]
+               Line2D([], [], marker="v", linestyle="none", color="#d62728", markersize=5,
+                      label=f"gap > {params['gap']} starts")]
     handles += [Patch(color=FLAG_COLOURS[f], label=f) for f in seen_flags]
     height = figure.get_figheight()
     figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / height),
@@ -124,7 +158,7 @@ def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, c
                     f"(pixel flags checked for {share} of frames)", y=1 - 0.08 / height, fontsize=10)
     axes[-1].set_xlabel("time (UTC)")
     figure.autofmt_xdate()
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.85 / height, top=1 - 0.85 / height, hspace=0.3)
+    figure.subplots_adjust(left=0.1, right=0.99, bottom=0.85 / height, top=1 - 0.85 / height, hspace=0.3)
     return figure
 
 
@@ -148,3 +182,28 @@ def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timed
                  color=FLAG_COLOURS[flag], linewidth=0)
         bottom = bottom.add(heights, fill_value=0)
     axis.set_ylim(0, top * 1.2)
+
+
+def _draw_flag_strip(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timedelta) -> None:
+    """Along the bottom of the row, every bucket holding flagged frames: one band per flag
+    present (so a single flagged frame shows at any scale), darker where a larger share of the
+    bucket's frames carries the flag (flag density where buckets hold many frames)."""
+    if flags.empty:
+        return
+    transform = axis.get_xaxis_transform()  # x in data (time), y in axis fractions
+    frames = pd.Series(rows["frames"].to_numpy(), index=pd.to_datetime(rows["bucket"]))
+    present = [f for f in FLAGS if f in set(flags["flag"])]
+    band = FLAG_STRIP / len(present)
+    for n, flag in enumerate(present):
+        chosen = flags[flags.flag == flag]
+        times = pd.to_datetime(chosen["bucket"])
+        share = chosen["frames"].to_numpy() / np.maximum(frames.reindex(times).fillna(0).to_numpy(), 1)
+        colours = [(*_rgb(FLAG_COLOURS[flag]), 0.45 + 0.55 * min(float(s), 1.0)) for s in share]
+        axis.bar(times, np.full(len(chosen), band), bottom=n * band, width=width, align="edge", color=colours,
+                 linewidth=0, transform=transform)
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(colour)

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from functools import cached_property
 from importlib import resources
@@ -31,7 +32,9 @@ from typing import Any
 import duckdb
 
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
-from sdoml_sql.config import default_catalog_dir
+from sdoml_sql.config import (
+    DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, cache_dir, default_catalog_dir, duckdb_config,
+)
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
@@ -253,7 +256,7 @@ class Catalog:
         except OSError:
             if path:
                 raise CatalogError(f"cannot write {target}") from None
-            target = _cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
+            target = cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         return target
@@ -266,7 +269,7 @@ class Catalog:
         ``locked`` (the default) restricts file access to the catalog directory and locks
         the configuration; an unlocked connection is for your own scripts.
         """
-        connection = duckdb.connect(":memory:")
+        connection = duckdb.connect(":memory:", config=duckdb_config())
         # Keep Parquet footers between queries (~100 KB a file). A remote build never rewrites
         # a file under one name; a local rebuild replaces data.parquet in place, which DuckDB
         # notices even at an unchanged modification time (tests/test_scale.py).
@@ -369,20 +372,30 @@ class Catalog:
         limit = query_time_limit(timeout)
         cursor = self._cursor()
         alarm = threading.Timer(limit, cursor.interrupt) if limit else None
-        try:
-            if alarm:
-                alarm.start()
-            self._narrow_to_time_window(cursor, sql)
+
+        def work():
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             if result.description is None:
                 return _empty_arrow() if arrow else None
             return result.to_arrow_table() if arrow else (result.description, _python_rows(result))
+
+        try:
+            if alarm:
+                alarm.start()
+            self._narrow_to_time_window(cursor, sql)  # here: the parser connection is this thread's
+            return interruptible(cursor, work)
         except duckdb.Error as error:
             if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
                 raise QueryError(f"query stopped at its time limit of {limit:g} s "
                                  f"(timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
+            if isinstance(error, duckdb.OutOfMemoryException):
+                settings = duckdb_config()
+                raise QueryError(f"{one_line(error)} — the query needs more than its memory limit "
+                                 f"({settings['memory_limit']}, ${DUCKDB_MEMORY_ENV}) and spill space "
+                                 f"({settings['max_temp_directory_size']}, ${DUCKDB_MAX_TEMP_ENV}): raise them or "
+                                 "narrow the query") from None
             raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns,
-                                      self.all_names)) from None
+                                      self.all_names, self.macro_parameters)) from None
         finally:
             if alarm:
                 alarm.cancel()
@@ -448,6 +461,14 @@ class Catalog:
         return tuple(names)
 
     @cached_property
+    def macro_parameters(self) -> dict[str, tuple[str, ...]]:
+        """``{macro: parameter names}`` of the catalog's macros (to name a misspelt parameter)."""
+        rows = self._cursor().execute(
+            "SELECT function_name, parameters FROM duckdb_functions() "
+            "WHERE function_type IN ('table_macro', 'macro') AND NOT internal").fetchall()
+        return {name: tuple(parameters) for name, parameters in rows}
+
+    @cached_property
     def all_names(self) -> tuple[str, ...]:
         """The views and table macros (for "did you mean" suggestions on unknown tables)."""
         return tuple(self.tables() + self.macros())
@@ -470,9 +491,7 @@ class Catalog:
         return subprocess.call([executable, "-init", str(init), *args], env=environment)
 
     def _refuse_remote_shell(self) -> None:
-        if self.location.remote:
-            raise CatalogError(f"catalog {self.directory} is remote and the DuckDB shell reads local files: copy it "
-                               f"first with `sdoml-sql sync {self.directory} DIR`, then use --catalog DIR")
+        refuse_remote_shell(self.directory)
 
     # --- sources ----------------------------------------------------------------------
 
@@ -494,10 +513,56 @@ class Catalog:
         return self._sources[instrument]
 
 
+def refuse_remote_shell(catalog) -> None:
+    """Raise :class:`CatalogError` if ``catalog`` is remote: the DuckDB shell reads local files."""
+    if catalog is not None and is_remote(catalog):
+        raise CatalogError(f"catalog {catalog} is remote and the DuckDB shell reads local files: copy it "
+                           f"first with `sdoml-sql sync {catalog} DIR`, then use --catalog DIR")
+
+
 def _locator(base: str):
     """A function from a path relative to the catalog to the inside of the SQL string literal
     that names it under ``base`` (itself the inside of a literal, or an SQL expression splice)."""
     return lambda relative: f"{base}/{sql_string(relative)}"
+
+
+def interruptible(cursor: duckdb.DuckDBPyConnection, work):
+    """``work()`` (DuckDB calls on ``cursor``; nothing that keeps per-thread state, such as
+    :func:`~sdoml_sql.query.sqlguard.parser`), stopped by Ctrl-C: in the main thread the work
+    runs in a helper thread while this one waits in Python, so SIGINT raises
+    KeyboardInterrupt here at once; the cursor's query is then interrupted and the
+    KeyboardInterrupt re-raised (the catalog's connection stays usable).  DuckDB itself runs
+    with the GIL released and never sees the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()  # waited on, not the thread: an interrupted join() marks it stopped
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the waiting thread
+            outcome["error"] = error
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=target, name="sdoml-sql-query", daemon=True)
+    worker.start()
+    try:
+        while not finished.wait(0.25):
+            pass
+        worker.join()  # finished: let it end before going on (a thread still unwinding at exit aborts)
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + 10
+        while not finished.is_set() and time.monotonic() < deadline:
+            cursor.interrupt()  # again until it stops: the query may not have started at the first
+            finished.wait(0.05)
+        if finished.is_set():
+            worker.join(1)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def query_time_limit(timeout: float | None = None) -> float | None:
@@ -603,10 +668,6 @@ def _read_in_small_blocks(fs) -> None:
 
 def _posix(directory: Path | str) -> str:
     return directory.as_posix() if isinstance(directory, Path) else directory
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdoml-sql"
 
 
 _DEFAULT: dict[Path | str, Catalog] = {}
