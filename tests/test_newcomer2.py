@@ -272,3 +272,260 @@ def test_plot_quality_takes_any_duckdb_interval(small, tmp_path, bucket):
     result = run_cli("plot-quality", "--catalog", small["catalog"], output, "--start", "2019-06-01",
                      "--stop", "2020-06-01", "--bucket", bucket)
     assert result.returncode == 0 and output.stat().st_size > 10_000, result.stderr
+
+
+# --- 5. stale statistics ------------------------------------------------------------------------------
+
+def test_statistics_of_changed_sources_count_as_missing_until_stats_runs_again(tmp_path):
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.quality.stats import compute_frame_stats
+    from sdoml_sql.stores.sample import write_sample
+
+    options = {"aia_frames": 6, "hmi_frames": 2, "eve_samples": 5, "channels": ("171A", "193A"), "years": (2010,),
+               "eve": False, "progress": False}
+    paths = write_sample(tmp_path / "stores", seed=1, **options)
+    catalog = tmp_path / "catalog"
+    build_catalog(aia=str(paths["aia"]), catalog=catalog, progress=False)
+    compute_frame_stats(catalog, progress=False)
+    query = "SELECT channel, count_if(has_stats) AS checked, count(*) AS n FROM frame_quality GROUP BY 1 ORDER BY 1"
+    assert Catalog(catalog).query(query).to_pandas().checked.tolist() == [6, 6]
+    write_sample(tmp_path / "stores", seed=2, overwrite=True, **options)  # other pixels and headers
+    result = run_cli("rebuild", "--catalog", catalog, "--quiet")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "frame_stats of 2 partition(s)" in notes[0] and "sdoml-sql stats" in notes[0], notes
+    stale = Catalog(catalog)
+    assert stale.query(query).to_pandas().checked.tolist() == [0, 0]
+    assert len(stale.query("SELECT * FROM frame_stats")) == 0  # the old means are not served
+    compute_frame_stats(catalog, progress=False)
+    fresh = Catalog(catalog)
+    assert fresh.query(query).to_pandas().checked.tolist() == [6, 6]
+    means = fresh.query("SELECT idx, mean FROM frame_stats WHERE channel = '171A' ORDER BY idx").to_pandas()
+    pixels = fresh.query("SELECT year, channel, idx FROM aia WHERE channel = '171A' ORDER BY idx").fetch().compute()
+    np.testing.assert_allclose(means["mean"], np.nanmean(pixels.astype(np.float64), axis=(1, 2)), rtol=1e-9)
+    again = run_cli("rebuild", "--catalog", catalog, "--quiet")
+    assert "note:" not in again.stderr, again.stderr
+
+
+# --- 6. the loader's length and batch size ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ml_dir(tmp_path_factory):
+    from ml_helpers import ml_catalog
+
+    return ml_catalog(tmp_path_factory.mktemp("ml"))
+
+
+def _aia_dataset(ml_dir, **options):
+    from ml_helpers import AIA_SQL
+
+    return Catalog(ml_dir).query(AIA_SQL).dataset(downsample=16, **options)
+
+
+@pytest.mark.parametrize("options", [dict(batch_size=4), dict(batch_size=4, drop_last=True),
+                                     dict(batch_size=5, rank=1, world_size=3),
+                                     dict(batch_size=7, rank=0, world_size=2, drop_last=True)])
+def test_len_of_a_loader_is_its_batches(ml_dir, options):
+    ds = _aia_dataset(ml_dir)
+    loader = ds.loader(**options)
+    batches = list(loader)
+    assert len(loader) == len(batches) > 0 and loader.batch_size == options["batch_size"]
+    sizes = [len(b["row"]) for b in batches]
+    assert max(sizes) <= options["batch_size"] and sum(sizes) == sum(len(s.steps) for s in loader.dataset.plan.schedules) - \
+        (sum(len(s.steps) % options["batch_size"] for s in loader.dataset.plan.schedules) if options.get("drop_last") else 0)
+    if options.get("drop_last"):
+        assert set(sizes) == {options["batch_size"]}
+    transformed = _aia_dataset(ml_dir, transform=lambda item: item).loader(**options)
+    assert len(transformed) == len(list(transformed)) and transformed.batch_size == options["batch_size"]
+
+
+@pytest.mark.parametrize("context", ["forkserver", "spawn"])
+def test_loader_workers_under_each_start_method_without_fork_warnings(ml_dir, context):
+    ds = _aia_dataset(ml_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # Python 3.12+: fork() of a multi-threaded process
+        loader = ds.loader(batch_size=4, num_workers=2, persistent_workers=True, multiprocessing_context=context)
+        rows = [[r for b in loader for r in b["row"].tolist()] for _ in range(2)]  # two epochs, same workers
+    assert len(loader) == sum(-(-len(s.steps) // 4) for s in loader.dataset.plan.schedules)
+    assert sorted(rows[0]) == sorted(rows[1]) == sorted(ds.rows.tolist())
+    assert loader.multiprocessing_context.get_start_method() == context
+    default = ds.loader(batch_size=4, num_workers=2)  # no fork() of this process, which runs threads
+    assert default.multiprocessing_context.get_start_method() == "forkserver"
+    with pytest.raises(DatasetError, match="unknown loader option persistent: the options are"):
+        ds.loader(batch_size=4, persistent=True)
+
+
+# --- 11. splits that come out empty ----------------------------------------------------------------------
+
+def test_an_empty_split_warns_and_the_readme_split_splits(catalog_dir):
+    catalog = Catalog(catalog_dir)
+    two_days = catalog.query("SELECT * FROM aligned(['171A', 'Bz'], '2010-08-27', '2010-08-29', "
+                             "INTERVAL 12 minutes, INTERVAL 6 minutes)").dataset(downsample=8)
+    with pytest.warns(UserWarning, match=r"split val and test came out empty: .* 1 month\(s\) \(2010-08\)"):
+        parts = two_days.split(val=0.2, test=0.2, seed=0, gap="1 day")
+    assert len(parts["val"]) == len(parts["test"]) == 0
+    readme = (ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "splits = " in line and ".split(" in line)
+    frames = catalog.query("SELECT * FROM aia WHERE channel = '171A' ORDER BY T_OBS").dataset(downsample=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        splits = eval(line.split("=", 1)[1].split("#")[0].strip(), {"frames": frames})
+    assert all(len(part) > 0 for part in splits.values()), {k: len(v) for k, v in splits.items()}
+
+
+# --- 10. Fido ---------------------------------------------------------------------------------------------
+
+def test_fido_path_templates_take_the_table_columns_and_name_the_keys(catalog_dir, tmp_path, capfd):
+    import astropy.units as u
+    from sunpy.net import Fido, attrs as a
+
+    import sdoml_sql.fido  # noqa: F401 - registers the client
+
+    found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:40"), a.Wavelength(171 * u.AA) | a.sdoml.Channel("Bz"),
+                        a.sdoml.Catalog(catalog_dir))
+    capfd.readouterr()
+    files = Fido.fetch(found, path=tmp_path / "{Instrument}" / "{Channel}" / "{file}")
+    assert not files.errors and len(files) == len(found[0]) + len(found[1]) > 2
+    assert {Path(f).parent.relative_to(tmp_path).as_posix() for f in files} == {"AIA/171A", "HMI/Bz"}
+    assert "Files Downloaded" not in capfd.readouterr().err  # parfive downloaded nothing: no "0file" bar
+    with pytest.raises(InputError, match=r"path template '.*\{chanel\}.*': no key 'chanel'; the keys are .*\{channel\}"):
+        Fido.fetch(found, path=str(tmp_path / "{chanel}" / "{file}"))
+    again = Fido.fetch(found[1], path=tmp_path / "again" / "{file}")  # a later fetch works, and says nothing
+    assert len(again) == len(found[1]) and "Traceback" not in capfd.readouterr().err
+
+
+def test_fido_attrs_refuse_what_they_cannot_mean(catalog_dir):
+    import astropy.units as u
+    from sunpy.net import attrs as a
+
+    import sdoml_sql.fido  # noqa: F401
+    from sdoml_sql.fido.client import SDOMLClient
+
+    with pytest.raises(InputError, match="unknown channel 171: SDOML has 94A, .*; did you mean 171A?"):
+        a.sdoml.Channel("171")
+    assert a.sdoml.Channel("bz").value == "Bz" and a.sdoml.Channel("AIA_171A").value == "171A"
+    with pytest.raises(QueryError, match=r"Tolerance is the reach of a.Sample's grid times: add a.Sample"):
+        SDOMLClient().search(a.Time("2010-08-27", "2010-08-28"), a.sdoml.Tolerance(3 * u.min),
+                             a.sdoml.Catalog(catalog_dir))
+    assert dir(a.sdoml) == ["Catalog", "Channel", "Keyword", "KeywordFilter", "Tolerance"]
+    names = dir(a.sdoml.Channel)
+    assert "aia_171a" in names and "hmi_bz" in names and not any(n.startswith("one_") for n in names)
+
+
+def test_hmi_maps_from_fetched_fits_name_their_component(catalog_dir, tmp_path):
+    import sunpy.map
+    from sunpy.net import Fido, attrs as a
+
+    import sdoml_sql.fido  # noqa: F401
+
+    found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:20"), a.Instrument.hmi, a.sdoml.Catalog(catalog_dir))
+    files = Fido.fetch(found, path=tmp_path / "{file}", progress=False)
+    names = sorted({" ".join(sunpy.map.Map(f).name.split()[:3]) for f in files})
+    assert names == ["HMI Bx magnetic", "HMI By magnetic", "HMI Bz magnetic"], names
+
+
+# --- 13. plot-quality -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stats_small(small, tmp_path_factory):
+    from sdoml_sql.quality.stats import compute_frame_stats
+
+    directory = copy_catalog(small["catalog"], tmp_path_factory.mktemp("stats") / "catalog")
+    compute_frame_stats(directory, progress=False)
+    return directory
+
+
+def test_plot_quality_marks_every_flagged_bucket_and_its_labels_fit(stats_small, tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+    from matplotlib.lines import Line2D
+
+    from sdoml_sql.quality.plot import FLAG_COLOURS, plot_quality
+
+    catalog = Catalog(stats_small)
+    flagged = catalog.query("SELECT channel, count(*) AS n FROM frame_quality WHERE NOT good GROUP BY 1").to_pandas()
+    figure = plot_quality(catalog, tmp_path / "q.png")  # the default range: 2010 to 2020 in 30-day buckets
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    colours = {tuple(round(c, 3) for c in to_rgb(v)) for v in FLAG_COLOURS.values()}
+    for axis in figure.axes:
+        label = axis.yaxis.label
+        box = label.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, label.get_text()
+        marks = [p for p in axis.patches if tuple(round(c, 3) for c in p.get_facecolor()[:3]) in colours
+                 and p.get_y() < 0]  # the strip under the row
+        channel = label.get_text()
+        if channel in set(flagged.channel):
+            assert marks, channel
+            for mark in marks:  # visible whatever the bucket's count: at least 4 px high, 1 px wide
+                extent = mark.get_window_extent(renderer)
+                assert extent.height >= 4 and extent.width + 2 * mark.get_linewidth() * figure.dpi / 72 >= 1
+        else:
+            assert not marks, channel
+    (legend,) = figure.legends
+    gap = [h for h in legend.legend_handles if "gap" in h.get_label()]
+    assert len(gap) == 1 and isinstance(gap[0], Line2D) and gap[0].get_marker() == "v"  # as drawn on the rows
+    assert (tmp_path / "q.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("gap", ["-5", "0 minutes", "soon"])
+def test_plot_quality_refuses_a_gap_that_is_not_a_positive_interval(small, tmp_path, gap):
+    result = run_cli("plot-quality", "--catalog", small["catalog"], tmp_path / "q.png", "--gap", gap)
+    assert_one_line_error(result, f"gap '{gap}' is not a positive interval")
+    assert not (tmp_path / "q.png").exists()
+
+
+# --- 14. the CLI and README agree -----------------------------------------------------------------------------
+
+def test_small_cli_disagreements(small, tmp_path):
+    assert_one_line_error(run_cli("stats", "--catalog", copy_catalog(small["catalog"], tmp_path / "c"),
+                                  "--scheduler", "tcp://127.0.0.1:1"), "cannot reach the dask scheduler at tcp://127.0.0.1:1")
+    sync = run_cli("sync", "--help").stdout
+    assert "--cache-dir" not in sync and "or a directory" in sync
+    shell = run_cli("shell", "--catalog", "s3://no-such-bucket-sdoml/catalog", "-c", "SELECT 1",
+                    env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, timeout=60)
+    assert_one_line_error(shell, "is remote and the DuckDB shell reads local files", "sdoml-sql sync")
+    for command in ["", *run_cli("--help").stdout.split("Commands:")[1].split()[::1]]:
+        if not command.islower() or command.startswith("-"):
+            continue
+        text = run_cli(*([command] if command else []), "--help").stdout
+        if command and not text:
+            continue
+        assert "Example:\n  " in text or "Example:\n" in text, (command, text)
+
+
+def test_build_quiet_summarises_its_warnings_in_one_line(small, tmp_path):
+    result = run_cli("build", "--aia", small["aia"], "--catalog", tmp_path / "c", "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    warned = [w for entry in manifest["partitions"].values() for w in entry.get("warnings", [])]
+    assert len(warned) > 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"warning: {len(warned)} warnings, the first: ") and "manifest.json" in lines[0]
+
+
+def test_a_finished_export_rerun_says_it_is_complete(catalog_dir, tmp_path):
+    sql = "SELECT * FROM aligned(['171A', 'Bz'], '2010-08-27', '2010-08-27 06:00', '12 minutes', '6 minutes')"
+    first = run_cli("export", sql, tmp_path / "t.zarr", "--downsample", "8", "--catalog", catalog_dir, "--quiet")
+    assert first.returncode == 0 and first.stdout.startswith("wrote "), first.stderr
+    files = tree_bytes(tmp_path / "t.zarr")
+    again = run_cli("export", sql, tmp_path / "t.zarr", "--downsample", "8", "--catalog", catalog_dir, "--quiet")
+    assert again.returncode == 0 and again.stdout.startswith(f"complete: {tmp_path / 't.zarr'}"), again.stderr
+    assert tree_bytes(tmp_path / "t.zarr") == files
+    other = run_cli("export", sql, tmp_path / "t.zarr", "--downsample", "4", "--catalog", catalog_dir, "--quiet")
+    assert_one_line_error(other, "exists and holds other samples or options")
+
+
+def test_start_after_stop_and_misspelt_macro_parameters_name_the_problem(catalog):
+    with pytest.raises(QueryError, match=r"stop 2010-08-27 00:00:00 is before start 2010-08-28 00:00:00"):
+        catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-28', '2010-08-27', '12 minutes', '6 minutes')")
+    with pytest.raises(QueryError, match=r"stop .* is before start"):
+        catalog.query("SELECT * FROM nearest_eve('2010-08-28', '2010-08-27', '12 minutes', '6 minutes')")
+    with pytest.raises(QueryError, match=r"^macro nearest\(\) has no parameter goodonly: its parameters are .*good_only; "
+                                         r"did you mean good_only\?"):
+        catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes', '6 minutes', "
+                      "goodonly := true)")
+    assert len(catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-27', '12 minutes', "
+                             "'6 minutes')")) == 0  # an empty range is no error

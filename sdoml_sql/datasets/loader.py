@@ -93,10 +93,10 @@ class ChunkLoader(DataLoader):
     applied) and whose ``batch_size`` is the batch size, also when the workers build the
     batches themselves (tqdm totals, ``OneCycleLR(steps_per_epoch=len(loader))``, Lightning)."""
 
-    def __init__(self, stream: EpochStream, batch_size: int, drop_last: bool, **options):
+    def __init__(self, stream: EpochStream, batches_of: int, drop_partial: bool, **options):
         super().__init__(stream, **options)
-        object.__setattr__(self, "batch_size", batch_size)  # DataLoader refuses to set it after __init__
-        object.__setattr__(self, "drop_last", drop_last)
+        object.__setattr__(self, "batch_size", batches_of)  # DataLoader refuses to set it after __init__
+        object.__setattr__(self, "drop_last", drop_partial)
 
     def __len__(self) -> int:
         length = self.dataset.batches(self.batch_size, self.drop_last)

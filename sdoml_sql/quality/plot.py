@@ -2,10 +2,11 @@
 
 Each row shows the frames per bucket (grey bars), buckets without a frame (pale red),
 buckets where a gap starts (red triangles on top) and the flagged frames per bucket stacked by
-flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.  A strip along
-the bottom of each row marks every bucket holding a flagged frame, whatever its count (one
-flagged frame among thousands is under a pixel as a bar), one band per flag, darker where a
-larger share of the bucket's frames is flagged.
+flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.  A strip under
+each row marks every bucket holding a flagged frame, whatever its count (one flagged frame
+among thousands is under a pixel as a bar), in the colour of its most frequent flag, darker
+where a larger share of the bucket's frames is flagged (the flag density of large buckets);
+each mark is at least a pixel wide.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ MAX_BUCKETS = 240
 #: The most buckets a chosen ``bucket`` may give (each is a bar per channel: 41,000 of them took 88 s).
 MAX_CHOSEN_BUCKETS = 2000
 DEFAULT_GAP = "30 minutes"
-#: Height of the strip marking buckets with flagged frames, as a share of a row's height.
-FLAG_STRIP = 0.14
+#: The strip under each row marking buckets with flagged frames: its height, as a share of the
+#: row's largest bucket count, and the gap above it.
+FLAG_STRIP = 0.24
+FLAG_STRIP_GAP = 0.04
 
 COUNTS_SQL = """
 SELECT instrument, channel, bucket, frames, gaps
@@ -181,26 +184,27 @@ def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timed
         axis.bar(heights.index, heights.to_numpy(), bottom=base.to_numpy(), width=width, align="edge",
                  color=FLAG_COLOURS[flag], linewidth=0)
         bottom = bottom.add(heights, fill_value=0)
-    axis.set_ylim(0, top * 1.2)
+    axis.set_ylim(-(FLAG_STRIP + FLAG_STRIP_GAP) * top, top * 1.2)
+    axis.set_yticks([tick for tick in axis.get_yticks() if 0 <= tick <= top])
 
 
 def _draw_flag_strip(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timedelta) -> None:
-    """Along the bottom of the row, every bucket holding flagged frames: one band per flag
-    present (so a single flagged frame shows at any scale), darker where a larger share of the
-    bucket's frames carries the flag (flag density where buckets hold many frames)."""
+    """Under the row, a mark for every bucket holding flagged frames (so a single flagged frame
+    shows at any scale), in the colour of its most frequent flag, darker where a larger share of
+    the bucket's frames is flagged (flag density where buckets hold many frames)."""
     if flags.empty:
         return
-    transform = axis.get_xaxis_transform()  # x in data (time), y in axis fractions
     frames = pd.Series(rows["frames"].to_numpy(), index=pd.to_datetime(rows["bucket"]))
-    present = [f for f in FLAGS if f in set(flags["flag"])]
-    band = FLAG_STRIP / len(present)
-    for n, flag in enumerate(present):
-        chosen = flags[flags.flag == flag]
-        times = pd.to_datetime(chosen["bucket"])
-        share = chosen["frames"].to_numpy() / np.maximum(frames.reindex(times).fillna(0).to_numpy(), 1)
-        colours = [(*_rgb(FLAG_COLOURS[flag]), 0.45 + 0.55 * min(float(s), 1.0)) for s in share]
-        axis.bar(times, np.full(len(chosen), band), bottom=n * band, width=width, align="edge", color=colours,
-                 linewidth=0, transform=transform)
+    top = max(int(frames.max()) if len(frames) else 0, 1)
+    order = {flag: n for n, flag in enumerate(FLAGS)}
+    ranked = flags.assign(order=flags["flag"].map(order)).sort_values(["frames", "order"], ascending=[False, True])
+    per_bucket = ranked.groupby("bucket", sort=True).agg(flag=("flag", "first"), flagged=("frames", "sum"))
+    times = pd.to_datetime(per_bucket.index)
+    share = per_bucket["flagged"].to_numpy() / np.maximum(frames.reindex(times).fillna(0).to_numpy(), 1)
+    colours = [(*_rgb(FLAG_COLOURS[flag]), 0.45 + 0.55 * min(float(part), 1.0))
+               for flag, part in zip(per_bucket["flag"], share)]
+    axis.bar(times, np.full(len(times), FLAG_STRIP * top), bottom=-(FLAG_STRIP + FLAG_STRIP_GAP) * top,
+             width=width, align="edge", color=colours, edgecolor=colours, linewidth=0.6)
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
