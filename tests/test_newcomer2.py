@@ -529,3 +529,56 @@ def test_start_after_stop_and_misspelt_macro_parameters_name_the_problem(catalog
                       "goodonly := true)")
     assert len(catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-27', '12 minutes', "
                              "'6 minutes')")) == 0  # an empty range is no error
+
+
+# --- 12. numba's first compile, and a read-only install ---------------------------------------------------
+
+from test_packaging import _pip_env, wheel  # noqa: E402,F401 - the wheel fixture
+
+
+def test_first_stats_says_it_compiles_once_without_an_eta_even_on_a_read_only_install(wheel, small, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([PY, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target),
+                    str(wheel)], check=True, cwd=tmp_path, env=_pip_env(), timeout=300)
+    cache = target / "sdoml_sql" / "quality" / "__pycache__"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.write_text("not a directory: nothing can be cached beside the package (as in a read-only install)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NUMBA_CACHE_DIR")}
+    env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONWARNINGS="ignore")
+    runs = []
+    for n in range(2):
+        catalog = copy_catalog(small["catalog"], tmp_path / f"catalog{n}")
+        done = subprocess.run([PY, "-m", "sdoml_sql.cli", "stats", "--catalog", str(catalog), "--channels", "171A",
+                               "--years", "2010"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs.append(done.stderr.replace("\r", "\n"))
+    compiling = [line for line in runs[0].splitlines() if "compiling kernels (once)" in line]
+    assert compiling and not any(mark in line for line in compiling for mark in ("<", "?", "/s", "%")), compiling
+    assert "compiling" not in runs[1]  # the kernels came from numba's user cache
+    assert list((tmp_path / "cache" / "numba").rglob("*.nbi")), "numba cached nowhere"
+    assert cache.is_file()
+
+
+# --- 16. warnings that turn into errors later ----------------------------------------------------------------
+
+def test_sample_stores_are_written_without_deprecation_warnings(tmp_path):
+    from sdoml_sql.stores.sample import write_sample
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # numpy 2.5: the 'generic' timedelta unit
+        warnings.simplefilter("error", PendingDeprecationWarning)
+        write_sample(tmp_path, aia_frames=3, hmi_frames=3, eve_samples=20, images=False, progress=False)
+
+
+def test_make_test_runs_the_oldest_and_the_newest_python_and_make_demo_installs_no_test_tools():
+    dry = subprocess.run(["make", "-n", "-B", "test", "demo", "PYTHON_NEWEST=python3.13"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    runs = [line for line in lines if "-m pytest" in line]
+    assert [line.split("/bin/python")[0] for line in runs] == [".venv", ".venv313"], runs
+    assert "python3.13 -m venv .venv313" in lines
+    demo_install = [line for line in lines if "pip install --quiet -e ." in line and "[" not in line]
+    assert demo_install == [".venv/bin/python -m pip install --quiet -e ."], lines
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in (ROOT / "README.md").read_text()

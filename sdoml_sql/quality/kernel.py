@@ -441,20 +441,12 @@ def _interpolate(n: np.ndarray, q: float, a: np.ndarray, b: np.ndarray) -> np.nd
 
 
 def compiled() -> bool:
-    """Whether numba's on-disk cache holds every kernel of this module (so the first call loads
-    them in about a second instead of compiling them for ~20 s).  The cache sits in the
-    package's ``__pycache__``, or in numba's per-user cache directory where that cannot be
-    written (a read-only install)."""
+    """Whether numba's on-disk cache holds the kernel (``chunk_kernel``, with everything it
+    calls), so that the first call loads it in about a second instead of compiling it for
+    ~20 s.  The cache sits in the package's ``__pycache__``, or in numba's per-user cache
+    directory where that cannot be written (a read-only install)."""
     import os
 
-    from numba.core.dispatcher import Dispatcher
-
-    for value in list(globals().values()):
-        if isinstance(value, Dispatcher):
-            cache = getattr(value, "_cache", None)
-            index = getattr(cache, "_index_path", None)
-            if index is None:
-                return True  # a numba without this attribute: assume so rather than alarm people
-            if not os.path.exists(index):
-                return False
-    return True
+    cache_file = getattr(getattr(chunk_kernel, "_cache", None), "_cache_file", None)
+    index = getattr(cache_file, "_index_path", None)
+    return index is None or os.path.exists(index)  # a numba without these attributes: do not alarm people
