@@ -330,8 +330,8 @@ def fits_frames(selection, downsample: int = 1, method: str = "stride", missing:
             i = start + offset
             locator = grid.table.iloc[i]
             meta = map_header(raw[i], rows[i], keys[i], downsample, method)
-            if locator["instrument"] == "hmi":  # SunPy names the map "HMI Bz magnetic", not "HMI magnetic"
-                meta.setdefault("DETECTOR", f"HMI {locator['channel']}")
+            if locator["instrument"] == "hmi" and str(meta.get("DETECTOR", "HMI")).strip().upper() == "HMI":
+                meta["DETECTOR"] = f"HMI {locator['channel']}"  # SunPy's map name: "HMI Bz magnetic", not "HMI magnetic"
             yield i, locator, frame, meta
 
 
