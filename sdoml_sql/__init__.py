@@ -40,6 +40,9 @@ _LAZY = {
     "Selection": "sdoml_sql.query",
     "plot_eve": "sdoml_sql.fetch.eve",
     "compute_frame_stats": "sdoml_sql.quality.stats",
+    "stats": "sdoml_sql.quality.stats",
+    "movie": "sdoml_sql.fetch.movies",
+    "plot": "sdoml_sql.fetch.maps",
     "plot_quality": "sdoml_sql.quality.plot",
     "open_export": "sdoml_sql.datasets",
 }

@@ -12,6 +12,7 @@ import warnings
 
 import click
 
+from sdoml_sql import config
 from sdoml_sql.version import __version__
 from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
 
@@ -66,36 +67,37 @@ def main():
 
 store_options = [
     click.option("--mirror", type=click.Choice(["aws", "gcs"]), default=None,
-                 help="Copy used for preset names (default: aws, the anonymous mirror; env SDOML_MIRROR)."),
-    click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
+                 help=f"Copy used for preset names (default: aws, the anonymous mirror; env {config.MIRROR_ENV})."),
+    click.option("--billing-project", default=None, envvar=config.BILLING_ENV,
                  help="Google Cloud project billed for the requester-pays GCS bucket."),
 ]
 
 
-def _to_env(name: str):
-    """A click callback that hands an option to :mod:`sdoml_sql.stores.source` through ``$name``
-    (so it reaches every store the command opens, including those named in a manifest)."""
+def _setting(name: str):
+    """A click callback that gives an option to :mod:`sdoml_sql.config` for the command
+    (:func:`sdoml_sql.config.using`), so it reaches every store the command opens, those
+    named in a manifest included."""
     def callback(ctx, param, value):
         if value is not None:
-            import os
-
-            os.environ[name] = str(value)
+            ctx.with_resource(config.using(**{name: value}))
         return value
     return callback
 
 
 access_options = [
-    click.option("--endpoint-url", default=None, expose_value=False, callback=_to_env("SDOML_ENDPOINT_URL"),
-                 help="Object-store endpoint for s3:// and gs:// stores, e.g. an emulator "
-                      "(env SDOML_ENDPOINT_URL; also SDOML_S3_ENDPOINT/AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)."),
-    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, expose_value=False,
-                 callback=_to_env("SDOML_TIMEOUT"),
-                 help="Seconds one remote object may take, retries included (env SDOML_TIMEOUT; default 120)."),
+    click.option("--endpoint-url", default=None, expose_value=False, callback=_setting("endpoint_url"),
+                 help=f"Object-store endpoint for s3:// and gs:// stores, e.g. an emulator (env {config.ENDPOINT_ENV}; "
+                      f"also {'/'.join(config.S3_ENDPOINT_ENVS)}, {config.GCS_EMULATOR_ENV})."),
+    click.option("--store-timeout", "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                 expose_value=False, callback=_setting("store_timeout"),
+                 help=f"Seconds one remote object may take, retries included (env {config.STORE_TIMEOUT_ENV}; "
+                      "default 120). --timeout is its older name."),
     click.option("--retries", type=click.IntRange(0, 20), default=None, expose_value=False,
-                 callback=_to_env("SDOML_RETRIES"), help="Retries of a failed remote read (env SDOML_RETRIES; default 5)."),
+                 callback=_setting("retries"),
+                 help=f"Retries of a failed remote read (env {config.RETRIES_ENV}; default 5)."),
     click.option("--cache-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
-                 callback=_to_env("SDOML_CACHE"), help="Keep fetched chunks here; repeated fetches read nothing "
-                                                      "remote (env SDOML_CACHE)."),
+                 callback=_setting("cache_dir"), help="Keep fetched chunks here; repeated fetches read nothing "
+                                                      f"remote (env {config.CACHE_ENV})."),
 ]
 store_options += access_options
 
@@ -200,6 +202,8 @@ catalog_option = click.option(
     "--catalog", type=click.Path(file_okay=False), default=None,
     help="Catalog directory or s3://, gs://, https:// (read-only) prefix "
          "(default: $SDOML_CATALOG, else ~/.local/share/sdoml-sql/catalog).")
+progress_option = click.option("--progress/--quiet", default=True,
+                               help="Show a progress bar (the functions' progress=), or not.")
 break_lock_option = click.option("--break-lock", is_flag=True,
                                  help="Clear the expired lock of a dead build of a remote catalog.")
 
@@ -218,13 +222,13 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
 @click.option("--read-ahead", default=None, type=click.IntRange(0),
               help="Source arrays downloading while one is parsed (default: 1 for remote stores, 0 for local).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
 @click.option("--scheduler", default=None,
               help="Address of a dask.distributed scheduler to spread the harvest over (a local catalog needs "
                    "a shared filesystem; an s3:// or gs:// one does not).")
 @break_lock_option
 @with_store_options
-def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, scheduler, break_lock, mirror,
+def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, progress, scheduler, break_lock, mirror,
           billing_project):
     """Harvest every per-frame header of the named stores into a Parquet catalog.
 
@@ -237,9 +241,9 @@ def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, quiet, sche
 
     with _client(scheduler) as client:
         report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=years_list(years, "--years"),
-                               channels=_split(channels), full=full, progress=not quiet, read_ahead=read_ahead,
+                               channels=_split(channels), full=full, progress=progress, read_ahead=read_ahead,
                                client=client, mirror=mirror, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report, quiet)
+    _print_report(report, quiet=not progress)
 
 
 @contextlib.contextmanager
@@ -262,14 +266,14 @@ def _client(scheduler: str | None):
 @click.option("--full", is_flag=True, help="Rewrite every partition, changed or not.")
 @click.option("--read-ahead", default=None, type=click.IntRange(0),
               help="Source arrays downloading while one is parsed (default: 1 for remote stores, 0 for local).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--billing-project", default=None, envvar="SDOML_BILLING_PROJECT",
+@progress_option
+@click.option("--billing-project", default=None, envvar=config.BILLING_ENV,
               help="Google Cloud project billed for the requester-pays GCS bucket.")
 @click.option("--source", "sources", multiple=True, metavar="INSTRUMENT=STORE",
               help="Re-point an instrument to a store that moved (aia=PATH); repeatable.")
 @break_lock_option
 @with_access_options
-def rebuild(catalog, full, read_ahead, quiet, billing_project, sources, break_lock):
+def rebuild(catalog, full, read_ahead, progress, billing_project, sources, break_lock):
     """Re-read the sources in the catalog's manifest; rewrite only partitions that changed.
 
     \b
@@ -278,9 +282,9 @@ def rebuild(catalog, full, read_ahead, quiet, billing_project, sources, break_lo
     """
     from sdoml_sql.catalog_builder.build import rebuild_catalog
 
-    report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=not quiet,
+    report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=progress,
                              read_ahead=read_ahead, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report, quiet)
+    _print_report(report, quiet=not progress)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -311,9 +315,9 @@ def _print_report(report, quiet: bool = False) -> None:
 @main.command()
 @click.argument("source")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
 @with_remote_read_options
-def sync(source, directory, quiet):
+def sync(source, directory, progress):
     """Copy or update the catalog at SOURCE (s3://, gs://, https:// or a directory) into DIRECTORY:
     only what changed.
 
@@ -323,7 +327,7 @@ def sync(source, directory, quiet):
     """
     from sdoml_sql.catalog_builder.sync import sync_catalog
 
-    click.echo(sync_catalog(source, directory, progress=not quiet).summary())
+    click.echo(sync_catalog(source, directory, progress=progress).summary())
 
 
 # --- SQL -------------------------------------------------------------------------------------
@@ -338,7 +342,7 @@ def sync(source, directory, quiet):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of stdout.")
 @click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop the query after this many seconds (env SDOML_QUERY_TIMEOUT; default: no limit).")
+              help=f"Stop the query after this many seconds (env {config.QUERY_TIMEOUT_ENV}; default: no limit).")
 @with_access_options
 def query(sql, catalog, sql_file, output_format, output, query_timeout):
     """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin).
@@ -358,9 +362,9 @@ def query(sql, catalog, sql_file, output_format, output, query_timeout):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyResultWarning)
         if output:
-            run_query(text, catalog=catalog, timeout=query_timeout).write(output, output_format)
+            run_query(text, catalog=catalog, query_timeout=query_timeout).write(output, output_format)
         else:
-            click.echo(query_text(text, catalog, output_format or "table", timeout=query_timeout), nl=False)
+            click.echo(query_text(text, catalog, output_format or "table", query_timeout=query_timeout), nl=False)
     for warning in caught:
         if issubclass(warning.category, EmptyResultWarning):
             click.echo(f"hint: {warning.message}", err=True)
@@ -422,9 +426,9 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 @downsample_option
 @method_option
 @missing_option
-@click.option("--quiet", is_flag=True, help="No plan line, no progress bar.")
+@click.option("--progress/--quiet", default=True, help="Show the plan line and a progress bar (progress=), or not.")
 @with_access_options
-def fetch(sql, catalog, output, output_format, downsample, method, missing, quiet):
+def fetch(sql, catalog, output, output_format, downsample, method, missing, progress):
     """Fetch the frames of the rows SQL selects and write them to --output.
 
     \b
@@ -437,9 +441,9 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 
     check_output(output, output_format, missing)  # before any reading or printing
     selection = _selection(sql, catalog)
-    if not quiet:
+    if progress:
         click.echo(f"plan: {plan(selection, downsample=downsample, method=method, missing=missing)}", err=True)
-    written = write_frames(selection, output, output_format, downsample, method, missing, progress=not quiet)
+    written = write_frames(selection, output, output_format, downsample, method, missing, progress=progress)
     click.echo(f"wrote {len(written)} file(s): {written[0]}" + (" …" if len(written) > 1 else ""))
 
 
@@ -454,10 +458,12 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, quie
 @click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Frames per second.")
 @click.option("--scaling", type=click.Choice(["fixed", "frame"]), default="fixed", show_default=True,
               help="One colour range per channel, or one per frame.")
-@click.option("--sort-by-date", is_flag=True, help="Order frames by time instead of row order.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--sortby", type=click.Choice(["date"]), default=None,
+              help="Order frames by time (sortby=\"date\") instead of row order.")
+@click.option("--sort-by-date", "sortby", flag_value="date", help="The same as --sortby date (its older name).")
+@progress_option
 @with_access_options
-def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_by_date, quiet):
+def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sortby, progress):
     """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html.
 
     \b
@@ -465,12 +471,12 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
       sdoml-sql movie "SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes',
       '6 minutes')" demo-output/day.gif --missing drop --downsample 2 --catalog demo-output/catalog
     """
-    from sdoml_sql.fetch.movies import animate, movie_suffix, save
+    from sdoml_sql.fetch.movies import movie as render_movie, movie_suffix
 
     movie_suffix(output)
-    animation = animate(_selection(sql, catalog), downsample=downsample, method=method, missing=missing,
-                        fps=fps, scaling=scaling, sortby="date" if sort_by_date else None)
-    click.echo(f"wrote {save(animation, output, progress=not quiet)} ({animation.sdoml_frames} frames)")
+    written = render_movie(_selection(sql, catalog), output, downsample=downsample, method=method, missing=missing,
+                           fps=fps, scaling=scaling, sortby=sortby, progress=progress)
+    click.echo(f"wrote {written}")
 
 
 @main.command(cls=_SqlCommand)
@@ -483,9 +489,9 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sort_
               help="Samples with a channel missing: leave out, NaN frame, or fail.")
 @click.option("--normalize", type=click.Choice(["none", "sdoml"]), default="none", show_default=True,
               help="sdoml: AIA log10 + z-score (statistics stored beside the catalog), HMI clipped and scaled.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
 @with_access_options
-def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
+def export(sql, output, catalog, downsample, method, missing, normalize, progress):
     """Export the samples SQL selects to OUTPUT.zarr (one sample per chunk, rows in rows.parquet) for
     training at disk speed; rerun the same command to resume an interrupted export.
 
@@ -498,7 +504,7 @@ def export(sql, output, catalog, downsample, method, missing, normalize, quiet):
 
     finished = Path(output).exists()
     written = _selection(sql, catalog).export(output, downsample=downsample, method=method, missing=missing,
-                                              normalize=normalize, progress=not quiet)
+                                              normalize=normalize, progress=progress)
     click.echo(f"complete: {written} already holds this export" if finished else f"wrote {written}")
 
 
@@ -517,14 +523,9 @@ def plot(sql, output, catalog, lines, row):
       sdoml-sql plot 'SELECT time, "Fe XX_2", "He II" FROM eve ORDER BY time' demo-output/eve.png
       --catalog demo-output/catalog
     """
-    from sdoml_sql.fetch.eve import plot_eve
-    from sdoml_sql.fetch.maps import plot_map
+    from sdoml_sql.fetch.maps import plot as plot_selection
 
-    selection = _selection(sql, catalog)
-    if selection.kind == "eve":
-        plot_eve(selection, lines=_split(lines), output=output)
-    else:
-        plot_map(selection, row, output)
+    plot_selection(_selection(sql, catalog), output, lines=_split(lines), row=row)
     click.echo(f"wrote {output}")
 
 
@@ -536,10 +537,10 @@ def plot(sql, output, catalog, lines, row):
 @click.option("--channels", default=None, help="Only these channels (171A,Bz …), comma separated.")
 @click.option("--full", is_flag=True, help="Recompute every partition, changed or not.")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Threads reading chunks (default: one per core).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to spread the chunks over.")
 @with_access_options
-def stats(catalog, years, channels, full, workers, quiet, scheduler):
+def stats(catalog, years, channels, full, workers, progress, scheduler):
     """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality).
 
     \b
@@ -551,7 +552,7 @@ def stats(catalog, years, channels, full, workers, quiet, scheduler):
 
     with _client(scheduler) as client:
         report = compute_frame_stats(catalog, years=years_list(years, "--years"), channels=_split(channels), full=full,
-                                     progress=not quiet, client=client, workers=workers)
+                                     progress=progress, client=client, workers=workers)
     click.echo(report.summary())
 
 

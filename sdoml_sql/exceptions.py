@@ -5,6 +5,9 @@ token.  The CLI prints ``str(error)`` and exits non-zero; it never shows a trace
 these.
 """
 
+#: How many rows, frames or values an error names before it says "and N more".
+MAX_NAMED_ROWS = 5
+
 
 class SdomlError(Exception):
     """Base class of every error raised on purpose by sdoml-sql."""

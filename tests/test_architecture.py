@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sdoml_sql"
 
 #: Stages in import order: a module may import from its own stage and the ones above it.
 STAGES = {
-    "base": ("sdoml_sql.exceptions", "sdoml_sql.config", "sdoml_sql.version"),
+    "base": ("sdoml_sql.exceptions", "sdoml_sql.config", "sdoml_sql.version", "sdoml_sql.files"),
     "stores": ("sdoml_sql.stores",),
     "catalog_builder": ("sdoml_sql.catalog_builder",),
     "fetch": ("sdoml_sql.fetch",),

@@ -21,6 +21,7 @@ import sql_brute as brute
 from test_bad_input import assert_one_line_error
 from sdoml_sql import Catalog
 from sdoml_sql.exceptions import CatalogError, StoreError
+from sdoml_sql.files import PARTIAL_MARK
 from sdoml_sql.quality.stats import compute_frame_stats
 from sdoml_sql.stores.sample import SEEDED_DEFECTS
 
@@ -278,7 +279,7 @@ def test_cli_stats_and_plot_quality(catalog_dir, tmp_path):
     assert image.shape[0] > 600 and image.shape[1] > 1000
     dark = np.array([0xbc, 0xbd, 0x22]) / 255  # the dark frame's colour is drawn
     assert (np.abs(image[..., :3] - dark).max(axis=-1) < 0.02).sum() > 50
-    assert not list(tmp_path.glob(".quality.png.partial-*"))
+    assert [p.name for p in tmp_path.iterdir() if PARTIAL_MARK in p.name] == []
 
 
 def edited_catalog(catalog_dir: Path, target: Path, change) -> Path:

@@ -50,7 +50,7 @@ def test_cli_query_timeout_is_one_line(catalog_dir):
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: query stopped at its time limit of 0.5 s "
-                                     "(timeout argument, --query-timeout or $SDOML_QUERY_TIMEOUT)")
+                                     "(query_timeout argument, --query-timeout or $SDOML_QUERY_TIMEOUT)")
     assert time.perf_counter() - started < 15
     from_env = subprocess.run(command, capture_output=True, text=True, timeout=60,
                               env={**os.environ, "SDOML_QUERY_TIMEOUT": "0.5"})

@@ -83,3 +83,37 @@ def test_readme_python_runs(workdir):
     result = run_in(workdir, [sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "demo-output" / "eve-lines.png").stat().st_size > 10_000
+
+
+def test_every_module_readme_names_exists():
+    # `sdoml_sql.fetch.maps` (dotted) and `fetch/stack.py` (the Development tree) must be real.
+    import importlib
+
+    text = README.read_text()
+    dotted = set(re.findall(r"\bsdoml_sql(?:\.[A-Za-z_]\w*)+", text))
+    assert "sdoml_sql.stores.sample.write_sample" in dotted
+    for name in sorted(dotted):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                target = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            break
+        for attribute in parts[cut:]:
+            assert hasattr(target, attribute), f"README names {name}: {'.'.join(parts[:cut])} has no {attribute}"
+            target = getattr(target, attribute)
+    tree = re.search(r"## Development\n\n```\n(.*?)```", text, flags=re.S).group(1)
+    package, folder = ROOT / "sdoml_sql", None
+    named = 0
+    for line in tree.splitlines():
+        indent = len(line) - len(line.lstrip())
+        words = line.split()
+        if indent == 2 and words and words[0].endswith("/"):
+            folder = package / words[0].rstrip("/")
+        for word in words:
+            if word.endswith(".py") and indent >= 2 and "/" not in word:
+                where = folder if indent > 2 and folder else package
+                assert (where / word).is_file() or (package / word).is_file(), f"README names {word} in {where}"
+                named += 1
+    assert named >= 25

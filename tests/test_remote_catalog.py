@@ -16,6 +16,7 @@ from sdoml_sql.catalog_builder import remote as remote_build
 from sdoml_sql.catalog_builder.build import build_catalog, rebuild_catalog
 from sdoml_sql.catalog_builder.location import open_location, read_manifest
 from sdoml_sql.exceptions import AccessDeniedError, CatalogError, OfflineError
+from sdoml_sql.files import PARTIAL_MARK
 from sdoml_sql.query.catalog import Catalog
 
 QUERIES = [
@@ -195,7 +196,7 @@ def test_sync_is_incremental_atomic_and_the_mirror_answers_the_same(writable, ca
     frames = [p for p in third.downloaded if p.startswith(("aia/", "hmi/"))]
     assert frames and len(third.removed) == len(frames)
     assert answers(Catalog(mirror)) == answers(catalog)
-    assert not [p for p in mirror.rglob("*") if ".sync-" in p.name]
+    assert [p.name for p in mirror.rglob("*") if PARTIAL_MARK in p.name] == []
 
 
 def test_distributed_build_into_s3_without_a_shared_disk(s3_remote, catalog, sample_paths, tmp_path, monkeypatch):

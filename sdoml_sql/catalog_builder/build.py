@@ -27,25 +27,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sdoml_sql.version import __version__
+from sdoml_sql import config
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
+from sdoml_sql.files import move_into_place, write_atomically
 from sdoml_sql.catalog_builder.harvest import harvest_array, harvest_eve
 from sdoml_sql.catalog_builder import remote
-from sdoml_sql.catalog_builder.location import (
-    MANIFEST, CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest,
+from sdoml_sql.catalog_builder.layout import (
+    DATA_FILE, FRAME_INSTRUMENTS, LOCK_FILE, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY, Manifest, eve_key,
+    identity, open_source, partition_key, per_array_key, side_keys,
 )
+from sdoml_sql.catalog_builder.location import CatalogLocation, is_remote, manifest_bytes, open_location, read_manifest
 from sdoml_sql.stores.sample import AIA_CHANNELS, HMI_COMPONENTS
 from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
-DATA_FILE = "data.parquet"
-LOCK_FILE = ".lock"
-STAGING_DIR = ".staging"
-#: Pixel statistics (quality/stats.py) beside the headers, and the Parquet metadata key of the
-#: source fingerprint they were computed from ("<headers fingerprint>:<chunks digest>").
-STATS_DIR = "frame_stats"
-STATS_FINGERPRINT_KEY = b"sdoml_sql.fingerprint"
-INSTRUMENTS = ("aia", "hmi", "eve")
 #: The arrays of a year group that tell an AIA store from an HMI store.
 STORE_CHANNELS = {"aia": AIA_CHANNELS, "hmi": HMI_COMPONENTS}
 SECRET_OPTION_WORDS = ("secret", "token", "key", "password", "credential")
@@ -103,6 +99,8 @@ def build_catalog(
     billing_project: str | None = None,
     mirror: str | None = None,
     break_lock: bool = False,
+    store_timeout: float | None = None,
+    retries: int | None = None,
 ) -> BuildReport:
     """Harvest the named stores (URLs or preset names) into the catalog directory.
 
@@ -115,8 +113,10 @@ def build_catalog(
     harvest over its workers, which must see a local catalog directory (a shared filesystem);
     into an object store they need no shared disk.  ``catalog`` may be an ``s3://`` or
     ``gs://`` prefix (see :mod:`sdoml_sql.catalog_builder.remote`; ``break_lock`` clears the
-    expired lock of a build that died).  Raises :class:`HarvestError`, :class:`StoreError` or
-    :class:`CatalogError`; the catalog is then unchanged.
+    expired lock of a build that died).  ``store_timeout`` (seconds one remote object may
+    take, retries included) and ``retries`` bound the reads of the stores and of a remote
+    catalog (unset: :mod:`sdoml_sql.config`).  Raises :class:`HarvestError`,
+    :class:`StoreError` or :class:`CatalogError`; the catalog is then unchanged.
     """
     requests = {name: absolute_local(url, mirror) for name, url in (("aia", aia), ("hmi", hmi), ("eve", eve)) if url}
     if not requests:
@@ -131,7 +131,7 @@ def build_catalog(
         for name, url in requests.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, store_access={"store_timeout": store_timeout, "retries": retries})
 
 
 def absolute_local(url: str, mirror: str | None = None) -> str:
@@ -156,19 +156,21 @@ def rebuild_catalog(
     storage_options: dict[str, Any] | None = None,
     billing_project: str | None = None,
     break_lock: bool = False,
+    store_timeout: float | None = None,
+    retries: int | None = None,
 ) -> BuildReport:
     """Re-read the sources named in the catalog's manifest and rewrite what changed.
 
     New arrays (a new year) are added, changed ones rewritten, vanished ones removed;
     ``full=True`` rewrites every partition.  ``sources`` re-points instruments to stores that
     moved (``{"aia": "/new/place/sdomlv2_small.zarr"}``); the manifest records the new place.
-    ``catalog`` may be remote, as for :func:`build_catalog`.
+    ``catalog`` may be remote, and ``store_timeout``/``retries`` given, as for :func:`build_catalog`.
     """
     target = catalog if catalog else default_catalog_dir()
     manifest = read_manifest(target)
     if manifest is None:
         raise CatalogError(f"catalog {target} has no {MANIFEST}: build it first with `sdoml-sql build`")
-    known = manifest.get("sources", {})
+    known = manifest.sources
     unknown = sorted(set(sources or {}) - set(known))
     if unknown:
         raise CatalogError(f"catalog {target} has no {unknown[0]} source to re-point: it has "
@@ -180,15 +182,17 @@ def rebuild_catalog(
         for name, entry in known.items()
     }
     return _run_any_build(target, plan, full=full, progress=progress, read_ahead=read_ahead, client=client,
-                          break_lock=break_lock)
+                          break_lock=break_lock, store_access={"store_timeout": store_timeout, "retries": retries})
 
 
 # --- the build -----------------------------------------------------------------------------
 
-def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, **options) -> BuildReport:
-    if is_remote(target):
-        return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
-    return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
+def _run_any_build(target, plan: dict[str, dict], *, break_lock: bool, store_access: dict[str, Any],
+                   **options) -> BuildReport:
+    with config.using(**store_access):
+        if is_remote(target):
+            return _run_remote_build(open_location(target), plan, break_lock=break_lock, **options)
+        return _run_build(Path(str(target).removeprefix("file://")), plan, **options)
 
 
 def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full: bool, progress: bool,
@@ -197,10 +201,10 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
     started = time.perf_counter()
     report = BuildReport(catalog=location.url)
     with remote.remote_lock(location, break_lock):
-        old = read_manifest(location) or {"partitions": {}, "sources": {}, "warnings": []}
+        old = read_manifest(location) or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = plan_sources(plan, sources)
-        todo, keep = _split_changed(planned, old["partitions"], full)
+        todo, keep = _split_changed(planned, old.partitions, full)
         report.skipped = sorted(keep)
         build_id = remote.new_build_id()
         if client is not None:
@@ -211,13 +215,13 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
             try:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
                 for partition in results:
-                    remote.upload_partition(location, staging, partition, _side_keys(partition.key), build_id,
+                    remote.upload_partition(location, staging, partition, side_keys(partition.key), build_id,
                                             DATA_FILE)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         new_manifest = _next_manifest(old, plan, sources, results, keep)
-        report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
-        remote.commit(location, new_manifest, old, [s for key in report.removed for s in _side_keys(key)], DATA_FILE)
+        report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
+        remote.commit(location, new_manifest, old, [s for key in report.removed for s in side_keys(key)], DATA_FILE)
     return _finish_report(report, results, started)
 
 
@@ -236,20 +240,20 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
     directory.mkdir(parents=True, exist_ok=True)
     report = BuildReport(catalog=directory)
     with exclusive(directory):
-        old = read_manifest(directory) or {"partitions": {}, "sources": {}, "warnings": []}
+        old = read_manifest(directory) or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = plan_sources(plan, sources)
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
-            todo, keep = _split_changed(planned, old["partitions"], full)
+            todo, keep = _split_changed(planned, old.partitions, full)
             report.skipped = sorted(keep)
             if client is not None:
                 results = _harvest_distributed(client, sources, todo, staging, progress)
             else:
                 results = _harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, results, keep)
-            report.removed = sorted(set(old["partitions"]) - set(new_manifest["partitions"]))
+            report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
             _swap_in(directory, staging, results, report.removed)
             _write_manifest(directory, new_manifest)
             report.notes = stale_statistics(directory, new_manifest)
@@ -264,9 +268,11 @@ def stale_statistics(directory: Path, manifest: dict[str, Any]) -> list[str]:
     """One line naming the partitions whose ``frame_stats`` were computed from other headers
     than the manifest's (the views count their frames as without statistics), or none."""
     stale = []
-    for key, entry in (manifest.get("partitions") or {}).items():
-        path = directory / STATS_DIR / f"instrument={key}" / DATA_FILE
-        if entry.get("instrument") in ("aia", "hmi") and path.is_file():
+    for key, entry in Manifest.of(manifest).partitions.items():
+        if entry.get("instrument") not in FRAME_INSTRUMENTS:
+            continue
+        path = directory / per_array_key(STATS_DIR, entry["instrument"], entry["year"], entry["channel"]) / DATA_FILE
+        if path.is_file():
             try:
                 recorded = (pq.read_schema(path).metadata or {}).get(STATS_FINGERPRINT_KEY, b"").decode()
             except (OSError, pa.ArrowInvalid):
@@ -302,15 +308,6 @@ def exclusive(directory: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-def open_source(name: str, entry: dict) -> Source:
-    """Open the store of a plan or manifest entry (``url``, ``storage_options``); errors name ``name``."""
-    try:
-        return open_store(entry["url"], storage_options=entry["storage_options"],
-                          billing_project=entry.get("billing_project"), mirror=entry.get("mirror"))
-    except StoreError as error:
-        raise StoreError(f"{name}: {error}") from None
 
 
 def plan_sources(plan: dict[str, dict], sources: dict[str, Source]) -> dict[str, list[Partition]]:
@@ -374,7 +371,7 @@ def _plan_partitions(instrument: str, source: Source, listed: dict[str, list[str
         for channel in chosen:
             path = f"{year}/{channel}"
             partitions.append(Partition(
-                key=f"{instrument}/year={year}/channel={channel}", instrument=instrument,
+                key=partition_key(instrument, year, channel), instrument=instrument,
                 array_path=path, year=int(year), channel=channel, fingerprint=fingerprint(source, [path]),
             ))
     return partitions
@@ -392,7 +389,7 @@ def _plan_eve(source: Source) -> list[Partition]:
     for group in groups:
         _, arrays = source.children(group)
         paths = [f"{group}/{a}" for a in arrays]
-        partitions.append(Partition(key=f"eve/group={group}", instrument="eve", array_path=group,
+        partitions.append(Partition(key=eve_key(group), instrument="eve", array_path=group,
                                     fingerprint=fingerprint(source, paths)))
     return partitions
 
@@ -411,20 +408,15 @@ def fingerprint(source: Source, array_paths: list[str]) -> str:
     return digest.hexdigest()[:32]
 
 
-IDENTITY_FIELDS = ("ETag", "etag", "md5", "md5Hash", "crc32c", "generation", "mtime", "LastModified",
-                   "last_modified", "updated", "created")
-
-
 def _attrs_identity(source: Source, key: str) -> bytes:
     try:
         info = source.info(key)
     except FileNotFoundError:
         attrs = (source.consolidated or {}).get(key)
         return orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS) if attrs is not None else b"-"
-    stamp = {name: str(info[name]) for name in IDENTITY_FIELDS if info.get(name) is not None}
-    if not stamp:
-        stamp = {"sha256": hashlib.sha256(source.read_bytes(key)).hexdigest()}
-    stamp["size"] = str(info.get("size"))
+    stamp = identity(info)
+    if len(stamp) == 1:  # the size alone: the backend offers no content identity
+        stamp["sha256"] = hashlib.sha256(source.read_bytes(key)).hexdigest()
     return orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS)
 
 
@@ -512,7 +504,7 @@ def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, st
     private = remote.private_staging()
     try:
         partition = _harvest_partition(source, partition, private)
-        remote.upload_partition(location, private, partition, _side_keys(partition.key), build_id, DATA_FILE)
+        remote.upload_partition(location, private, partition, side_keys(partition.key), build_id, DATA_FILE)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return partition
@@ -557,7 +549,7 @@ def _harvest_partition(source: Source, partition: Partition, staging: Path, down
     del raw
     write_partition_file(harvest.table, staging / partition.key / DATA_FILE)
     if harvest.ragged:
-        write_parquet(_ragged_table(harvest.ragged), staging / _array_attrs_key(partition) / DATA_FILE)
+        write_parquet(_ragged_table(harvest.ragged), staging / side_keys(partition.key)[0] / DATA_FILE)
     partition.meta = {
         "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
         "array_path": partition.array_path, "rows": harvest.table.num_rows,
@@ -588,29 +580,13 @@ def time_index(table: pa.Table) -> dict[str, Any]:
 def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
     samples, lines, warnings = harvest_eve(source, partition.array_path)
     write_parquet(samples, staging / partition.key / DATA_FILE)
-    write_parquet(lines, staging / _eve_lines_key(partition) / DATA_FILE)
+    write_parquet(lines, staging / side_keys(partition.key)[0] / DATA_FILE)
     partition.meta = {
         "instrument": "eve", "group": partition.array_path, "array_path": partition.array_path,
         "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
         "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
     }
     return partition
-
-
-def _array_attrs_key(partition: Partition) -> str:
-    return f"array_attrs/instrument={partition.instrument}/year={partition.year}/channel={partition.channel}"
-
-
-def _eve_lines_key(partition: Partition) -> str:
-    return partition.key.replace("eve/", "eve_lines/", 1)
-
-
-def _side_keys(partition_key: str) -> list[str]:
-    """Side-table directories that belong to a partition (rewritten or removed with it)."""
-    instrument, _, rest = partition_key.partition("/")
-    if instrument == "eve":
-        return [f"eve_lines/{rest}"]
-    return [f"array_attrs/instrument={instrument}/{rest}"]
 
 
 def _ragged_table(ragged: dict[str, list]) -> pa.Table:
@@ -645,17 +621,16 @@ def write_partition_file(table: pa.Table, path: Path) -> None:
 
 
 def _swap_in(directory: Path, staging: Path, results: list[Partition], removed: list[str]) -> None:
-    """Move staged files over the catalog's, one ``os.replace`` each (atomic per file)."""
+    """Move staged files over the catalog's, one rename each (atomic per file)."""
     for partition in results:
-        for key in [partition.key, *_side_keys(partition.key)]:
+        for key in [partition.key, *side_keys(partition.key)]:
             staged, final = staging / key / DATA_FILE, directory / key / DATA_FILE
             if staged.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, final)
+                move_into_place(staged, final)
             elif final.exists():
                 _remove_partition_dir(directory, key)
     for key in removed:
-        for side in [key, *_side_keys(key)]:
+        for side in [key, *side_keys(key)]:
             _remove_partition_dir(directory, side)
 
 
@@ -667,29 +642,29 @@ def _remove_partition_dir(directory: Path, key: str) -> None:
             parent.rmdir()  # only if empty
 
 
-def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> dict[str, Any]:
+def _next_manifest(old, plan, sources, results: list[Partition], keep: list[str]) -> Manifest:
     rebuilt = set(plan)
     partitions = {
-        key: entry for key, entry in old["partitions"].items()
+        key: entry for key, entry in old.partitions.items()
         if entry.get("instrument") not in rebuilt or key in keep
     }
     for partition in results:
         partitions[partition.key] = dict(partition.meta)
-    source_entries = dict(old.get("sources", {}))
+    source_entries = dict(old.sources)
     for name, entry in plan.items():
         source_entries[name] = {
             "url": sources[name].url,
             "storage_options": _public_options(sources[name].storage_options),
             "filters": entry["filters"],
         }
-    return {
+    return Manifest({
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
         "built_at": now_utc(),
         "sources": source_entries,
         "partitions": dict(sorted(partitions.items())),
         "warnings": [w for entry in partitions.values() for w in entry.get("warnings", [])],
-    }
+    })
 
 
 def _public_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -699,9 +674,7 @@ def _public_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}"
-    temporary.write_bytes(manifest_bytes(manifest))
-    os.replace(temporary, directory / MANIFEST)
+    write_atomically(directory / MANIFEST, manifest_bytes(manifest))
 
 
 def now_utc() -> str:
@@ -709,4 +682,4 @@ def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport"]
+__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "open_source"]

@@ -18,12 +18,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sdoml_sql.catalog_builder.layout import TIME_SUFFIX
 from sdoml_sql.exceptions import HarvestError, StoreError
 from sdoml_sql.stores.source import Source, parse_json
 from sdoml_sql.catalog_builder.times import TIME_KEYS, TimeParseError, looks_like_times, parse_times
 
 NAN_STRINGS = frozenset({"nan", "NaN", "NAN", "-nan", "+nan"})
-TIME_SUFFIX = "_STR"
 RESERVED_COLUMNS = frozenset({"idx", "year", "channel", "instrument"})
 TYPE_NAMES = {
     pa.int64(): "BIGINT",

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
+from sdoml_sql.catalog_builder.layout import MANIFEST, Manifest
 from sdoml_sql.exceptions import AccessDeniedError, CatalogError, OfflineError, StoreError
+from sdoml_sql.files import write_atomically
+from sdoml_sql.stores.source import REMOTE_PROTOCOLS, explicit_endpoint, open_store, store_errors
 
-MANIFEST = "manifest.json"
-DATA_FILE = "data.parquet"
-REMOTE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "http", "https")
 READ_ONLY_PROTOCOLS = ("http", "https")
 #: The first read of a remote catalog (its manifest) is not retried: a wrong URL, a refused
 #: connection or an unknown host fails at once, not after a store's long retry budget; a slow
@@ -88,14 +88,10 @@ class CatalogLocation:
             return None
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        """Write one object whole (a remote PUT replaces it atomically; locally: temporary
-        name, then rename)."""
+        """Write one object whole (a remote PUT replaces it atomically; locally:
+        :func:`sdoml_sql.files.write_atomically`)."""
         if not self.remote:
-            target = self.directory / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temporary.write_bytes(data)
-            os.replace(temporary, target)
+            write_atomically(self.directory / relative, data)
             return
         self._refuse_if_read_only()
         self._remote_call("pipe_file", relative, data)
@@ -146,28 +142,12 @@ class CatalogLocation:
     def _remote_call(self, method: str, relative: str, *args, lpath_first: bool = False):
         path = self.source.path(relative)
         arguments = (args[0], path, *args[1:]) if lpath_first else (path, *args)
-        try:
+        with store_errors(self.url, f"{method.replace('_', ' ')} {relative}", "catalog", CatalogError):
             return getattr(self.source.fs, method)(*arguments)
-        except PermissionError as error:
-            raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
-        except FileNotFoundError:
-            raise
-        except OSError as error:
-            text = str(error).lower()
-            if "403" in text or "denied" in text or "forbidden" in text:
-                raise AccessDeniedError(f"access refused to catalog {self.url}: {str(error).splitlines()[0][:200]}") from None
-            raise CatalogError(f"catalog {self.url}: cannot {method.replace('_', ' ')} {relative}: "
-                               f"{str(error).splitlines()[0][:200]}") from None
 
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
             raise CatalogError(f"catalog {self.url} is read-only over HTTP: build into a directory, s3:// or gs://")
-
-
-def partition_file(key: str, entry: dict[str, Any]) -> str:
-    """Path of a frame partition's Parquet file relative to the catalog (``file`` in its
-    manifest entry: remote builds give each build's files new names)."""
-    return f"{key}/{entry.get('file') or DATA_FILE}"
 
 
 def location_of(catalog) -> CatalogLocation:
@@ -184,19 +164,17 @@ def open_location(catalog: str | os.PathLike, *, storage_options: dict[str, Any]
         text = text[len("file://"):]
     if not is_remote(text):
         return CatalogLocation(str(Path(text).expanduser().resolve()))
-    from sdoml_sql.stores.source import open_store
-
     try:
         source = open_store(text, storage_options=storage_options, billing_project=billing_project,
-                            check=False, timeout=timeout, retries=retries)
-    except OfflineError as error:
-        raise OfflineError(str(error).replace("store", "catalog", 1)) from None
+                            check=False, timeout=timeout, retries=retries, what="catalog")
+    except (OfflineError, AccessDeniedError):
+        raise
     except StoreError as error:
         raise CatalogError(f"cannot open catalog {text}: {error}") from None
     return CatalogLocation(text.rstrip("/"), source)
 
 
-def read_manifest(catalog: str | os.PathLike | CatalogLocation) -> dict[str, Any] | None:
+def read_manifest(catalog: str | os.PathLike | CatalogLocation) -> Manifest | None:
     """The catalog's manifest, or ``None`` if it has none."""
     location = catalog if isinstance(catalog, CatalogLocation) else open_location(catalog)
     raw = location.read_bytes(MANIFEST)
@@ -214,7 +192,7 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     168 partitions share a handful of schemas: its manifest parses in a fraction of the time)."""
     schemas: dict[str, Any] = {}
     partitions = {}
-    for key, entry in (manifest.get("partitions") or {}).items():
+    for key, entry in Manifest.of(manifest).partitions.items():
         if "keys" in entry:
             blob = orjson.dumps(entry["keys"])
             digest = hashlib.sha256(blob).hexdigest()[:16]
@@ -224,18 +202,18 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return orjson.dumps({**manifest, "partitions": partitions, "schemas": schemas}, option=orjson.OPT_INDENT_2)
 
 
-def parse_manifest(data: bytes) -> dict[str, Any]:
+def parse_manifest(data: bytes) -> Manifest:
     """A manifest read from JSON, each partition's ``keys`` restored from ``schemas`` (shared,
     not copied: treat them as read-only); manifests that hold ``keys`` inline read as they are."""
-    manifest = orjson.loads(data)
+    manifest = Manifest(orjson.loads(data))
     schemas = manifest.pop("schemas", None) or {}
-    for entry in (manifest.get("partitions") or {}).values():
+    for entry in manifest.partitions.values():
         if "schema" in entry:
             entry["keys"] = schemas[entry.pop("schema")]
     return manifest
 
 
-def open_manifest(location: CatalogLocation) -> dict[str, Any]:
+def open_manifest(location: CatalogLocation) -> Manifest:
     """The manifest of a catalog being opened for queries: a missing catalog, a missing
     manifest, an unreachable or refused URL are one-line errors (remote: within ~2 s)."""
     if not location.remote:
@@ -255,8 +233,6 @@ def _check_endpoint_answers(location: CatalogLocation) -> None:
     import socket
     import urllib.parse
 
-    from sdoml_sql.stores.source import explicit_endpoint
-
     endpoint = explicit_endpoint(location.url, location.source.storage_options)
     if not endpoint:
         return
@@ -271,7 +247,7 @@ def _check_endpoint_answers(location: CatalogLocation) -> None:
                            f"({error.strerror or error})") from None
 
 
-def _first_remote_read(location: CatalogLocation) -> dict[str, Any] | None:
+def _first_remote_read(location: CatalogLocation) -> Manifest | None:
     import dataclasses
 
     source = location.source
@@ -281,8 +257,8 @@ def _first_remote_read(location: CatalogLocation) -> dict[str, Any] | None:
                                         retries=min(patient.retries, OPEN_RETRIES))
     try:
         return read_manifest(location)
-    except AccessDeniedError as error:
-        raise AccessDeniedError(str(error).replace("store", "catalog", 1)) from None
+    except AccessDeniedError:
+        raise
     except StoreError as error:
         raise CatalogError(f"cannot reach catalog {location.url}: {str(error).split(': ', 1)[-1]}") from None
     finally:

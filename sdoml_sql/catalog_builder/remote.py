@@ -31,13 +31,12 @@ from typing import Any, Iterator
 
 import orjson
 
+from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, LOCK_FILE as LOCK_OBJECT, MANIFEST, Manifest
 from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes
 from sdoml_sql.exceptions import CatalogError
 
-LOCK_OBJECT = ".lock"
 #: Seconds a build lock lives without a refresh; refreshed every third of that.
 LOCK_TTL_S = 300.0
-FRAME_INSTRUMENTS = ("aia", "hmi")
 #: Seconds a frame file stays after a rebuild replaced it, for readers of the older manifest.
 RETIRED_GRACE_S = 900.0
 
@@ -136,22 +135,14 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     once :data:`RETIRED_GRACE_S` has passed, so a reader that opened an older manifest keeps
     its files for its query.  Files no manifest ever named (a killed build's) go at once."""
     now = time.time()
-    current = _named(manifest, data_file)
-    retired = {path: since for path, since in (previous.get("retired_files") or {}).items() if path not in current}
-    retired.update({path: now for path in _named(previous, data_file) - current if path not in retired})
+    current = Manifest.of(manifest).frame_files()
+    retired = {path: since for path, since in Manifest.of(previous).retired_files.items() if path not in current}
+    retired.update({path: now for path in Manifest.of(previous).frame_files() - current if path not in retired})
     retired = {path: since for path, since in retired.items() if now - since < RETIRED_GRACE_S}
-    location.write_bytes("manifest.json", manifest_bytes({**manifest, "retired_files": retired}))
+    location.write_bytes(MANIFEST, manifest_bytes({**manifest, "retired_files": retired}))
     for instrument in FRAME_INSTRUMENTS:
         for path in location.listing(instrument):
             if path.endswith(".parquet") and path not in current and path not in retired:
                 location.delete(path)
     for key in removed_side_keys:
         location.delete(f"{key}/{data_file}")
-
-
-def _named(manifest: dict[str, Any], data_file: str) -> set[str]:
-    return {_frame_path(key, entry, data_file) for key, entry in (manifest.get("partitions") or {}).items()}
-
-
-def _frame_path(key: str, entry: dict[str, Any], data_file: str) -> str:
-    return f"{key}/{entry.get('file') or data_file}"

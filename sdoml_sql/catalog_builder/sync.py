@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import MANIFEST, open_location
+from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, INIT_SQL, LOCK_FILE, MANIFEST, Manifest, identity
+from sdoml_sql.catalog_builder.location import open_location
 from sdoml_sql.exceptions import CatalogError
+from sdoml_sql.files import write_atomically
 
 STATE_FILE = ".sync.json"
-SKIPPED = (".lock", STATE_FILE, "init.sql")
-IDENTITY_FIELDS = ("ETag", "etag", "generation", "md5Hash", "md5", "mtime", "LastModified", "updated")
+SKIPPED = (LOCK_FILE, STATE_FILE, INIT_SQL)
 
 
 @dataclass
@@ -44,21 +45,26 @@ class SyncReport:
                 f"in {self.seconds:.1f} s")
 
 
-def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = True) -> SyncReport:
-    """Copy or update the catalog at ``source`` (a URL or directory) into ``directory``."""
+def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = True,
+                 store_timeout: float | None = None, retries: int | None = None) -> SyncReport:
+    """Copy or update the catalog at ``source`` (a URL or directory) into ``directory``;
+    ``store_timeout`` and ``retries`` bound each read of a remote ``source`` (unset:
+    :mod:`sdoml_sql.config`)."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    remote = open_location(source)
+    remote = open_location(source, timeout=store_timeout, retries=retries)
     target = Path(directory).expanduser().resolve()
     report = SyncReport(source=remote.url, directory=target)
     manifest = remote.read_bytes(MANIFEST)
     if manifest is None:
         raise CatalogError(f"{remote.url} is not a catalog: no {MANIFEST}")
-    named = _frame_files(orjson.loads(manifest))
+    # a remote catalog keeps the previous build's frame files for readers still on the
+    # previous manifest: only the files this manifest names are mirrored
+    named = Manifest(orjson.loads(manifest)).frame_files()
     listing = {path: info for path, info in remote.listing().items()
                if path != MANIFEST and not path.rsplit("/", 1)[-1].startswith(SKIPPED)
-               and (path.split("/", 1)[0] not in ("aia", "hmi") or path in named)}
+               and (path.split("/", 1)[0] not in FRAME_INSTRUMENTS or path in named)}
     target.mkdir(parents=True, exist_ok=True)
     state = _read_state(target)
     fresh: dict[str, str] = {}
@@ -68,29 +74,20 @@ def sync_catalog(source: str, directory: str | os.PathLike, *, progress: bool = 
             report.unchanged.append(path)
             continue
         data = remote.read_bytes(path)
-        _write_atomically(target / path, data)
+        write_atomically(target / path, data)
         report.downloaded.append(path)
         report.bytes += len(data)
-    _write_atomically(target / MANIFEST, manifest)  # the commit point
+    write_atomically(target / MANIFEST, manifest)  # the commit point
     for path in sorted(set(state) - set(fresh)):
         (target / path).unlink(missing_ok=True)
         report.removed.append(path)
-    _write_atomically(target / STATE_FILE, orjson.dumps(fresh, option=orjson.OPT_INDENT_2))
+    write_atomically(target / STATE_FILE, orjson.dumps(fresh, option=orjson.OPT_INDENT_2))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _frame_files(manifest: dict[str, Any]) -> set[str]:
-    """The frame partition files the manifest names (a remote catalog also keeps the previous
-    build's, for readers still on the previous manifest: not mirrored)."""
-    return {f"{key}/{entry.get('file') or 'data.parquet'}" for key, entry in (manifest.get("partitions") or {}).items()
-            if entry.get("instrument") in ("aia", "hmi")}
-
-
 def _identity(info: dict[str, Any]) -> str:
-    stamp = {name: str(info[name]) for name in IDENTITY_FIELDS if info.get(name) is not None}
-    stamp["size"] = str(info.get("size"))
-    return orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(identity(info), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _read_state(target: Path) -> dict[str, str]:
@@ -98,13 +95,6 @@ def _read_state(target: Path) -> dict[str, str]:
         return orjson.loads((target / STATE_FILE).read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return {}
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.sync-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 __all__ = ["sync_catalog", "SyncReport"]

@@ -1,4 +1,4 @@
-"""Stage 4, datasets: located frames → PyTorch-ready samples, loaders, splits and exports.
+"""Stage 5, datasets: located frames → PyTorch-ready samples, loaders, splits and exports.
 
 In: a *selection* — anything with ``.locators()`` and ``.catalog`` (``.source(instrument)``,
 ``.directory``, ``.manifest``), as for :mod:`sdoml_sql.fetch`.  Out: a map-style

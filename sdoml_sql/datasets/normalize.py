@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sdoml_sql.config import cache_dir
+from sdoml_sql.config import user_cache_dir
 from sdoml_sql.exceptions import DatasetError
+from sdoml_sql.files import write_atomically
 
 NORMALIZE_CHOICES = ("none", "sdoml")
 STATS_DIR = "ml_stats"
@@ -142,7 +142,7 @@ def _stats_key(ds, rule: Normalization, chosen) -> str:
 
 
 def _stats_dirs(catalog_dir: Path | None) -> list[Path]:
-    cache = cache_dir() / STATS_DIR
+    cache = user_cache_dir() / STATS_DIR
     return [catalog_dir / STATS_DIR, cache] if catalog_dir is not None else [cache]
 
 
@@ -158,11 +158,7 @@ def _store_stats(catalog_dir: Path | None, key: str, stats: dict) -> Path:
     """Write the statistics beside the catalog (or in the user cache if the catalog is read-only)."""
     for directory in _stats_dirs(catalog_dir):
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            partial = directory / f".{key}.json.{os.getpid()}"
-            partial.write_text(json.dumps(stats, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(partial, directory / f"{key}.json")
-            return directory / f"{key}.json"
+            return write_atomically(directory / f"{key}.json", json.dumps(stats, indent=1, sort_keys=True))
         except OSError:
             continue
     raise DatasetError(f"cannot store normalisation statistics in {' nor '.join(map(str, _stats_dirs(catalog_dir)))}")

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from sdoml_sql.catalog_builder.layout import Manifest, open_source
 from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.datasets.chunkio import ChunkReader
@@ -44,9 +45,7 @@ class StoreOpener:
     """
 
     def __init__(self, catalog):
-        sources = (getattr(catalog, "manifest", None) or {}).get("sources") or {}
-        self.entries = {name: (entry.get("url"), entry.get("storage_options") or None)
-                        for name, entry in sources.items() if entry and entry.get("url")}
+        self.entries = Manifest.of(getattr(catalog, "manifest", None)).sources
         self._catalog, self._pid, self._opened = catalog, os.getpid(), {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -61,12 +60,7 @@ class StoreOpener:
         if self._catalog is not None:
             return self._catalog.source(instrument)
         if instrument not in self._opened:
-            from sdoml_sql.stores.source import open_store
-
-            if instrument not in self.entries:
-                raise DatasetError(f"the catalog manifest has no {instrument} source to read frames from")
-            url, options = self.entries[instrument]
-            self._opened[instrument] = open_store(url, storage_options=options)
+            self._opened[instrument] = open_source(instrument, self.entries.get(instrument))
         return self._opened[instrument]
 
 

@@ -21,16 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sdoml_sql.catalog_builder.harvest import TIME_SUFFIX
-from sdoml_sql.catalog_builder.location import location_of, partition_file
-from sdoml_sql.exceptions import FetchError
-
-MAX_NAMED_ROWS = 5
-
-
-def partition_key(instrument: str, year: int, channel: str) -> str:
-    """The manifest partition key of an array (``aia/year=2010/channel=171A``)."""
-    return f"{instrument}/year={int(year)}/channel={channel}"
+from sdoml_sql.catalog_builder.layout import (
+    ARRAY_ATTRS, TIME_SUFFIX, Manifest, channel_glob, partition_file, partition_key, per_array_key,
+)
+from sdoml_sql.catalog_builder.location import location_of
+from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
 
 
 def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
@@ -57,11 +52,10 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
     """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
     import pyarrow.compute as pc
 
-    key = partition_key(instrument, year, channel)
-    entry = (catalog.manifest.get("partitions") or {}).get(key)
+    entry = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
-    dataset = location_of(catalog).parquet_dataset([partition_file(key, entry)])
+    dataset = location_of(catalog).parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
     table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
     frame = table.to_pandas(types_mapper=_nullable_types)
     missing = sorted(set(idx) - set(frame["idx"].tolist()))
@@ -74,7 +68,7 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
 def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
     """The first and last ``T_OBS`` of a channel over every catalogued year (``None``s when
     the catalog has none)."""
-    return column_range(catalog, f"{instrument}/year=*/channel={channel}/*.parquet", "T_OBS")
+    return column_range(catalog, f"{channel_glob(instrument, channel)}/*.parquet", "T_OBS")
 
 
 def column_range(catalog, files: str, column: str) -> tuple[Any, Any]:
@@ -109,10 +103,10 @@ def headers_table(catalog, table: pd.DataFrame) -> pd.DataFrame:
 
 def partition_keys(catalog, instrument: str, year: int, channel: str) -> dict[str, dict[str, Any]]:
     """The manifest's ``keys`` info of one partition (source order)."""
-    key = partition_key(instrument, year, channel)
-    partition = (catalog.manifest.get("partitions") or {}).get(key)
+    partition = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if partition is None:
-        raise FetchError(f"catalog {catalog.directory} has no partition {key} in manifest.json")
+        raise FetchError(f"catalog {catalog.directory} has no partition {partition_key(instrument, year, channel)} "
+                         "in manifest.json")
     return partition.get("keys") or {}
 
 
@@ -135,11 +129,11 @@ def rebuild_header(row: dict[str, Any], keys: dict[str, dict[str, Any]],
 def per_frame_array_attrs(catalog, instrument: str, year: int, channel: str) -> dict[str, list]:
     """Keys of a partition kept whole in ``array_attrs`` that still have one value per frame
     (``{key: values}``); truly ragged keys (other lengths) are left out."""
-    partition = (catalog.manifest.get("partitions") or {}).get(partition_key(instrument, year, channel)) or {}
+    partition = Manifest.of(catalog.manifest).partition(instrument, year, channel) or {}
     if not partition.get("ragged_keys"):
         return {}
     location = location_of(catalog)
-    files = location.glob(f"array_attrs/instrument={instrument}/year={int(year)}/channel={channel}/*.parquet")
+    files = location.glob(f"{per_array_key(ARRAY_ATTRS, instrument, year, channel)}/*.parquet")
     if not files:
         return {}
     table = location.parquet_dataset(files).to_table(columns=["key", "n_values", "values"]).to_pylist()
@@ -225,6 +219,12 @@ def _is_nan_like(value: Any) -> bool:
     return _is_null(value) or (isinstance(value, str) and value.strip().lower() in ("nan", "-nan", "+nan"))
 
 
+def downsampled_size(size: int, factor: int, method: str) -> int:
+    """The length of an image axis of ``size`` pixels downsampled by ``factor``: ``stride``
+    keeps pixels 0, f, 2f … (rounding up), ``mean`` whole f-pixel blocks (rounding down)."""
+    return -(-size // factor) if method == "stride" else size // factor
+
+
 def rescale_header(meta: dict[str, Any], factor: int, method: str) -> dict[str, Any]:
     """The WCS keys of a frame downsampled by ``factor``.
 
@@ -240,5 +240,5 @@ def rescale_header(meta: dict[str, Any], factor: int, method: str) -> dict[str, 
             meta[f"CDELT{axis}"] = float(meta[f"CDELT{axis}"]) * factor
         if f"NAXIS{axis}" in meta:
             size = int(float(meta[f"NAXIS{axis}"]))
-            meta[f"NAXIS{axis}"] = -(-size // factor) if method == "stride" else size // factor
+            meta[f"NAXIS{axis}"] = downsampled_size(size, factor, method)
     return meta

@@ -115,3 +115,15 @@ def plot_map(selection, i: int = 0, output=None, downsample: int = 1, method: st
     if output is not None:
         save_figure(figure, output, dpi=110, bbox_inches="tight")
     return figure
+
+
+def plot(selection, output, lines: list[str] | None = None, row: int = 0):
+    """What ``sdoml-sql plot`` draws, saved to ``output`` (PNG, PDF, SVG …): an EVE selection
+    (``selection.kind == "eve"``) as one panel per line (:func:`~sdoml_sql.fetch.eve.plot_eve`,
+    ``lines`` to choose), any other as the map of frame ``row`` (:func:`plot_map`).  Returns
+    the matplotlib Figure."""
+    if getattr(selection, "kind", None) == "eve":
+        from sdoml_sql.fetch.eve import plot_eve
+
+        return plot_eve(selection, lines=lines, output=output)
+    return plot_map(selection, row, output)

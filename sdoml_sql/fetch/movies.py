@@ -33,7 +33,7 @@ from matplotlib.animation import FuncAnimation
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.maps import load_frames, make_map, map_header
-from sdoml_sql.fetch.output import written_atomically
+from sdoml_sql.files import written_atomically
 
 SCALINGS = ("fixed", "frame")
 DEFAULT_PERCENTILES = (1.0, 99.9)
@@ -74,6 +74,18 @@ def animate(selection, downsample: int = 1, method: str = "stride", scaling: str
         raise FetchError("nothing to animate: the selection has no frames")
     norms = frame_norms(frames, scaling, percentiles, vmin, vmax)
     return build_animation(frames, norms, fps, figsize, dpi)
+
+
+def movie(selection, output: str | Path, downsample: int = 1, method: str = "stride", missing: str = "raise",
+          fps: float = 10, scaling: str = "fixed", sortby: str | None = None, progress: bool = True,
+          **animate_options) -> Path:
+    """What ``sdoml-sql movie`` does: :func:`animate` the selection and :func:`save` it to
+    ``output`` (``.mp4``, ``.gif`` or ``.html``, checked before anything is read).  Returns
+    the path written."""
+    movie_suffix(output)
+    animation = animate(selection, downsample=downsample, method=method, missing=missing, fps=fps,
+                        scaling=scaling, sortby=sortby, **animate_options)
+    return save(animation, output, progress=progress)
 
 
 def movie_frames(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",

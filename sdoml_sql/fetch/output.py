@@ -7,10 +7,6 @@ fails part-way leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.files import written_atomically
 from sdoml_sql.fetch.headers import frame_headers, header_records, headers_table, map_header
 from sdoml_sql.fetch.stack import FlatSelection, FrameGrid, build_stack, selection_locators
 
@@ -264,28 +261,6 @@ def _write_npy(array, path: Path, progress: bool) -> None:
     del target
 
 
-@contextlib.contextmanager
-def written_atomically(path):
-    """Yield a temporary sibling of ``path`` (a :class:`~pathlib.Path`), moved onto ``path``
-    only if the block succeeds, so a write that fails part-way leaves nothing behind.
-
-    The one rule of every command that writes: missing parent directories are created, the
-    output appears complete or not at all, an existing output is replaced.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the suffix stays last: ffmpeg and matplotlib choose the format from it
-    partial = path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        yield partial
-    except BaseException:
-        _remove(partial)
-        raise
-    if path.is_dir():
-        shutil.rmtree(path)
-    os.replace(partial, path)
-
-
 def save_figure(figure, output, **savefig_options) -> Path:
     """Save a matplotlib figure to ``output`` (PNG, PDF, SVG … from the suffix) by the
     write rule of :func:`written_atomically`; an unknown suffix is a one-line
@@ -298,13 +273,6 @@ def save_figure(figure, output, **savefig_options) -> Path:
     with written_atomically(output) as partial:
         figure.savefig(partial, **savefig_options)
     return output
-
-
-def _remove(path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _write_fits(selection, directory, downsample: int, method: str, missing: str, progress: bool) -> list:

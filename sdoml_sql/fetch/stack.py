@@ -22,18 +22,17 @@ DataFrame with ``instrument``, ``year``, ``channel``, ``idx`` and, for aligned s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from sdoml_sql.exceptions import FetchError
-from sdoml_sql.fetch.headers import channel_time_range
+from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS, Manifest, parse_partition_key
+from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
+from sdoml_sql.fetch.headers import channel_time_range, downsampled_size
 
 MISSING_MODES = ("raise", "nan", "drop")
 DOWNSAMPLE_METHODS = ("stride", "mean")
-LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
-MAX_NAMED_ROWS = 5
 
 
 # --- locators → a (rows × columns) grid of frames ---------------------------------------
@@ -253,12 +252,11 @@ def _check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
 
 def _store_frame_shape(catalog, locators: pd.DataFrame) -> tuple[int, int]:
     """The (H, W) of the frames of the locators' channels, from one of their arrays."""
-    partitions = (catalog.manifest.get("partitions") or {})
+    arrays = [parse_partition_key(key) for key in Manifest.of(catalog.manifest).frame_partitions()]
     for instrument, channel in dict.fromkeys(zip(locators["instrument"].astype(str), locators["channel"].astype(str))):
-        for key in partitions:
-            where, _, name = key.rpartition("/channel=")
-            if name == channel and where.startswith(f"{instrument}/year="):
-                ref = ArrayRef(instrument, int(where.rpartition("=")[2]), channel)
+        for found_instrument, year, found_channel in filter(None, arrays):
+            if (found_instrument, found_channel) == (instrument, channel):
+                ref = ArrayRef(instrument, year, channel)
                 return tuple(_open_arrays(catalog, [ref])[0].shape[1:])
     raise FetchError(f"catalog {catalog.directory} has no array of "
                      f"{', '.join(sorted(set(locators['channel'].astype(str))))}: the frame size is unknown")
@@ -316,9 +314,7 @@ def _reads(grid: FrameGrid, chunk_of: np.ndarray, chunk_t: np.ndarray):
 
 def output_shape(shape: tuple[int, int], downsample: int, method: str) -> tuple[int, int]:
     """The (H, W) of a frame of ``shape`` after downsampling."""
-    if method == "mean":
-        return shape[0] // downsample, shape[1] // downsample
-    return -(-shape[0] // downsample), -(-shape[1] // downsample)
+    return downsampled_size(shape[0], downsample, method), downsampled_size(shape[1], downsample, method)
 
 
 def _check_downsample(shape: tuple[int, int], downsample: int, method: str) -> None:
@@ -397,17 +393,33 @@ def fetch(selection, downsample: int = 1, method: str = "stride", missing: str =
     Each Zarr chunk touched is read once per ``compute()``; the graph has one task per run
     of rows sharing a chunk (plus one per chunk shared by separated runs).
     """
-    return build_stack(selection, downsample, method, missing)[0]
+    return build_stack(selection, downsample, method, missing).array
 
 
-def build_stack(selection, downsample: int, method: str, missing: str):
+class Stack(NamedTuple):
+    """A selection made ready to read: what :func:`build_stack` returns."""
+
+    array: Any  #: the lazy float32 dask array, in the selection's row order
+    grid: FrameGrid  #: the frames as a (rows × channels) grid of arrays and ``idx``
+    layout: Layout  #: the chunk reads and row segments the array's tasks perform
+
+
+def build_stack(selection, downsample: int, method: str, missing: str) -> Stack:
+    """The fetch stage's entry point: a selection's locators → frame grid → chunk layout →
+    dask graph, checked before anything is read.
+
+    Every reader of pixels starts here (:func:`fetch`, :func:`plan`, ``to_xarray``, files,
+    maps, movies, FITS): ``missing`` decides rows without a frame (``raise``, ``nan``,
+    ``drop``), ``downsample``/``method`` the output frame size.  Raises :class:`FetchError`
+    naming the rows, arrays or argument at fault.  The :class:`Stack` is a named tuple, so
+    ``array, grid, layout = build_stack(…)`` unpacks it."""
     grid = frame_grid(selection, missing)
     zarrays = _open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
     if not zarrays:  # every row is a NaN frame: the frame size still comes from the store
         layout.shape = _store_frame_shape(selection.catalog, grid.table)
     _check_downsample(layout.shape, downsample, method)
-    return _dask_array(grid, zarrays, layout, downsample, method), grid, layout
+    return Stack(_dask_array(grid, zarrays, layout, downsample, method), grid, layout)
 
 
 def _dask_array(grid: FrameGrid, zarrays, layout: Layout, factor: int, method: str):

@@ -1,4 +1,4 @@
-"""SunPy Fido client: ``Fido.search`` over an sdoml-sql catalog, ``Fido.fetch`` to FITS.
+"""Stage 7, clients: the SunPy Fido client, ``Fido.search`` over an sdoml-sql catalog, ``Fido.fetch`` to FITS.
 
 Importing this package registers :class:`~sdoml_sql.fido.client.SDOMLClient` with
 ``sunpy.net.Fido`` and its attrs as ``sunpy.net.attrs.sdoml`` (:mod:`sdoml_sql.fido.attrs`)::

@@ -21,7 +21,8 @@ from sunpy import log
 from sunpy.net.attr import and_
 from sunpy.net.base_client import BaseClient, QueryResponseTable
 
-from sdoml_sql.catalog_builder.build import read_manifest
+from sdoml_sql.catalog_builder.layout import MANIFEST, Manifest
+from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import InputError, SdomlError, SearchErrorWarning
 from sdoml_sql.fetch.output import fits_frames, write_fits_file
@@ -55,8 +56,8 @@ def _value_is_ours(attr) -> bool:
 
 def manifest_channels(manifest: dict[str, Any]) -> dict[str, str]:
     """``{channel: instrument}`` of a catalog manifest's AIA and HMI partitions."""
-    partitions = (manifest.get("partitions") or {}).values()
-    return {p["channel"]: p["instrument"] for p in partitions if p.get("instrument") in INSTRUMENTS}
+    partitions = Manifest.of(manifest).frame_partitions(INSTRUMENTS).values()
+    return {p["channel"]: p["instrument"] for p in partitions}
 
 
 def catalog_values(channels: dict[str, str]) -> dict:
@@ -78,7 +79,7 @@ def catalog_values(channels: dict[str, str]) -> dict:
 
 def default_catalog_available() -> bool:
     """Whether the default catalog (``$SDOML_CATALOG``, then the user default) exists."""
-    return os.path.isfile(default_catalog_dir() / "manifest.json")
+    return os.path.isfile(default_catalog_dir() / MANIFEST)
 
 
 class SDOMLClient(BaseClient):
@@ -278,7 +279,7 @@ def frame_urls(rows) -> list[str]:
 
 def _read_sources(directory: str) -> dict:
     try:
-        return (read_manifest(directory) or {}).get("sources") or {}
+        return Manifest.of(read_manifest(directory)).sources
     except Exception:  # noqa: BLE001 - a broken catalog is reported when its frames are read
         return {}
 

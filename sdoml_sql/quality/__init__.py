@@ -1,4 +1,4 @@
-"""Frame quality (the stage between fetch and query): pixel statistics of every catalogued frame, beside its headers.
+"""Stage 4, frame quality (between fetch and query): pixel statistics of every catalogued frame, beside its headers.
 
 In: a catalog directory (its ``manifest.json`` names the source stores and partitions; its
 header Parquet gives each frame's ``CRPIX1/2``, ``CDELT1`` and ``RSUN_OBS``), or anything

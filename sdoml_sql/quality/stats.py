@@ -31,13 +31,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sdoml_sql.catalog_builder.location import is_remote
-from sdoml_sql.catalog_builder.build import (
-    DATA_FILE, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY as FINGERPRINT_KEY, exclusive, fingerprint, now_utc,
-    open_source, read_manifest, write_parquet,
+from sdoml_sql.catalog_builder.build import exclusive, fingerprint, now_utc, write_parquet
+from sdoml_sql.catalog_builder.layout import (
+    DATA_FILE, FRAME_INSTRUMENTS, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY as FINGERPRINT_KEY, Manifest,
+    open_source, partition_key, per_array_key,
 )
+from sdoml_sql.catalog_builder.location import is_remote, read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
+from sdoml_sql.files import move_into_place
 from sdoml_sql.fetch.stack import read_chunk_frames
 from sdoml_sql.stores.source import Source, open_store
 
@@ -49,7 +51,6 @@ STAT_SCHEMA = pa.schema([
     ("p01", pa.float32()), ("p50", pa.float32()), ("p99", pa.float32()),
     ("disk_mean", pa.float64()), ("offdisk_mean", pa.float64()),
 ])
-INSTRUMENTS = ("aia", "hmi")
 
 
 @dataclass
@@ -71,11 +72,11 @@ class StatsPartition:
 
     @property
     def header_key(self) -> str:
-        return f"{self.instrument}/year={self.year}/channel={self.channel}"
+        return partition_key(self.instrument, self.year, self.channel)
 
     @property
     def key(self) -> str:
-        return f"{STATS_DIR}/instrument={self.instrument}/year={self.year}/channel={self.channel}"
+        return per_array_key(STATS_DIR, self.instrument, self.year, self.channel)
 
     def chunks(self) -> list[tuple[int, int]]:
         """``(lo, hi)`` frame ranges of the array's chunks along time."""
@@ -112,6 +113,9 @@ def compute_frame_stats(
     progress: bool = True,
     client=None,
     workers: int | None = None,
+    store_timeout: float | None = None,
+    retries: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> StatsReport:
     """Compute per-frame pixel statistics for the catalog's AIA and HMI arrays.
 
@@ -123,6 +127,8 @@ def compute_frame_stats(
     core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
     unknown year or channel, headers out of date) or :class:`StoreError` /
     :class:`FetchError` (a store or chunk that cannot be read); finished partitions stay.
+    ``store_timeout``, ``retries`` and ``cache_dir`` apply to the stores read (unset:
+    :mod:`sdoml_sql.config`).
     """
     started = time.perf_counter()
     directory = catalog_directory(catalog)
@@ -130,8 +136,9 @@ def compute_frame_stats(
     with exclusive(directory):
         manifest = read_manifest(directory)
         if manifest is None:
-            raise CatalogError(f"{directory} is not a catalog: no manifest.json (build one with `sdoml-sql build`)")
-        planned = plan_partitions(manifest, directory, years, channels)
+            raise CatalogError(f"{directory} is not a catalog: no {MANIFEST} (build one with `sdoml-sql build`)")
+        planned = plan_partitions(manifest, directory, years, channels, timeout=store_timeout, retries=retries,
+                                  cache_dir=cache_dir)
         todo = [p for p in planned if full or stored_fingerprint(directory / p.key / DATA_FILE) != p.fingerprint]
         report.skipped = sorted(p.key for p in planned if p not in todo)
         for partition in todo:
@@ -144,6 +151,10 @@ def compute_frame_stats(
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+#: The name of ``sdoml-sql stats``: the same function.
+stats = compute_frame_stats
 
 
 def catalog_directory(catalog) -> Path:
@@ -161,20 +172,23 @@ def catalog_directory(catalog) -> Path:
     return directory
 
 
-def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None) -> list[StatsPartition]:
+def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, channels=None,
+                    **store_access) -> list[StatsPartition]:
     """The AIA/HMI partitions of the manifest chosen by ``years``/``channels``, fingerprinted
-    (only the stores holding them are opened)."""
-    named = {name: entry for name, entry in (manifest.get("sources") or {}).items() if name in INSTRUMENTS}
+    (only the stores holding them are opened, with ``store_access``: ``timeout``, ``retries``,
+    ``cache_dir``)."""
+    manifest = Manifest.of(manifest)
+    named = {name: entry for name, entry in manifest.sources.items() if name in FRAME_INSTRUMENTS}
     if not named:
-        raise CatalogError(f"catalog {directory} has no aia or hmi source in manifest.json: "
+        raise CatalogError(f"catalog {directory} has no aia or hmi source in {MANIFEST}: "
                            "no images to compute statistics from")
-    entries = [e for e in manifest.get("partitions", {}).values() if e.get("instrument") in named]
+    entries = list(manifest.frame_partitions(named).values())
     years, channels = years_list(years), items(channels, "channels")
     _check_filter("year", years, {int(e["year"]) for e in entries})
     _check_filter("channel", channels, {e["channel"] for e in entries})
     chosen = [e for e in entries if (not years or int(e["year"]) in set(years))
               and (not channels or e["channel"] in set(channels))]
-    sources = {name: open_source(name, {"storage_options": {}, **named[name]})
+    sources = {name: open_source(name, named[name], catalog=str(directory), **store_access)
                for name in sorted({e["instrument"] for e in chosen})}
     partitions = []
     for entry in sorted(chosen, key=lambda e: (e["instrument"], e["year"], e["channel"])):
@@ -362,8 +376,7 @@ def _write_partition(partition: StatsPartition, pieces: list[pa.Table], staging:
                                            b"sdoml_sql.computed_at": now_utc().encode()})
     staged, final = staging / partition.key / DATA_FILE, directory / partition.key / DATA_FILE
     write_parquet(table, staged)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, final)
+    move_into_place(staged, final)
 
 
 # --- the statistics -------------------------------------------------------------------------

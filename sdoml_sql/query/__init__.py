@@ -1,4 +1,4 @@
-"""Stage 4, SQL over the catalog: the front door that turns SQL into a selection.
+"""Stage 6, SQL over the catalog: the front door that turns SQL into a selection.
 
 In: a catalog directory (Parquet + ``manifest.json``) and the views and macros in ``sql/``.
 Out: a :class:`~sdoml_sql.query.selection.Selection` — the rows DuckDB returned and the

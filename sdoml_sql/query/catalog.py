@@ -31,11 +31,13 @@ from typing import Any
 
 import duckdb
 
+from sdoml_sql.catalog_builder.layout import INIT_SQL, Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, open_location, open_manifest
 from sdoml_sql.config import (
-    DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, cache_dir, default_catalog_dir, duckdb_config,
+    DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, duckdb_config,
+    query_time_limit, user_cache_dir,
 )
-from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, StoreError
+from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line, parser
 
@@ -56,14 +58,6 @@ MANIFEST_VIEWS = {"aia": ("aia",), "hmi": ("hmi",), "partitions": ("aia", "hmi")
 
 #: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
 FRAMES_LEAD = ("year", "channel", "idx")
-
-INIT_SQL = "init.sql"
-
-#: Environment variable with the default query time limit in seconds.
-QUERY_TIMEOUT_ENV = "SDOML_QUERY_TIMEOUT"
-
-#: Set by ``sdoml-sql shell`` for the DuckDB shell it starts: the catalog ``init.sql`` reads.
-SHELL_CATALOG_ENV = "SDOML_SHELL_CATALOG"
 
 # The DuckDB shell (duckdb-cli 1.5) resolves relative paths from its working directory, never
 # from the init file's location, and no SQL can learn that location (the shell reads
@@ -156,11 +150,17 @@ class Catalog:
     """A catalog directory opened for SQL.
 
     ``directory`` defaults to ``$SDOML_CATALOG``, then :func:`default_catalog_dir`.
+    ``store_timeout`` (seconds one remote object may take, retries included), ``retries`` and
+    ``cache_dir`` (where fetched chunks are kept) apply to the stores the catalog opens and to
+    a remote catalog itself; unset, they come from :mod:`sdoml_sql.config`.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None):
+    def __init__(self, directory: str | os.PathLike | None = None, *, store_timeout: float | None = None,
+                 retries: int | None = None, cache_dir: str | os.PathLike | None = None):
+        self._store_access = {"timeout": store_timeout, "retries": retries, "cache_dir": cache_dir}
         self.location = open_location(directory if directory is not None else default_catalog_dir(),
-                                      storage_options={"skip_instance_cache": True})
+                                      storage_options={"skip_instance_cache": True}, timeout=store_timeout,
+                                      retries=retries)
         if self.location.remote:
             _read_in_small_blocks(self.location.fs)
         # a local catalog's directory (Path); a remote one's URL (str)
@@ -208,7 +208,7 @@ class Catalog:
         return {f"{view}_scan": scans.frame_scan(self._present, view, locate)}
 
     @cached_property
-    def _present(self) -> dict[str, Any]:
+    def _present(self) -> Manifest:
         """The manifest, less partitions whose file is missing (one stat per partition)."""
         if self.location.remote:
             return self.manifest  # listing a bucket costs more than trusting its manifest
@@ -256,7 +256,7 @@ class Catalog:
         except OSError:
             if path:
                 raise CatalogError(f"cannot write {target}") from None
-            target = cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
+            target = user_cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         return target
@@ -292,18 +292,20 @@ class Catalog:
 
     # --- queries ----------------------------------------------------------------------
 
-    def query(self, sql: str, params: Any = None, timeout: float | None = None):
+    def query(self, sql: str, params: Any = None, query_timeout: float | None = None, *,
+              timeout: float | None = None):
         """Run one read-only statement; return a :class:`~sdoml_sql.query.selection.Selection`.
 
-        ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  ``timeout``
-        (seconds; default ``$SDOML_QUERY_TIMEOUT``, else none) interrupts a query that runs
-        longer: a one-line :class:`QueryError` names the limit, the catalog stays usable.
-        Raises :class:`QueryError` with a one-line message for refused or failing SQL.
+        ``params`` fills ``?`` / ``$name`` placeholders (a list or a dict).  ``query_timeout``
+        (seconds; ``timeout`` is its older name; default ``$SDOML_QUERY_TIMEOUT``, else none)
+        interrupts a query that runs longer: a one-line :class:`QueryError` names the limit,
+        the catalog stays usable.  Raises :class:`QueryError` with a one-line message for
+        refused or failing SQL.
         """
         from sdoml_sql.query.selection import Selection
 
         checked = check_read_only(sql)
-        table = self._run(checked, params, timeout=timeout)
+        table = self._run(checked, params, limit=_time_limit_argument(query_timeout, timeout))
         hints = self._warn_empty(checked) if table.num_rows == 0 else []
         return Selection(table, self, checked, hints)
 
@@ -351,7 +353,8 @@ class Catalog:
         except duckdb.Error as error:
             raise QueryError(one_line(error, checked, self.all_columns, self.all_names)) from None
 
-    def text(self, sql: str, format: str = "table", params: Any = None, timeout: float | None = None) -> str:
+    def text(self, sql: str, format: str = "table", params: Any = None, query_timeout: float | None = None, *,
+             timeout: float | None = None) -> str:
         """Run one read-only statement and return its rows as text: ``table``, ``csv`` or
         ``json`` (one object per row), written as :meth:`Selection.to_text` writes them but
         without pandas (what ``sdoml-sql query`` prints).  Same checks, time limit, errors
@@ -360,7 +363,7 @@ class Catalog:
 
         text.render(format, [], [])  # an unknown format fails before the query runs
         checked = check_read_only(sql)
-        result = self._run(checked, params, arrow=False, timeout=timeout)
+        result = self._run(checked, params, arrow=False, limit=_time_limit_argument(query_timeout, timeout))
         if result is None:
             return text.render(format, [], [])
         description, rows = result
@@ -368,8 +371,8 @@ class Catalog:
             self._warn_empty(checked)
         return text.render(format, [text.duckdb_column(d[0], str(d[1])) for d in description], rows)
 
-    def _run(self, sql: str, params: Any, arrow: bool = True, timeout: float | None = None):
-        limit = query_time_limit(timeout)
+    def _run(self, sql: str, params: Any, arrow: bool = True, limit: float | None = None):
+        limit = query_time_limit(limit, QueryError)
         cursor = self._cursor()
         alarm = threading.Timer(limit, cursor.interrupt) if limit else None
 
@@ -387,7 +390,7 @@ class Catalog:
         except duckdb.Error as error:
             if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
                 raise QueryError(f"query stopped at its time limit of {limit:g} s "
-                                 f"(timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
+                                 f"(query_timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
             if isinstance(error, duckdb.OutOfMemoryException):
                 settings = duckdb_config()
                 raise QueryError(f"{one_line(error)} — the query needs more than its memory limit "
@@ -420,9 +423,9 @@ class Catalog:
         """The instrument view's ``SELECT`` limited to partitions of ``years``, with every
         column and type of the full view (an empty typed row leads the union by name)."""
         columns = ", ".join(f"NULL::{kind} AS {_quote(name)}" for name, kind in self._view_columns[instrument])
-        partitions = {key: entry for key, entry in (self._present.get("partitions") or {}).items()
+        partitions = {key: entry for key, entry in self._present.partitions.items()
                       if entry.get("instrument") != instrument or entry.get("year") in years}
-        scan = scans.frame_scan({**self._present, "partitions": partitions}, instrument,
+        scan = scans.frame_scan(self._present.with_partitions(partitions), instrument,
                                 _locator(sql_string(self._base)))
         typed = f"SELECT {columns} WHERE false"
         return f"{typed}\nUNION ALL BY NAME\n{scan}" if scan else typed
@@ -498,18 +501,8 @@ class Catalog:
     def source(self, instrument: str):
         """The opened source store of ``instrument`` (aia, hmi, eve), from the manifest; cached."""
         if instrument not in self._sources:
-            from sdoml_sql.stores.source import open_store
-
-            entry = (self.manifest.get("sources") or {}).get(instrument)
-            if not entry or not entry.get("url"):
-                raise CatalogError(f"catalog {self.directory} has no {instrument} source in manifest.json")
-            try:
-                self._sources[instrument] = open_store(entry["url"], storage_options=entry.get("storage_options") or None)
-            except StoreError as error:
-                if "does not exist" not in str(error):
-                    raise
-                raise StoreError(f"{error}; if it moved, re-point the catalog: sdoml-sql rebuild --catalog "
-                                 f"{self.directory} --source {instrument}=NEW_PLACE") from None
+            self._sources[instrument] = open_source(instrument, self.manifest.source(instrument),
+                                                    catalog=str(self.directory), **self._store_access)
         return self._sources[instrument]
 
 
@@ -565,19 +558,11 @@ def interruptible(cursor: duckdb.DuckDBPyConnection, work):
     return outcome["result"]
 
 
-def query_time_limit(timeout: float | None = None) -> float | None:
-    """Seconds a query may run: ``timeout``, else ``$SDOML_QUERY_TIMEOUT``, else None (no limit)."""
-    if timeout is None:
-        text = os.environ.get(QUERY_TIMEOUT_ENV, "").strip()
-        if not text:
-            return None
-        try:
-            timeout = float(text)
-        except ValueError:
-            raise QueryError(f"${QUERY_TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
-    if not timeout > 0:
-        raise QueryError(f"the query time limit must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
+def _time_limit_argument(query_timeout: float | None, timeout: float | None) -> float | None:
+    """The query time limit given as ``query_timeout`` or by its older name ``timeout``."""
+    if query_timeout is not None and timeout is not None and query_timeout != timeout:
+        raise QueryError(f"query_timeout={query_timeout!r} and timeout={timeout!r} name the same limit: give one")
+    return query_timeout if query_timeout is not None else timeout
 
 
 def _python_rows(result) -> list[tuple]:
@@ -685,18 +670,19 @@ def open_catalog(catalog: Catalog | str | os.PathLike | None = None) -> Catalog:
 
 
 def query(sql: str, catalog: Catalog | str | os.PathLike | None = None, params: Any = None,
-          timeout: float | None = None):
+          query_timeout: float | None = None, *, timeout: float | None = None):
     """Run one read-only SQL statement on a catalog and return a
     :class:`~sdoml_sql.query.selection.Selection`.
 
     ``catalog`` is a :class:`Catalog` or a directory; by default ``$SDOML_CATALOG``, then
-    :func:`sdoml_sql.config.default_catalog_dir`.
+    :func:`sdoml_sql.config.default_catalog_dir`.  ``query_timeout`` (older name
+    ``timeout``) is the query time limit of :meth:`Catalog.query`.
     """
-    return open_catalog(catalog).query(sql, params, timeout)
+    return open_catalog(catalog).query(sql, params, query_timeout, timeout=timeout)
 
 
 def query_text(sql: str, catalog: Catalog | str | os.PathLike | None = None, format: str = "table",
-               params: Any = None, timeout: float | None = None) -> str:
+               params: Any = None, query_timeout: float | None = None, *, timeout: float | None = None) -> str:
     """Run one read-only SQL statement on a catalog and return its rows as text (``table``,
     ``csv`` or ``json``): :meth:`Catalog.text` on the catalog :func:`query` would use."""
-    return open_catalog(catalog).text(sql, format, params, timeout)
+    return open_catalog(catalog).text(sql, format, params, query_timeout, timeout=timeout)

@@ -19,8 +19,6 @@ only while its stamp matches; a read-only or remote catalog simply keeps the liv
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from typing import Any
 import duckdb
 import orjson
 
+from sdoml_sql.catalog_builder.layout import Manifest
+from sdoml_sql.files import written_atomically
 from sdoml_sql.query.sqlguard import parser
 
 STAMP_KEY = "sdoml_sql_stamp"
@@ -58,8 +58,9 @@ COPIES = (
 def catalog_stamps(directory: Path, manifest: dict[str, Any]) -> dict[str, str]:
     """Per copy's view, a digest of what it is computed from (the headers' part hashed once)."""
     headers = hashlib.sha256()
-    partitions = {key: entry.get("fingerprint") for key, entry in (manifest.get("partitions") or {}).items()}
-    headers.update(orjson.dumps([manifest.get("built_at"), partitions], option=orjson.OPT_SORT_KEYS))
+    manifest = Manifest.of(manifest)
+    partitions = {key: entry.get("fingerprint") for key, entry in manifest.partitions.items()}
+    headers.update(orjson.dumps([manifest.built_at, partitions], option=orjson.OPT_SORT_KEYS))
     with_stats = headers.copy()
     for path in sorted(directory.glob("frame_stats/*/*/*/*.parquet")):
         status = path.stat()
@@ -92,8 +93,7 @@ def prepare(catalog, min_frames: int | None = None) -> frozenset[str]:
     fresh = {view for view, stamp in stamps.items() if stored.get(view) == stamp}
     if len(fresh) == len(COPIES):
         return frozenset(fresh)
-    frames = sum(int(e.get("rows") or 0) for e in (catalog.manifest.get("partitions") or {}).values()
-                 if e.get("instrument") in ("aia", "hmi"))
+    frames = sum(int(e.get("rows") or 0) for e in Manifest.of(catalog.manifest).frame_partitions().values())
     if frames < (MIN_FRAMES if min_frames is None else min_frames):
         return frozenset(fresh)
     return frozenset(fresh | {copy.view for copy in COPIES
@@ -102,20 +102,16 @@ def prepare(catalog, min_frames: int | None = None) -> frozenset[str]:
 
 def write(catalog, copy: Copy, stamp: str) -> bool:
     """Write ``copy`` (live view → Parquet, in its order); False if the directory is read-only."""
-    target = catalog.directory / copy.file
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
     try:
-        target.parent.mkdir(exist_ok=True)
-        connection = catalog.connect(locked=False)
-        try:
-            connection.execute("SET enable_progress_bar = false")
-            connection.execute(
-                f"COPY (SELECT * FROM {copy.view} ORDER BY {copy.order}) TO '{partial.as_posix()}' "
-                f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{STAMP_KEY}: '{stamp}'}})")
-        finally:
-            connection.close()
-        os.replace(partial, target)
+        with written_atomically(catalog.directory / copy.file, keep_suffix=False) as partial:
+            connection = catalog.connect(locked=False)
+            try:
+                connection.execute("SET enable_progress_bar = false")
+                connection.execute(
+                    f"COPY (SELECT * FROM {copy.view} ORDER BY {copy.order}) TO '{partial.as_posix()}' "
+                    f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{STAMP_KEY}: '{stamp}'}})")
+            finally:
+                connection.close()
         return True
     except (OSError, duckdb.Error):
-        partial.unlink(missing_ok=True)
         return False

@@ -25,26 +25,25 @@ from typing import Any, Callable
 
 import orjson
 
-from sdoml_sql.catalog_builder.location import partition_file
+from sdoml_sql.catalog_builder.layout import TIME_SUFFIX, Manifest, partition_file
 
 #: Hive columns of a frame partition path (``aia/year=2010/channel=171A``).
 FRAME_HIVE_TYPES = "{'year': INTEGER, 'channel': VARCHAR}"
 
-TIME_SUFFIX = "_STR"  # catalog_builder.harvest.TIME_SUFFIX (not imported: harvest is heavy)
 
 
 def frame_partitions(manifest: dict[str, Any], instrument: str) -> list[tuple[str, dict]]:
     """``(key, entry)`` of the instrument's partitions in the manifest, in key order."""
-    return sorted((key, entry) for key, entry in (manifest.get("partitions") or {}).items()
-                  if entry.get("instrument") == instrument and entry.get("year") is not None)
+    return sorted((key, entry) for key, entry in Manifest.of(manifest).frame_partitions([instrument]).items()
+                  if entry.get("year") is not None)
 
 
-def present(manifest: dict[str, Any], exists: Callable[[str], bool]) -> dict[str, Any]:
+def present(manifest: dict[str, Any], exists: Callable[[str], bool]) -> Manifest:
     """The manifest without the frame partitions whose file ``exists`` does not find (a
     catalog copied in part)."""
-    partitions = {key: entry for key, entry in (manifest.get("partitions") or {}).items()
-                  if entry.get("year") is None or exists(partition_file(key, entry))}
-    return {**manifest, "partitions": partitions}
+    manifest = Manifest.of(manifest)
+    return manifest.with_partitions({key: entry for key, entry in manifest.partitions.items()
+                                     if entry.get("year") is None or exists(partition_file(key, entry))})
 
 
 def schema_groups(manifest: dict[str, Any], instrument: str) -> dict[bytes, list[tuple[str, dict]]]:

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 
+from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS
 from sdoml_sql.exceptions import QueryError
 from sdoml_sql.query.text import FRAME_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
 
 
 class Selection:
@@ -117,7 +116,7 @@ class Selection:
         created; the file appears complete or not at all.  Returns the path."""
         import pyarrow.parquet as pq
 
-        from sdoml_sql.fetch.output import written_atomically
+        from sdoml_sql.files import written_atomically
 
         path = Path(path)
         format = format or {".csv": "csv", ".json": "json", ".txt": "table"}.get(path.suffix, "parquet")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,7 +24,6 @@ import os
 import random
 import re
 import socket
-import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -34,7 +34,10 @@ import fsspec
 import fsspec.asyn
 import orjson
 
-from sdoml_sql.exceptions import AccessDeniedError, OfflineError, StoreError
+from sdoml_sql import config
+from sdoml_sql.config import GCS_EMULATOR_ENV, S3_ENDPOINT_ENVS
+from sdoml_sql.exceptions import AccessDeniedError, OfflineError, SdomlError, StoreError
+from sdoml_sql.files import write_atomically
 
 #: Base URLs of the two public copies of SDOML v2.
 MIRRORS = {
@@ -57,15 +60,6 @@ DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com"
                  "s3a": "s3.amazonaws.com"}
 REMOTE_PROTOCOLS = frozenset({"http", "https", "s3", "s3a", "gs", "gcs"})
 
-#: Environment variables read by :func:`open_store` (command-line options set the same ones).
-ENDPOINT_ENV = "SDOML_ENDPOINT_URL"  # any remote protocol; wins over the protocol-specific ones
-S3_ENDPOINT_ENVS = ("SDOML_S3_ENDPOINT", "AWS_ENDPOINT_URL")
-GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-BILLING_ENV = "SDOML_BILLING_PROJECT"
-TIMEOUT_ENV = "SDOML_TIMEOUT"
-RETRIES_ENV = "SDOML_RETRIES"
-CACHE_ENV = "SDOML_CACHE"
-
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 5
 FIRST_PAUSE_S = 0.2
@@ -86,9 +80,12 @@ class ReadPolicy:
 
     @classmethod
     def from_env(cls, timeout: float | None = None, retries: int | None = None) -> "ReadPolicy":
-        """The policy from the arguments, else ``SDOML_TIMEOUT`` / ``SDOML_RETRIES``, else defaults."""
-        timeout = _env_number(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S) if timeout is None else float(timeout)
-        retries = _env_number(RETRIES_ENV, int, DEFAULT_RETRIES) if retries is None else int(retries)
+        """The policy from the arguments, else the settings (:mod:`sdoml_sql.config`:
+        ``--store-timeout``, ``SDOML_TIMEOUT`` / ``--retries``, ``SDOML_RETRIES``), else defaults."""
+        timeout = config.store_timeout(timeout, StoreError)
+        timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        retries = config.store_retries(retries, StoreError)
+        retries = DEFAULT_RETRIES if retries is None else retries
         if not timeout > 0 or retries < 0:
             raise StoreError(f"timeout must be > 0 s and retries >= 0 (got {timeout}, {retries})")
         return cls(timeout=timeout, retries=retries)
@@ -97,16 +94,6 @@ class ReadPolicy:
         """The pause before retry number ``attempt`` (1, 2 …): exponential with full jitter."""
         ceiling = min(self.max_pause, self.first_pause * 2 ** (attempt - 1))
         return ceiling / 2 + random.random() * ceiling / 2
-
-
-def _env_number(name: str, kind: type, default):
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return kind(text)
-    except ValueError:
-        raise StoreError(f"{name}={text!r} is not a valid {kind.__name__}") from None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -135,7 +122,7 @@ def resolve_url(name_or_url: str, mirror: str | None = None) -> str:
     if rest and prefix in MIRRORS and rest in PRESETS:
         return MIRRORS[prefix] + PRESETS[rest]
     if name in PRESETS:
-        mirror = mirror or os.environ.get("SDOML_MIRROR", DEFAULT_MIRROR)
+        mirror = mirror or config.env_text(config.MIRROR_ENV) or DEFAULT_MIRROR
         if mirror not in MIRRORS:
             raise StoreError(f"unknown mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
         return MIRRORS[mirror] + PRESETS[name]
@@ -164,28 +151,24 @@ def default_storage_options(url: str, billing_project: str | None = None,
     if protocol in ("s3", "s3a"):
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             options["anon"] = True
-        endpoint = _first_env(ENDPOINT_ENV, *S3_ENDPOINT_ENVS)
+        endpoint = config.setting("endpoint_url") or config.first_env(*S3_ENDPOINT_ENVS)
         if endpoint:
             options["endpoint_url"] = endpoint
         attempt_timeout = ReadPolicy.from_env(timeout).timeout / 2
         options["config_kwargs"] = {"connect_timeout": min(10.0, attempt_timeout), "read_timeout": attempt_timeout,
                                     "retries": {"max_attempts": 2, "mode": "standard"}}
     elif protocol in ("gs", "gcs"):
-        project = billing_project or os.environ.get(BILLING_ENV)
+        project = billing_project or config.env_text(config.BILLING_ENV)
         if project:
             options["requester_pays"] = project
             options["project"] = project
         elif not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
             options["token"] = "anon"
-        endpoint = _first_env(ENDPOINT_ENV, GCS_EMULATOR_ENV)
+        endpoint = config.setting("endpoint_url") or config.env_text(GCS_EMULATOR_ENV)
         if endpoint:
             options["endpoint_url"] = endpoint if "://" in endpoint else "http://" + endpoint
             options.setdefault("token", "anon")
     return options
-
-
-def _first_env(*names: str) -> str | None:
-    return next((os.environ[n].strip() for n in names if os.environ.get(n, "").strip()), None)
 
 
 def explicit_endpoint(url: str, options: dict[str, Any]) -> str | None:
@@ -195,7 +178,7 @@ def explicit_endpoint(url: str, options: dict[str, Any]) -> str | None:
     if protocol in ("s3", "s3a"):
         endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
     elif protocol in ("gs", "gcs"):
-        endpoint = options.get("endpoint_url") or os.environ.get(GCS_EMULATOR_ENV)
+        endpoint = options.get("endpoint_url") or config.env_text(GCS_EMULATOR_ENV)
     else:
         return None
     return (endpoint if "://" in endpoint else "http://" + endpoint) if endpoint else None
@@ -211,8 +194,9 @@ def _remote_host(url: str, options: dict[str, Any]) -> str | None:
     return DEFAULT_HOSTS.get(protocol)
 
 
-def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Raise :class:`OfflineError` within ~2 s if a remote store's host does not resolve.
+def check_reachable(url: str, storage_options: dict[str, Any] | None = None, what: str = "store") -> None:
+    """Raise :class:`OfflineError` within ~2 s if a remote store's host does not resolve
+    (``what`` names it in the message: ``store``, or ``catalog`` for a catalog's prefix).
 
     gcsfs and s3fs retry for 30–90 s before failing offline; a DNS look-up fails in
     milliseconds, so this runs before any remote access.
@@ -225,9 +209,9 @@ def check_reachable(url: str, storage_options: dict[str, Any] | None = None) -> 
     try:
         future.result(timeout=DNS_TIMEOUT_S)
     except concurrent.futures.TimeoutError:
-        raise OfflineError(f"offline: no DNS answer for {host} within {DNS_TIMEOUT_S} s (store {url})") from None
+        raise OfflineError(f"offline: no DNS answer for {host} within {DNS_TIMEOUT_S} s ({what} {url})") from None
     except OSError as error:
-        raise OfflineError(f"offline: cannot resolve {host} for store {url} ({error.strerror or error})") from None
+        raise OfflineError(f"offline: cannot resolve {host} for {what} {url} ({error.strerror or error})") from None
     finally:
         pool.shutdown(wait=False)
 
@@ -246,6 +230,8 @@ class Source:
     storage_options: dict[str, Any] = field(default_factory=dict)
     policy: ReadPolicy = field(default_factory=ReadPolicy)
     cache_dir: str | None = None
+    #: What the errors call it: ``store``, or ``catalog`` for a catalog's prefix.
+    what: str = "store"
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the opened zarr store (rebuilt on use; it refers back to us)."""
@@ -283,23 +269,13 @@ class Source:
                     raise
                 pause = attempts.failed(error)
             if pause is None:
-                raise attempts.give_up(self.url, key)
+                raise attempts.give_up(self.url, key, self.what)
             time.sleep(pause)
 
     def read_bytes(self, key: str) -> bytes:
         """Read one object of the store, mapping access errors to :mod:`sdoml_sql.exceptions`."""
-        try:
+        with store_errors(self.url, f"read {key}", self.what):
             return self._call("cat_file", key)
-        except FileNotFoundError:
-            raise
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
-        except StoreError:
-            raise
-        except OSError as error:
-            if _looks_denied(error):
-                raise _access_denied(self.url, error) from None
-            raise StoreError(f"store {self.url}: cannot read {key}: {_one_line(error)}") from None
 
     def read_json(self, key: str) -> Any:
         """Parse a JSON metadata object (orjson; falls back to ``json`` for NaN literals)."""
@@ -308,10 +284,8 @@ class Source:
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists in the store."""
-        try:
+        with store_errors(self.url, f"look for {key or 'its root'}", self.what):
             return self._call("exists", key)
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
 
     def info(self, key: str) -> dict[str, Any]:
         """fsspec ``info`` of one object (size, and ETag/mtime/md5 where the backend has them)."""
@@ -320,11 +294,10 @@ class Source:
     def listdir(self, key: str = "") -> list[str]:
         """Names directly under ``key`` (groups, arrays and metadata files)."""
         try:
-            entries = self._call("ls", key, detail=False)
+            with store_errors(self.url, f"list {key or '/'}", self.what):
+                entries = self._call("ls", key, detail=False)
         except FileNotFoundError:
             raise StoreError(f"store {self.url}: no such group {key or '/'}") from None
-        except PermissionError as error:
-            raise _access_denied(self.url, error) from None
         return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries})
 
     @cached_property
@@ -431,13 +404,13 @@ class Attempts:
         pause = self.policy.pause(self.count)
         return pause if time.monotonic() + pause < self.deadline else None
 
-    def give_up(self, url: str, key: str) -> StoreError:
-        """The one-line error naming the store and the object."""
+    def give_up(self, url: str, key: str, what: str = "store") -> StoreError:
+        """The one-line error naming the store (``what``: or the catalog) and the object."""
         if isinstance(self.last, (asyncio.TimeoutError, TimeoutError)):
             reason = f"timed out (SDOML_TIMEOUT={self.policy.timeout:g} s)"
         else:
             reason = _one_line(self.last)
-        return StoreError(f"store {url}: cannot read {key} after {self.count} attempt(s): {reason}")
+        return StoreError(f"{what} {url}: cannot read {key} after {self.count} attempt(s): {reason}")
 
 
 @functools.cache
@@ -491,7 +464,7 @@ def _guarded_store_class():
                         raise
                     pause = attempts.failed(error)
                 if pause is None:
-                    raise attempts.give_up(self.source.url, key)
+                    raise attempts.give_up(self.source.url, key, self.source.what)
                 await asyncio.sleep(pause)
 
         async def _read_once(self, key, byte_range):
@@ -530,7 +503,7 @@ def _byte_bounds(byte_range) -> tuple[int | None, int | None]:
 class ChunkCache:
     """Chunks of one store on local disk: ``ROOT/<digest of the store URL>/<chunk key>``.
 
-    Files are written to a temporary name and renamed, so a reader never sees half a chunk;
+    Files are written whole (:func:`sdoml_sql.files.write_atomically`), so a reader never sees half a chunk;
     delete the directory at any time to empty the cache.
     """
 
@@ -551,13 +524,8 @@ class ChunkCache:
 
     def write(self, key: str, data: bytes) -> None:
         """Keep ``data`` as ``key`` (atomic rename; a full disk only costs the caching)."""
-        path = self._file(key)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, path)
+            write_atomically(self._file(key), data)
         except OSError:
             pass
 
@@ -589,16 +557,39 @@ def parse_json(raw: bytes, what: str) -> Any:
             raise StoreError(f"{what} is not valid JSON ({error})") from None
 
 
+#: Words in an object store's error that mean it refused access (retrying cannot help).
+DENIED_WORDS = ("403", "forbidden", "denied", "requester pays", "user project")
+
+
 def _looks_denied(error: Exception) -> bool:
     text = str(error).lower()
-    return any(word in text for word in ("403", "forbidden", "access denied", "requester pays", "user project"))
+    return any(word in text for word in DENIED_WORDS)
 
 
-def _access_denied(url: str, error: Exception) -> AccessDeniedError:
+def _access_denied(url: str, error: Exception, what: str = "store") -> AccessDeniedError:
     hint = ""
-    if _protocol(url) in ("gs", "gcs"):
+    if what == "store" and _protocol(url) in ("gs", "gcs"):
         hint = "; the GCS bucket is requester-pays: pass --billing-project PROJECT, or use the anonymous AWS mirror"
-    return AccessDeniedError(f"access refused to store {url}: {str(error).splitlines()[0][:200]}{hint}")
+    return AccessDeniedError(f"access refused to {what} {url}: {str(error).splitlines()[0][:200]}{hint}")
+
+
+@contextlib.contextmanager
+def store_errors(url: str, doing: str, what: str = "store", failure: type[SdomlError] = StoreError):
+    """Word what an object store raises in the block as one line naming ``what`` (``store``
+    or ``catalog``) at ``url`` and what was being ``done``: a refusal is an
+    :class:`AccessDeniedError`, another ``OSError`` a ``failure`` (``{what} {url}: cannot
+    {doing}: …``).  ``FileNotFoundError`` (callers decide what a missing object means) and
+    errors already worded pass through."""
+    try:
+        yield
+    except (FileNotFoundError, SdomlError):
+        raise
+    except PermissionError as error:
+        raise _access_denied(url, error, what) from None
+    except OSError as error:
+        if _looks_denied(error):
+            raise _access_denied(url, error, what) from None
+        raise failure(f"{what} {url}: cannot {doing}: {_one_line(error)}") from None
 
 
 def open_store(
@@ -611,6 +602,7 @@ def open_store(
     timeout: float | None = None,
     retries: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    what: str = "store",
 ) -> Source:
     """Open a store by preset name or URL and check that it is a Zarr v2 group.
 
@@ -621,13 +613,14 @@ def open_store(
     ``SDOML_RETRIES``, default 5) bound remote reads; ``cache_dir`` (else ``SDOML_CACHE``)
     keeps fetched chunks on local disk.  Raises :class:`StoreError` (missing path, not a
     Zarr group, a read that failed every retry), :class:`OfflineError` or
-    :class:`AccessDeniedError`.
+    :class:`AccessDeniedError`.  ``what`` is what errors call it (``catalog`` for a catalog's
+    prefix opened as a store).
     """
     url = resolve_url(url, mirror)
     options = {**default_storage_options(url, billing_project, timeout), **(storage_options or {})}
     policy = ReadPolicy.from_env(timeout, retries)
-    cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
-    check_reachable(url, options)
+    cache_dir = config.chunk_cache_dir(cache_dir)
+    check_reachable(url, options, what)
     protocol = _protocol(url)
     try:
         if protocol == "file":
@@ -638,9 +631,9 @@ def open_store(
         else:
             fs, root = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as error:
-        raise StoreError(f"cannot open store {url}: {_one_line(error)}") from None
+        raise StoreError(f"cannot open {what} {url}: {_one_line(error)}") from None
     source = Source(url=url, fs=fs, root=root.rstrip("/"), storage_options=options, policy=policy,
-                    cache_dir=str(cache_dir) if cache_dir else None)
+                    cache_dir=str(cache_dir) if cache_dir else None, what=what)
     if check:
         _check_is_group(source)
     return source
@@ -658,17 +651,9 @@ def _gcs_filesystem(url: str, options: dict[str, Any]):
 
 
 def _check_is_group(source: Source) -> None:
-    try:
+    with store_errors(source.url, "open it"):
         exists = source.exists("")
         has_group = source.exists(".zgroup") or source.consolidated is not None
-    except PermissionError as error:
-        raise _access_denied(source.url, error) from None
-    except StoreError:
-        raise
-    except OSError as error:
-        if _looks_denied(error):
-            raise _access_denied(source.url, error) from None
-        raise StoreError(f"cannot open store {source.url}: {_one_line(error)}") from None
     if not exists and not has_group:
         raise StoreError(f"store {source.url} does not exist")
     if not has_group:
