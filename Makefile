@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON_NEWEST ?= $(shell for p in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -1); do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV_NEWEST ?= .venv313
 
-.PHONY: demo test test-oldest test-newest install clean
+.PHONY: demo test test-oldest test-newest browser-tools install clean
 
 # The demo needs the package alone; the tests need the test extra (pytest, emulators, the CPU torch).
 $(VENV)/.installed: pyproject.toml
@@ -34,13 +34,18 @@ install: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(PY) -m sdoml_sql.demo demo-output
 
-## Runs the whole test suite on the oldest (3.11, .venv) and the newest (3.13, .venv313) Python supported.
+## Runs the whole test suite on the oldest (3.11, .venv) and the newest (3.13, .venv313) Python supported
+## (the explorer's browser tests need Debian's chromium and chromium-driver).
 test: test-oldest test-newest
 
-test-oldest: $(VENV)/.installed-test
+browser-tools:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
+test-oldest: $(VENV)/.installed-test browser-tools
 	$(PY) -m pytest -n 2 --durations=15
 
-test-newest: $(VENV_NEWEST)/.installed-test
+test-newest: $(VENV_NEWEST)/.installed-test browser-tools
 	$(VENV_NEWEST)/bin/python -m pytest -n 2 --durations=15
 
 clean:

@@ -109,12 +109,17 @@ def timed(function, repeat: int):
     return statistics.median(runs), runs, result
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose this benchmark's catalog (``prepare``'s arguments)."""
     parser.add_argument("--dir", default="bench-output", type=Path)
     parser.add_argument("--aia-frames", default=56_000, type=int, help="frames per AIA channel and year")
     parser.add_argument("--hmi-frames", default=43_000, type=int, help="frames per HMI component (last year)")
     parser.add_argument("--years", default=[2014, 2015], type=int, nargs="+")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    catalog_arguments(parser)
     parser.add_argument("--repeat", default=9, type=int, help="timed runs per figure (after a warm-up)")
     parser.add_argument("--seed-repeat", default=3, type=int, help="timed runs of the seed way")
     args = parser.parse_args(argv)

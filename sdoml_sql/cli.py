@@ -581,5 +581,45 @@ def plot_quality_command(output, catalog, start, stop, bucket, gap):
     click.echo(f"wrote {output}")
 
 
+# --- the web explorer ------------------------------------------------------------------------
+
+@main.command()
+@catalog_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface, for a team; anyone reaching it can query).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the SQL page in the default browser.")
+@click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Stop each query after this many seconds.")
+@click.option("--get", "get_path", default=None, metavar="PATH",
+              help="Answer one GET request for PATH (e.g. '/api/query?sql=…') without a server, print the body "
+                   "and exit (status 1 on an error).")
+@with_access_options
+def serve(catalog, host, port, open_browser, query_timeout, get_path):
+    """Serve a web explorer over the catalog: SQL page, frame pages, timeline, JSON API."""
+    from sdoml_sql.query.catalog import open_catalog
+    from sdoml_sql.web import Settings, get, serve as run_server
+
+    settings = Settings(query_timeout=query_timeout)
+    if get_path is not None:
+        status, _, body = get(open_catalog(catalog), get_path, settings)
+        if status != 200:
+            raise SdomlError(_error_line(body))
+        sys.stdout.buffer.write(body)
+        return
+    run_server(open_catalog(catalog), host, port, open_browser, settings,
+               ready=lambda url: click.echo(f"serving {url} (Ctrl-C stops)", err=True))
+
+
+def _error_line(body: bytes) -> str:
+    import json
+
+    try:
+        return json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip()
+
+
 if __name__ == "__main__":
     main()

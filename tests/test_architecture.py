@@ -25,6 +25,7 @@ STAGES = {
     "datasets": ("sdoml_sql.datasets",),
     "query": ("sdoml_sql.query",),
     "clients": ("sdoml_sql.fido",),
+    "web": ("sdoml_sql.web",),
     "entry points": ("sdoml_sql", "sdoml_sql.cli", "sdoml_sql.demo"),
 }
 
@@ -125,7 +126,7 @@ def test_no_import_cycles():
 
 
 def test_stage_subpackages_say_what_they_take_give_and_import():
-    for stage in ("stores", "catalog_builder", "fetch", "quality", "datasets", "query", "fido"):
+    for stage in ("stores", "catalog_builder", "fetch", "quality", "datasets", "query", "fido", "web"):
         doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
         assert doc and "In:" in doc and "Out:" in doc and "May import:" in doc, stage
 

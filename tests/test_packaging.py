@@ -45,6 +45,14 @@ def test_wheel_holds_every_sql_file_under_the_package(wheel):
     assert not any(n.startswith("sql/") for n in names)  # only inside the package
 
 
+def test_wheel_ships_the_explorer_pages(wheel):
+    static = ROOT / "sdoml_sql" / "web" / "static"
+    expected = {"sdoml_sql/web/static/" + p.name for p in static.iterdir() if p.is_file()}
+    assert {"sdoml_sql/web/static/app.js", "sdoml_sql/web/static/sql.html"} <= expected
+    with zipfile.ZipFile(wheel) as archive:
+        assert expected <= set(archive.namelist())
+
+
 def test_installed_wheel_finds_its_sql_outside_the_checkout(wheel, catalog_dir, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
@@ -61,6 +69,9 @@ def test_installed_wheel_finds_its_sql_outside_the_checkout(wheel, catalog_dir, 
                         "JOIN hmi h USING (year, channel, idx) ORDER BY n.row")
         print("ROWS", len(sel), sel.to_pandas().idx.tolist())
         print("EXAMPLES", len(c.example_names()))
+        from sdoml_sql.web import get
+        status, kind, body = get(cat, "/timeline")
+        print("PAGE", status, kind, b"<svg" in body or b"timeline" in body)
     """)
     env = {k: v for k, v in _pip_env().items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
     outside = tmp_path / "elsewhere"
@@ -72,3 +83,4 @@ def test_installed_wheel_finds_its_sql_outside_the_checkout(wheel, catalog_dir, 
     assert Path(lines["SQL_DIR"]) == target / "sdoml_sql" / "sql"
     assert lines["ROWS"].startswith("5 [0, 1, 2, 3, 4]")
     assert int(lines["EXAMPLES"]) == len(list((ROOT / "sql" / "examples").glob("*.sql")))
+    assert lines["PAGE"] == "200 text/html; charset=utf-8 True"

@@ -34,17 +34,24 @@ def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
     Rows without a frame give a row of nulls.  Reads only the partitions involved, and
     only the rows whose ``idx`` is asked for.
     """
-    pieces = []
-    wanted = locators.reset_index(drop=True).assign(_order=lambda t: np.arange(len(t)))
-    wanted = wanted[wanted["idx"].notna()]
-    for (instrument, year, channel), group in wanted.groupby(["instrument", "year", "channel"], sort=False):
-        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel),
-                                   group["idx"].astype("int64").tolist())
-        merged = group[["_order", "idx"]].astype({"idx": "int64"}).merge(rows, on="idx", how="left")
-        pieces.append(merged.drop(columns="idx"))
+    locators = locators.reset_index(drop=True)
+    pieces, orders = [], []
+    # rows are placed by position, never by set_index/merge/drop: the header frames have ~200
+    # nullable columns, one pandas block each, and every column deletion walks all of them
+    for (instrument, year, channel), group in locators[locators["idx"].notna()].groupby(
+            ["instrument", "year", "channel"], sort=False):
+        wanted = group["idx"].astype("int64").to_numpy()
+        rows = read_partition_rows(catalog, str(instrument), int(year), str(channel), wanted.tolist())
+        at = pd.Index(rows["idx"].to_numpy()).get_indexer(wanted)
+        pieces.append(rows.iloc[at, [i for i, name in enumerate(rows.columns) if name != "idx"]])
+        orders.append(group.index.to_numpy())
     if not pieces:
         return pd.DataFrame(index=range(len(locators)))
-    table = pd.concat(pieces, ignore_index=True).set_index("_order")
+    table = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+    order = np.concatenate(orders)
+    if len(order) == len(locators) and (order == np.arange(len(order))).all():
+        return table
+    table.index = order
     return table.reindex(range(len(locators))).reset_index(drop=True)
 
 
@@ -56,13 +63,42 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
     if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
     dataset = location_of(catalog).parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
-    table = dataset.to_table(filter=pc.field("idx").isin(sorted(set(idx))))
+    wanted = sorted(set(idx))
+    if len(wanted) <= FEW_ROWS:
+        table = _rows_by_position(dataset, wanted)
+    else:
+        table = dataset.to_table(filter=pc.field("idx").isin(wanted))
     frame = table.to_pandas(types_mapper=_nullable_types)
     missing = sorted(set(idx) - set(frame["idx"].tolist()))
     if missing:
         raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
                          f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
     return frame
+
+
+#: Up to this many rows, a partition's rows are found by their ``idx`` column first and only
+#: their row groups decoded (a filter decodes every column of every row group: rows are in
+#: T_OBS order, so ``idx`` statistics prune nothing). One frame of a 20,000-row partition:
+#: ~80-230 ms instead of ~300-700 ms (load ~16).
+FEW_ROWS = 64
+
+
+def _rows_by_position(dataset, wanted: list[int]):
+    """The rows whose ``idx`` is in ``wanted`` (sorted), in file order, decoding only the row
+    groups that hold them."""
+    import numpy as np
+    import pyarrow as pa
+
+    pieces = []
+    for fragment in dataset.get_fragments():
+        groups = fragment.split_by_row_group()
+        idx = fragment.to_table(columns=["idx"], schema=dataset.schema).column("idx").to_numpy(zero_copy_only=False)
+        positions = np.flatnonzero(np.isin(idx, wanted))
+        starts = np.cumsum([0] + [g.row_groups[0].num_rows for g in groups])
+        for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
+            rows = positions[(positions >= starts[g]) & (positions < starts[g + 1])] - starts[g]
+            pieces.append(groups[g].to_table(schema=dataset.schema).take(rows))
+    return pa.concat_tables(pieces) if pieces else dataset.schema.empty_table()
 
 
 def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:

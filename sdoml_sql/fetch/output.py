@@ -334,14 +334,21 @@ def fits_header(meta: dict[str, Any]):
 def write_fits_file(path, frame: np.ndarray, meta: dict[str, Any]) -> Path:
     """Write one frame and its header to ``path`` (under a temporary name, renamed when
     complete); return ``path``."""
+    path = Path(path)
+    with written_atomically(path) as partial:
+        write_fits(partial, frame, meta)
+    return path
+
+
+def write_fits(target, frame: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write one frame and its header as a FITS file to ``target``, a path or a binary file
+    object (what :func:`write_fits_file` and the web server's FITS downloads write)."""
     import warnings
 
     from astropy.io import fits
     from astropy.io.fits.verify import VerifyWarning
 
-    path = Path(path)
-    with written_atomically(path) as partial, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", VerifyWarning)
         # The cards were checked as they were made (fits_header); skip the second verify pass.
-        fits.PrimaryHDU(frame, header=fits_header(meta)).writeto(partial, output_verify="ignore")
-    return path
+        fits.PrimaryHDU(frame, header=fits_header(meta)).writeto(target, output_verify="ignore")

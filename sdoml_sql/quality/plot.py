@@ -61,29 +61,44 @@ def plot_quality(catalog, output: str | Path | None = None, *, start=None, stop=
     between frames longer than it is a gap) to 30 minutes.  Returns the matplotlib Figure;
     with ``output`` it is also written (PNG, PDF, SVG; under a temporary name, then renamed).
     """
-    start, stop = _time_range(catalog, start, stop)
-    bucket = bucket or _default_bucket(start, stop)
-    gap = gap or DEFAULT_GAP
-    seconds = {"bucket": interval_seconds(catalog, bucket, "bucket"), "gap": interval_seconds(catalog, gap, "gap")}
-    buckets = (stop - start).total_seconds() / seconds["bucket"]
-    if buckets > MAX_CHOSEN_BUCKETS:
-        fits = next((b for b in NICE_BUCKETS if (stop - start) / _timedelta(b) <= MAX_CHOSEN_BUCKETS), NICE_BUCKETS[-1])
-        raise QueryError(f"bucket {bucket!r} gives {buckets:,.0f} buckets from {start} to {stop}, more than "
-                         f"{MAX_CHOSEN_BUCKETS:,}: choose {fits!r} or longer, or a shorter --start/--stop")
-    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap,
-              "bucket_seconds": seconds["bucket"]}
-    counts = catalog.query(COUNTS_SQL, {k: params[k] for k in ("start", "stop", "bucket", "gap")}).to_pandas()
-    flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")}).to_pandas()
-    checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]}).to_pandas().iloc[0]
-    figure = draw(counts, flags, params, int(checked["frames"]), int(checked["checked"]))
+    counts, flags, params, frames, checked = quality_counts(catalog, start=start, stop=stop, bucket=bucket, gap=gap)
+    figure = draw(counts, flags, params, frames, checked)
     if output is not None:
         save_figure(figure, output, dpi=110)
     return figure
 
 
-def _time_range(catalog, start, stop) -> tuple[pd.Timestamp, pd.Timestamp]:
+def quality_counts(catalog, *, start=None, stop=None, bucket: str | None = None, gap: str | None = None,
+                   query_timeout: float | None = None):
+    """What :func:`plot_quality` draws, as data: ``(counts, flags, params, frames, checked)`` —
+    frames and gaps per channel and bucket (the ``coverage`` macro), flagged frames per
+    channel, bucket and flag (``frame_quality``), the resolved ``start``/``stop``/``bucket``/
+    ``gap``, and how many frames the window holds and how many have pixel statistics.
+    Defaults as :func:`plot_quality`; ``query_timeout`` limits each query (seconds)."""
+    start, stop = _time_range(catalog, start, stop, query_timeout)
+    bucket = bucket or _default_bucket(start, stop)
+    gap = gap or DEFAULT_GAP
+    seconds = {"bucket": interval_seconds(catalog, bucket, "bucket"), "gap": interval_seconds(catalog, gap, "gap")}
+    buckets = (stop - start).total_seconds() / seconds["bucket"]
+    if buckets > MAX_CHOSEN_BUCKETS:
+        fits = next((b for b in NICE_BUCKETS if (stop - start) / bucket_width(b) <= MAX_CHOSEN_BUCKETS),
+                    NICE_BUCKETS[-1])
+        raise QueryError(f"bucket {bucket!r} gives {buckets:,.0f} buckets from {start} to {stop}, more than "
+                         f"{MAX_CHOSEN_BUCKETS:,}: choose {fits!r} or longer, or a shorter --start/--stop")
+    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap}
+    counts = catalog.query(COUNTS_SQL, params, query_timeout=query_timeout).to_pandas()
+    params["bucket_seconds"] = seconds["bucket"]
+    flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")},
+                          query_timeout=query_timeout).to_pandas()
+    checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]},
+                            query_timeout=query_timeout).to_pandas().iloc[0]
+    return counts, flags, params, int(checked["frames"]), int(checked["checked"])
+
+
+def _time_range(catalog, start, stop, query_timeout: float | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
     if start is None or stop is None:
-        span = catalog.query("SELECT min(T_OBS) AS first, max(T_OBS) AS last FROM frame_times").to_pandas().iloc[0]
+        span = catalog.query("SELECT min(T_OBS) AS first, max(T_OBS) AS last FROM frame_times",
+                             query_timeout=query_timeout).to_pandas().iloc[0]
         if pd.isna(span["first"]):
             raise QueryError("the catalog has no AIA or HMI frames to plot")
         start = start if start is not None else pd.Timestamp(span["first"]).floor("D")
@@ -99,13 +114,14 @@ def _time_range(catalog, start, stop) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def _default_bucket(start: pd.Timestamp, stop: pd.Timestamp) -> str:
     for bucket in NICE_BUCKETS:
-        if (stop - start) / _timedelta(bucket) <= MAX_BUCKETS:
+        if (stop - start) / bucket_width(bucket) <= MAX_BUCKETS:
             return bucket
     return NICE_BUCKETS[-1]
 
 
-def _timedelta(nice_bucket: str) -> pd.Timedelta:
-    return pd.Timedelta(nice_bucket.replace("minutes", "min").replace("minute", "min"))
+def bucket_width(bucket: str) -> pd.Timedelta:
+    """A bucket length such as ``'12 minutes'`` or ``'1 day'`` as a ``pandas.Timedelta``."""
+    return pd.Timedelta(bucket.replace("minutes", "min").replace("minute", "min"))
 
 
 def interval_seconds(catalog, text: str, what: str) -> float:
@@ -120,7 +136,7 @@ def interval_seconds(catalog, text: str, what: str) -> float:
     return float(seconds)
 
 
-def _channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
+def channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
     def key(pair):
         instrument, channel = pair
         digits = "".join(c for c in channel if c.isdigit())
@@ -135,7 +151,7 @@ def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, c
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    channels = _channel_order(counts)
+    channels = channel_order(counts)
     if not channels:
         raise QueryError("the catalog has no AIA or HMI channel to plot")
     width = pd.Timedelta(seconds=params["bucket_seconds"])

@@ -175,6 +175,12 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({str(self.directory)!r})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: per instrument and channel, the years, rows and time covered."""
+        from sdoml_sql.query.display import catalog_html
+
+        return catalog_html(self)
+
     # --- SQL text ---------------------------------------------------------------------
 
     def has(self, view: str) -> bool:
@@ -309,6 +315,22 @@ class Catalog:
         hints = self._warn_empty(checked) if table.num_rows == 0 else []
         return Selection(table, self, checked, hints)
 
+    def page(self, sql: str, offset: int = 0, limit: int = 100, params: Any = None,
+             query_timeout: float | None = None):
+        """Rows ``offset`` to ``offset + limit - 1`` of one read-only statement and the number
+        of rows it returns: ``(Selection, total)``.  The rows stream from DuckDB in batches,
+        so memory holds a batch and the page whatever the result's size; the rows are those
+        of :meth:`query` at the same positions.  Same checks, time limit and errors."""
+        from sdoml_sql.query.selection import Selection
+
+        if offset < 0 or limit < 0:
+            raise QueryError(f"offset {offset} and limit {limit} must be 0 or more")
+        checked = check_read_only(sql)
+        result = self._run(checked, params, limit=query_timeout, read=lambda r: _rows_between(r, offset, offset + limit))
+        table, total = result if isinstance(result, tuple) else (result, 0)
+        hints = self._warn_empty(checked) if total == 0 else []
+        return Selection(table, self, checked, hints), total
+
     def _warn_empty(self, sql: str) -> list[str]:
         hints = self.empty_result_hints(sql)
         for hint in hints:
@@ -371,7 +393,7 @@ class Catalog:
             self._warn_empty(checked)
         return text.render(format, [text.duckdb_column(d[0], str(d[1])) for d in description], rows)
 
-    def _run(self, sql: str, params: Any, arrow: bool = True, limit: float | None = None):
+    def _run(self, sql: str, params: Any, arrow: bool = True, limit: float | None = None, read=None):
         limit = query_time_limit(limit, QueryError)
         cursor = self._cursor()
         alarm = threading.Timer(limit, cursor.interrupt) if limit else None
@@ -380,6 +402,8 @@ class Catalog:
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             if result.description is None:
                 return _empty_arrow() if arrow else None
+            if read is not None:
+                return read(result)
             return result.to_arrow_table() if arrow else (result.description, _python_rows(result))
 
         try:
@@ -572,6 +596,26 @@ def _python_rows(result) -> list[tuple]:
         table = result.to_arrow_table()
         return list(zip(*(column.to_pylist() for column in table.columns)))
     return result.fetchall()
+
+
+#: Rows per Arrow batch when a page is streamed out of a result (:meth:`Catalog.page`).
+PAGE_BATCH_ROWS = 8192
+
+
+def _rows_between(result, start: int, stop: int):
+    """``(Arrow table of rows start … stop-1, number of rows)`` of an executed result, read
+    batch by batch."""
+    import pyarrow as pa
+
+    stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # DuckDB 2 / DuckDB 1
+    reader = stream(PAGE_BATCH_ROWS)
+    kept, seen = [], 0
+    for batch in reader:
+        lo, hi = max(start - seen, 0), min(stop - seen, batch.num_rows)
+        if lo < hi:
+            kept.append(batch.slice(lo, hi - lo))
+        seen += batch.num_rows
+    return pa.Table.from_batches(kept, schema=reader.schema), seen
 
 
 def _empty_arrow():

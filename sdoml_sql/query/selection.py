@@ -39,6 +39,19 @@ class Selection:
         hints = "".join(f" hint={h!r}" for h in self.hints)
         return f"<Selection kind={self.kind} rows={len(self)} columns={self.table.column_names}{hints}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the first rows, the row count, the time span and the channels."""
+        from sdoml_sql.query.display import selection_html
+
+        return selection_html(self)
+
+    def show(self, n: int = 12):
+        """The first ``n`` frames as a strip of 128×128 thumbnails with channels and times,
+        coloured as :meth:`maps` colours them (Jupyter shows it; ``.pictures`` holds the PNGs)."""
+        from sdoml_sql.query.display import thumbnails
+
+        return thumbnails(self, n)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
@@ -104,11 +117,24 @@ class Selection:
         the Arrow rows by :mod:`sdoml_sql.query.text`, the same writer as ``sdoml-sql query``."""
         from sdoml_sql.query import text
 
+        return text.render(format, *self._text_rows())
+
+    def to_records(self) -> tuple[list[str], list[list[Any]]]:
+        """Column names and rows of JSON-ready values, exactly as :meth:`to_text` writes them
+        in JSON (aligned results spread, float32 at their shortest, times in ISO 8601, NULL
+        and NaN as ``None``): what the web explorer's ``/api/query`` answers."""
+        from sdoml_sql.query import text
+
+        return text.plain_rows(*self._text_rows())
+
+    def _text_rows(self):
+        from sdoml_sql.query import text
+
         columns = [text.Column(name, pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
                                pa.types.is_float32(t), pa.types.is_map(t))
                    for name, t in zip(self.table.column_names, self.table.schema.types)]
         rows = list(zip(*(column.to_pylist() for column in self.table.columns)))
-        return text.render(format, columns, rows)
+        return columns, rows
 
     def write(self, path, format: str | None = None) -> Path:
         """Write the rows to ``path`` as ``parquet``, ``csv``, ``json`` or ``table`` text

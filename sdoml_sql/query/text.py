@@ -52,6 +52,13 @@ def render(format: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
     return WRITERS[format](_unique(columns), rows)
 
 
+def plain_rows(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Column names and rows of :func:`plain` values: what ``json`` writes, as Python lists."""
+    columns, rows = spread_aligned(list(columns), rows)
+    columns = _unique(columns)
+    return [c.name for c in columns], [[plain(v, c.float32) for v, c in zip(row, columns)] for row in rows]
+
+
 # --- values ------------------------------------------------------------------------------
 
 def plain(value: Any, float32: bool = False) -> Any:
