@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_fetch.py [--frames 3000] [--workdir DIR]
 
 Writes (once, kept in DIR) a sample store with real images: FRAMES frames of AIA 171A in
-one year (120-frame chunks, zstd/bitshuffle like SDOML v2), builds its catalog, then times
+one year (``--chunk-frames``: 15 as the real stores, or 120; zstd/bitshuffle like SDOML v2), builds its catalog, then times
 two selections:
 
 * day: one day on a 12-minute grid (``nearest``; grid times without a frame dropped);
@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fetch_helpers import CountingStore  # noqa: E402  (the tests' chunk-read counter)
 
 
-def prepare(workdir: Path, frames: int):
+def prepare(workdir: Path, frames: int, chunk_frames: int = 15):
     from sdoml_sql.catalog_builder.build import build_catalog
     from sdoml_sql.stores.sample import write_sample
 
     stores, catalog = workdir / "stores", workdir / "catalog"
     if not (catalog / "manifest.json").exists():
         print(f"writing {frames} frames of 171A with images into {stores} (once) …", flush=True)
-        paths = write_sample(stores, aia_frames={"171A": frames}, channels=("171A",), years=(2010,),
+        paths = write_sample(stores, aia_frames={"171A": frames}, channels=("171A",), years=(2010,), chunk_frames=chunk_frames,
                              hmi_frames=1, hmi_years=(2010,), eve=False, progress=True)
         build_catalog(aia=str(paths["aia"]), hmi=str(paths["hmi"]), catalog=catalog, progress=False)
     return catalog
@@ -98,13 +98,14 @@ def measure(name: str, selection, array, repeat: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--chunk-frames", type=int, default=15, help="frames per chunk (the real stores: 15)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-data/fetch"))
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
     from sdoml_sql.query.catalog import Catalog
 
-    catalog = Catalog(prepare(args.workdir, args.frames))
+    catalog = Catalog(prepare(args.workdir, args.frames, args.chunk_frames))
     array = zarr.open_array(str(catalog.source("aia").root) + "/2010/171A", mode="r", zarr_format=2)
     first, last = catalog.sql("SELECT min(T_OBS), max(T_OBS) FROM aia").fetchall()[0]
     day = (first + (last - first) / 2).date()

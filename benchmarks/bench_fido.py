@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_fido.py [--frames 1500] [--workdir DIR] [--repeat 3]
 
-Writes (once, kept in DIR) a sample store with real images of AIA 171A in one year (120-frame
+Writes (once, kept in DIR) a sample store with real images of AIA 171A in one year (15- or 120-frame
 chunks, as bench_fetch.py), builds its catalog, then does one job three ways: the 171A frames
 nearest to a 12-minute grid over one day (within 6 minutes), written as one FITS file each.
 
@@ -115,6 +115,7 @@ def pixels(paths) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1500)
+    parser.add_argument("--chunk-frames", type=int, default=15, help="frames per chunk (the real stores: 15)")
     parser.add_argument("--workdir", type=Path, default=Path("bench-data/fido"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--search-catalog", type=Path)
@@ -123,7 +124,7 @@ def main() -> None:
     import sdoml_sql.fido  # noqa: F401 - registers the client
     from sdoml_sql.query.catalog import open_catalog
 
-    catalog_dir = prepare(args.workdir, args.frames)
+    catalog_dir = prepare(args.workdir, args.frames, args.chunk_frames)
     catalog = open_catalog(catalog_dir)
     store_root = Path(catalog.source("aia").root)
     first, last = catalog.sql("SELECT min(T_OBS), max(T_OBS) FROM aia").fetchall()[0]

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_ml.py [--workdir DIR] [--frames 720] [--hmi-frames 400]
 
-Writes (once, kept in DIR) a sample store of the 9 AIA channels (FRAMES frames each, 120-frame
-chunks: 6 chunks per channel for 720) and HMI Bx/By/Bz on the same days (15-frame chunks),
+Writes (once, kept in DIR) a sample store of the 9 AIA channels (FRAMES frames each, ``--chunk-frames``
+15 as the real stores or 120: 6 chunks per channel for 720) and HMI Bx/By/Bz on the same days (15-frame chunks),
 builds its catalog, and selects 12-channel aligned samples on a 12-minute grid (6-minute
 tolerance, grid times with a channel missing dropped).  Then, side by side, two processes each:
 
@@ -13,6 +13,8 @@ tolerance, grid times with a channel missing dropped).  Then, side by side, two 
   and each worker's peak RSS taken from the dataset's decode trace;
 * (c) the bound: every distinct chunk the samples need read and decoded once (zarr,
   ``array[chunk]``), split over two processes; samples/s = samples / that time;
+* (u) one epoch of ``ds.loader(batch_size, shuffle="uniform", num_workers=2)`` (a uniform
+  permutation, each sample reading only its frames: partial Blosc reads);
 * (d) an export of the same samples (``Selection.export``; its one-off time is shown too),
   then one epoch of ``open_export(...).loader(shuffle=True, num_workers=2)`` (uniform shuffle).
 
@@ -42,7 +44,7 @@ HMI = ["Bx", "By", "Bz"]
 MB = 1e6
 
 
-def prepare(workdir: Path, frames: int, hmi_frames: int) -> Path:
+def prepare(workdir: Path, frames: int, hmi_frames: int, chunk_frames: int = 15) -> Path:
     from sdoml_sql.catalog_builder.build import build_catalog
     from sdoml_sql.stores.sample import write_sample
 
@@ -50,7 +52,7 @@ def prepare(workdir: Path, frames: int, hmi_frames: int) -> Path:
     if not (catalog / "manifest.json").exists():
         print(f"writing 9 AIA x {frames} + 3 HMI x {hmi_frames} frames into {stores} (once) …", flush=True)
         paths = write_sample(stores, aia_frames=frames, years=(2010,), hmi_years=(2010,), hmi_frames=hmi_frames,
-                             eve=False, progress=True)
+                             eve=False, progress=True, chunk_frames=chunk_frames)
         build_catalog(aia=str(paths["aia"]), hmi=str(paths["hmi"]), catalog=catalog, progress=False)
     return catalog
 
@@ -138,7 +140,8 @@ def current_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sdoml-bench-ml")
-    parser.add_argument("--frames", type=int, default=720, help="AIA frames per channel (120 per chunk)")
+    parser.add_argument("--frames", type=int, default=720, help="AIA frames per channel")
+    parser.add_argument("--chunk-frames", type=int, default=15, help="frames per chunk (the real stores: 15)")
     parser.add_argument("--hmi-frames", type=int, default=400, help="HMI frames per component (15 per chunk)")
     parser.add_argument("--a-samples", type=int, default=16, help="samples timed for (a)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -148,7 +151,7 @@ def main() -> None:
     from sdoml_sql import Catalog, open_export
     from sdoml_sql.datasets.shuffle import batch_time_spread
 
-    catalog = Catalog(prepare(args.workdir, args.frames, args.hmi_frames))
+    catalog = Catalog(prepare(args.workdir, args.frames, args.hmi_frames, args.chunk_frames))
     selection = catalog.query(aligned_sql(catalog))
     ds = selection.dataset()
     n = len(ds)
@@ -174,6 +177,11 @@ def main() -> None:
     bound_mb = baseline_mb + (plan.cache_bytes + 3 * largest_chunk + 2 * batch_bytes) / MB
     assert served == n, (served, n)
 
+    ds.trace_dir = None
+    uniform_loader = ds.loader(args.batch_size, shuffle="uniform", seed=0, epoch=0, num_workers=2)
+    time_u, served_u = epoch(uniform_loader)
+    assert served_u == n, (served_u, n)
+
     order = np.random.default_rng(0).permutation(n)[:args.a_samples]
     time_a, _ = in_two_processes(_sdofm_sample, [sample_frames(ds, int(i)) for i in order])
     decoded_a = sum(chunk_bytes(ds, a) for i in order for a in ds.array_ids[i])
@@ -189,13 +197,14 @@ def main() -> None:
     time_d, served_d = epoch(exported.loader(args.batch_size, shuffle=True, seed=0, num_workers=2))
     assert served_d == n
 
-    rates = {"a": args.a_samples / time_a, "b": n / time_b, "c": n / time_c, "d": n / time_d}
+    rates = {"a": args.a_samples / time_a, "b": n / time_b, "c": n / time_c, "d": n / time_d, "u": n / time_u}
     sample_mb = ds.image_shape[0] * ds.frame_bytes / MB
     print()
     print(f"{'method':<46} {'samples/s':>10} {'MB/s decoded':>13}")
     print(f"{'(a) SDO-FM per-sample arr[idx], 2 processes':<46} {rates['a']:>10.2f} "
           f"{decoded_a / MB / time_a:>13.0f}")
     print(f"{'(b) ds.loader(shuffle=True, num_workers=2)':<46} {rates['b']:>10.2f} {decoded_b / MB / time_b:>13.0f}")
+    print(f"{'(u) ds.loader(shuffle=uniform, num_workers=2)':<46} {rates['u']:>10.2f} {n * sample_mb / time_u:>13.0f}")
     print(f"{'(c) bound: each distinct chunk once, 2 proc.':<46} {rates['c']:>10.2f} "
           f"{distinct_bytes / MB / time_c:>13.0f}")
     print(f"{'(d) export, uniform shuffle, num_workers=2':<46} {rates['d']:>10.2f} {n * sample_mb / time_d:>13.0f}")
@@ -218,6 +227,8 @@ def main() -> None:
         ("(b) worker RSS within bound", max(worker_peaks.values()) / bound_mb, 1.0,
          max(worker_peaks.values()) <= bound_mb),
         ("(d) >= (c)", rates["d"] / rates["c"], 1.0, rates["d"] >= rates["c"]),
+        ("(u) uniform >= 1.0x (c)", rates["u"] / rates["c"], 1.0, rates["u"] >= rates["c"]),
+        ("(u) uniform >= 10x (a)", rates["u"] / rates["a"], 10, rates["u"] >= 10 * rates["a"]),
     ]
     for name, ratio, target, ok in checks:
         print(f"{name:<34} ratio {ratio:7.3f} (target {target}): {'met' if ok else 'NOT met'}")

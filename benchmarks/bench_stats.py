@@ -2,7 +2,7 @@
 its peak memory, and ``frame_quality WHERE NOT good`` on the bench_query catalog.
 
 (1) Writes a sample with images (``--channels`` AIA channels x ``--frames`` frames of one
-    year, 120-frame chunks; cached in ``--dir``) and builds its catalog.  Then, each in a
+    year, ``--chunk-frames`` 15 (default, the real stores) or 120; cached in ``--dir``) and builds its catalog.  Then, each in a
     fresh Python (peak memory = that process's VmHWM):
     - decode bound: every chunk read and decoded once (the fetch stage's read function), on
       ``--workers`` threads, nothing computed;
@@ -34,7 +34,7 @@ from bench_build import run  # noqa: E402  (runs code in a fresh Python, returns
 
 DECODE_BOUND = """
 import concurrent.futures, sys, time
-from sdoml_sql.fetch.stack import read_chunk_frames
+from sdoml_sql.fetch.frames import read_chunk_frames
 from sdoml_sql.stores.source import open_store
 source, workers = open_store(sys.argv[1]), int(sys.argv[2])
 jobs = []
@@ -80,16 +80,16 @@ print(time.perf_counter() - started, n, peak_kb())
 """
 
 
-def prepare(directory: Path, channels: int, frames: int) -> tuple[Path, Path]:
+def prepare(directory: Path, channels: int, frames: int, chunk_frames: int = 15) -> tuple[Path, Path]:
     from sdoml_sql.catalog_builder.build import build_catalog
     from sdoml_sql.stores.sample import AIA_CHANNELS, write_sample
 
     store, catalog = directory / "sdomlv2_small.zarr", directory / "catalog"
-    stamp = directory / f"params-{channels}x{frames}"
+    stamp = directory / f"params-{channels}x{frames}x{chunk_frames}"
     if not stamp.exists():
         shutil.rmtree(directory, ignore_errors=True)
         write_sample(directory, aia_frames=frames, years=(2010,), channels=AIA_CHANNELS[:channels],
-                     hmi_frames=1, hmi_years=(2010,), eve=False, progress=True)
+                     hmi_frames=1, hmi_years=(2010,), eve=False, progress=True, chunk_frames=chunk_frames)
         build_catalog(aia=str(store), catalog=catalog, progress=False)
         stamp.touch()
     return store, catalog
@@ -112,7 +112,8 @@ def quality_query(repeat: int) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("bench-output/stats"))
-    parser.add_argument("--frames", type=int, default=960, help="frames per AIA channel (120-frame chunks)")
+    parser.add_argument("--frames", type=int, default=960, help="frames per AIA channel")
+    parser.add_argument("--chunk-frames", type=int, default=15, help="frames per chunk (the real stores: 15)")
     parser.add_argument("--channels", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="threads, for the pass and the decode bound")
     parser.add_argument("--seed-frames", type=int, default=40)
@@ -121,7 +122,7 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-quality", action="store_true", help="skip (2), the bench_query catalog")
     args = parser.parse_args(argv)
 
-    store, catalog = prepare(args.dir, args.channels, args.frames)
+    store, catalog = prepare(args.dir, args.channels, args.frames, args.chunk_frames)
     workers = str(args.workers)
     run(STATS, str(catalog), workers)  # warm-up: page cache, numba's compiled-kernel cache
     pairs = []  # alternate the two ways, so that a change in the machine's load hits both
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
     ratio = statistics.median(p[0] / p[1] for p in pairs)
     (seed_s, seed_n), seed_peak = run(SEED_WAY, str(store), str(args.seed_frames))
     seed_s, frames = float(seed_s), int(frames)
-    chunk_mb = 120 * 512 * 512 * 4 / 1e6
+    chunk_mb = args.chunk_frames * 512 * 512 * 4 / 1e6
     print(f"(1) {frames:,} frames, {int(decoded) / 1e9:.2f} GB decoded, {args.workers} threads "
           f"(medians of {args.pairs} alternated runs):")
     print(f"  decode bound (read + decode only): {bound_s:6.2f} s  {frames / bound_s:6.0f} frames/s  "

@@ -136,8 +136,11 @@ def with_access_options(function):
                    "fall on the AIA days of a year, so AIA+HMI aligned samples can be made.")
 @click.option("--no-images", is_flag=True, help="Write headers only; leave image chunks unwritten (fill 0).")
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same store.")
+@click.option("--chunk-frames", default=None, type=click.IntRange(1),
+              help="Frames per chunk of the AIA and HMI arrays (default: 15, as in the real stores).")
 @click.option("--overwrite", is_flag=True, help="Replace sample stores already in DIRECTORY (refused without it).")
-def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, overwrite):
+def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames,
+           overwrite):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 ones into DIRECTORY.
 
     \b
@@ -155,6 +158,7 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_year
         "channels": _split(channels),
         "hmi_years": years_list(years or "2010,2020", "--years") if hmi_years == "aia" else
         years_list(hmi_years, "--hmi-years"),
+        "chunk_frames": chunk_frames,
     }
     paths = write_sample(directory, images=not no_images, seed=seed, overwrite=overwrite,
                          **{k: v for k, v in options.items() if v is not None})

@@ -16,17 +16,27 @@ CHUNK_KEY = re.compile(r"(^|/)\d+(\.\d+)*$")
 
 
 class CountingStore(WrapperStore):
-    """A read-only zarr store wrapper that counts ``get`` calls on chunk keys."""
+    """A read-only zarr store wrapper that counts chunk reads: ``reads`` gets one key per
+    whole-chunk ``get`` or partial read (the read of its header, bytes from 0; those keys
+    also go to ``headers``), ``ranges`` the block ranges partial reads then take."""
 
     def __init__(self, store):
         super().__init__(store)
         self.reads: list[str] = []
+        self.headers: list[str] = []
+        self.ranges: list[tuple[str, int, int]] = []
         self._lock = threading.Lock()
 
     async def get(self, key, prototype, byte_range=None):
         if CHUNK_KEY.search(key):
+            start = getattr(byte_range, "start", 0)
             with self._lock:
-                self.reads.append(key)
+                if start == 0:
+                    self.reads.append(key)
+                if byte_range is not None and start == 0:
+                    self.headers.append(key)
+                elif byte_range is not None:
+                    self.ranges.append((key, start, byte_range.end))
         return await self._store.get(key, prototype, byte_range)
 
 

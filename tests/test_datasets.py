@@ -139,7 +139,7 @@ def test_chunk_reads_are_held_to_the_plan_and_the_cache_to_its_size(ml_dir):
     reference = [ds[i]["image"] for i in range(len(ds))]  # row order: each chunk once (per-column cache)
     distinct = ds.plan().distinct_chunks
     assert sum(len(c.reads) for c in counters.values()) == distinct
-    for cache_mb, bound in ((None, 1.05), (32 * ds.sample_bytes / 1e6, None)):  # 32 of 118 samples: re-decodes
+    for cache_mb, bound in ((None, 1.05), (2 * ds.sample_bytes / 1e6, None)):  # 2 of 118 samples: re-decodes
         for counter in counters.values():
             counter.reads.clear()
         plan = ds.plan(seed=1, cache_mb=cache_mb)
@@ -235,6 +235,33 @@ def test_loader_with_two_workers_serves_each_sample_once_decoding_each_chunk_onc
              for k in range(2)]
     assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == sorted(rows)
     assert ranks[0] + ranks[1] != rows
+
+
+def test_uniform_shuffle_is_a_seeded_permutation_served_once_per_rank_and_reading_partially(ml_dir):
+    catalog = Catalog(ml_dir)
+    counters = count_chunk_reads(catalog)
+    ds = catalog.query(MIXED_SQL).dataset()
+    plans = {(seed, epoch): ds.plan(shuffle="uniform", seed=seed, epoch=epoch, num_workers=2, batch_size=4)
+             for seed, epoch in ((1, 0), (1, 1), (2, 0))}
+    orders = {key: [s for schedule in plan.schedules for s in schedule.samples] for key, plan in plans.items()}
+    assert orders[1, 0] == np.random.default_rng([1, 0]).permutation(len(ds)).tolist()  # uniform, seeded
+    assert orders[1, 0] != orders[1, 1] != orders[2, 0]
+    assert orders[1, 0] == [s for schedule in ds.plan(shuffle="uniform", seed=1, epoch=0, num_workers=2,
+                                                       batch_size=4).schedules for s in schedule.samples]
+    for world_size in (1, 3):
+        served = [s for r in range(world_size)
+                  for schedule in ds.plan(shuffle="uniform", seed=1, rank=r, world_size=world_size,
+                                          num_workers=2).schedules for s in schedule.samples]
+        assert sorted(served) == list(range(len(ds)))
+    rows = [r for batch in ds.loader(batch_size=4, shuffle="uniform", seed=1, epoch=0) for r in batch["row"].tolist()]
+    assert rows == [int(ds.rows[s]) for s in orders[1, 0]]
+    assert counters["aia"].headers  # frames were read partially
+    reference = ds[5]["image"]
+    uniform = next(iter(ds.loader(batch_size=len(ds), shuffle="uniform", seed=4)))
+    position = uniform["row"].tolist().index(int(ds.rows[5]))
+    np.testing.assert_array_equal(uniform["image"][position].numpy(), reference)
+    with pytest.raises(DatasetError, match="shuffle='sometimes'"):
+        ds.plan(shuffle="sometimes")
 
 
 def test_loader_applies_a_transform_to_samples_and_batches_them(ml):

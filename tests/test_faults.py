@@ -21,8 +21,10 @@ from test_build import snapshot
 
 FRAMES_SQL = ("SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 "
               "AND idx IN (0, 5, 119, 120) ORDER BY idx")
+#: Two whole chunks (15 frames a chunk): read whole, so cached.
+WHOLE_SQL = "SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 AND idx < 30 ORDER BY idx"
 CHUNK_0 = r"2010/171A/0\.0\.0$"
-CHUNK_1 = r"2010/171A/1\.0\.0$"
+CHUNK_1 = r"2010/171A/8\.0\.0$"  # frame 120's chunk (15 frames a chunk)
 ZATTRS = r"2010/193A/\.zattrs$"
 RECOVERABLE = {
     "503 on a chunk": [Fault("error", CHUNK_0, times=2)],
@@ -104,7 +106,7 @@ def test_a_chunk_that_never_answers_fails_in_time_naming_frames_and_object(proxi
     message = str(caught.value)
     assert len(message.splitlines()) == 1
     assert "aia 2010/171A frames 120..120" in message  # the frames it could not read
-    assert f"store {remote.urls()['aia']}: cannot read 2010/171A/1.0.0" in message  # and the object
+    assert f"store {remote.urls()['aia']}: cannot read 2010/171A/8.0.0" in message  # and the object
     assert "timed out" in message
 
 
@@ -114,7 +116,7 @@ def test_a_chunk_that_keeps_failing_names_the_object(proxied_catalog, monkeypatc
     monkeypatch.setenv("SDOML_TIMEOUT", "4")
     proxy.inject(Fault("error", CHUNK_0, times=None))
     started = time.perf_counter()
-    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.119: StoreError: store .*: cannot read 2010/171A/0\.0\.0 after"):
+    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.5: StoreError: store .*: cannot read 2010/171A/0\.0\.0 after"):
         Catalog(catalog).query(FRAMES_SQL).fetch().compute()
     assert time.perf_counter() - started < TIMEOUT_S + 2
 
@@ -134,18 +136,25 @@ def test_a_build_that_hits_a_lasting_fault_leaves_the_catalog_intact(proxied_cat
 
 
 def test_a_cached_fetch_reads_nothing_remote(proxied_catalog, tmp_path, monkeypatch, catalog_dir):
+    """Chunks read whole are cached; partial reads (a few frames of a chunk) never enter the cache
+    but are served from it when their chunk is there."""
     _, proxy, catalog = proxied_catalog
     monkeypatch.setenv("SDOML_CACHE", str(tmp_path / "cache"))
-    first = Catalog(catalog).query(FRAMES_SQL).fetch().compute()
+    Catalog(catalog).query(FRAMES_SQL).fetch().compute()  # partial reads only: nothing cached
+    assert not [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]
+    proxy.clear()
+    first = Catalog(catalog).query(WHOLE_SQL).fetch().compute()
     chunk_reads = proxy.count(r"/2010/171A/\d+\.\d+\.\d+")
     assert chunk_reads >= 2
     proxy.clear()
     proxy.inject(Fault("error", r"/2010/171A/\d", times=None))  # the store is down for chunks
-    second = Catalog(catalog).query(FRAMES_SQL).fetch().compute()
+    second = Catalog(catalog).query(WHOLE_SQL).fetch().compute()
+    partial = Catalog(catalog).query(FRAMES_SQL.replace("119, 120", "29")).fetch().compute()  # from cached chunks
     assert proxy.count(r"/2010/171A/\d+\.\d+\.\d+") == 0
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_array_equal(second, expected_frames(catalog_dir))
+    np.testing.assert_array_equal(second, Catalog(catalog_dir).query(WHOLE_SQL).fetch().compute())
+    np.testing.assert_array_equal(partial, second[[0, 5, 29]])
     shutil.rmtree(tmp_path / "cache")
     proxy.clear()
-    Catalog(catalog).query(FRAMES_SQL).fetch().compute()
+    Catalog(catalog).query(WHOLE_SQL).fetch().compute()
     assert proxy.count(r"/2010/171A/\d+\.\d+\.\d+") == chunk_reads  # emptied cache: remote again

@@ -16,6 +16,7 @@ from sdoml_sql import fetch as fetch_module
 from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.frames import PARTIAL_MAX_SHARE
 
 MIXED_SQL = """
 SELECT instrument, year, channel, idx FROM frames
@@ -56,8 +57,10 @@ def test_each_chunk_is_read_once_and_the_graph_has_one_task_per_run(catalog):
     expected = fetch_module.chunk_keys(selection)
     assert sorted(reads) == sorted(expected)
     assert len(reads) == len(set(reads)) == selection.plan().chunks
+    chunk = catalog.source("aia").array("2010/171A").chunks[0]
+    assert chunk == catalog.source("hmi").array("2010/Bz").chunks[0]
     runs = (selection.locators()[["instrument", "year", "channel"]].astype(str).agg("/".join, axis=1)
-            + "#" + (selection.locators()["idx"] // 120).astype(str))
+            + "#" + (selection.locators()["idx"] // chunk).astype(str))
     n_runs = int((runs != runs.shift()).sum())
     assert len(array.__dask_graph__()) <= n_runs + len(expected)
 
@@ -67,11 +70,17 @@ def test_a_day_of_one_channel_reads_its_chunks_in_one_task_each(catalog):
                               "ORDER BY idx")
     counters = count_chunk_reads(catalog)
     array = selection.fetch()
-    assert len(array.__dask_graph__()) == 2 and array.chunks[0] == (120, len(selection) - 120)
+    t = catalog.source("aia").array("2010/171A").chunks[0]
+    n_chunks = -(-len(selection) // t)
+    assert len(array.__dask_graph__()) == n_chunks
+    assert array.chunks[0] == (t,) * (n_chunks - 1) + (len(selection) - t * (n_chunks - 1),)
     result = array.compute()
-    assert sorted(counters["aia"].reads) == ["2010/171A/0.0.0", "2010/171A/1.0.0"]
-    np.testing.assert_array_equal(result[[0, 119, 120, -1]],
-                                  expected_frames(catalog, selection.locators().iloc[[0, 119, 120, -1]]))
+    assert sorted(counters["aia"].reads) == sorted(f"2010/171A/{n}.0.0" for n in range(n_chunks))
+    last = f"2010/171A/{n_chunks - 1}.0.0"  # holds the few frames past the last full chunk: read partially
+    assert counters["aia"].headers == ([last] if 0 < len(selection) % t <= PARTIAL_MAX_SHARE * t else [])
+    assert {key for key, _, _ in counters["aia"].ranges} <= {last}
+    rows = [0, t - 1, t, -1]
+    np.testing.assert_array_equal(result[rows], expected_frames(catalog, selection.locators().iloc[rows]))
 
 
 def test_rows_sharing_a_chunk_share_the_read(catalog):
@@ -142,14 +151,22 @@ def test_missing_nan_fills_and_drop_removes(catalog):
 def test_plan_counts_chunks_and_bytes_before_reading(catalog):
     selection = catalog.query(DAY_171)
     counters = count_chunk_reads(catalog)
-    plan = fetch_module.plan(selection, stored_sizes=True, missing="nan")  # fetch's default, "raise", would refuse
+    quick = fetch_module.plan(selection, missing="nan")  # fetch's default, "raise", would refuse
     assert counters["aia"].reads == []
-    assert plan.rows == 120 and plan.missing_rows == int(selection.locators()["idx"].isna().sum())
-    assert plan.chunks == len(fetch_module.chunk_keys(selection))
-    assert plan.read_bytes == plan.chunks * 120 * 512 * 512 * 4
+    plan = fetch_module.plan(selection, stored_sizes=True, missing="nan")
+    assert counters["aia"].reads == counters["aia"].headers and counters["aia"].ranges == []  # headers only
+    assert len(counters["aia"].headers) == plan.chunks - plan.whole_chunks
+    present = int(selection.locators()["idx"].notna().sum())
+    assert plan.rows == 120 and plan.missing_rows == 120 - present
+    assert plan.chunks == len(fetch_module.chunk_keys(selection)) == quick.chunks
+    t, frame = 15, 512 * 512 * 4
+    assert 0 < plan.partial_frames <= present and plan.partial_bytes == plan.partial_frames * frame
+    assert plan.whole_bytes == plan.whole_chunks * t * frame
+    assert plan.read_bytes == plan.whole_bytes + plan.partial_bytes == quick.read_bytes
     assert 0 < plan.stored_bytes < plan.read_bytes
-    assert plan.output_bytes == 120 * 512 * 512 * 4
-    assert f"{plan.chunks} chunks" in str(plan)
+    assert plan.output_bytes == 120 * frame
+    assert f"{plan.chunks} chunks: {plan.whole_chunks} whole" in str(plan)
+    assert f"{plan.partial_frames} frames of {plan.chunks - plan.whole_chunks} partially" in str(plan)
 
 
 def test_aligned_grid_fetches_time_by_channel(catalog):

@@ -55,7 +55,7 @@ def test_layout_and_names(sample_paths):
 
 
 def test_zarray_metadata_matches_the_real_stores(sample_paths):
-    for name, chunk in (("aia", 120), ("hmi", 15)):
+    for name, chunk in (("aia", 15), ("hmi", 15)):  # the production scripts' chunks=(15, None, None)
         for array in arrays(sample_paths[name]):
             meta = read_json(array / ".zarray")
             assert meta["zarr_format"] == 2
@@ -276,6 +276,26 @@ def test_images_look_like_the_sun(sample_paths):
     assert np.all(bz[r >= 1] == 0)
     assert bz.max() > 500 and bz.min() < -500
     assert aia["2010/171A"][121].std() > 0  # the second chunk is written
+
+
+def test_chunk_frames_sets_the_layout_from_python_and_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from sdoml_sql.cli import main
+
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "cli"), "--frames", "130", "--channels", "171A",
+                                       "--hmi-frames", "20", "--eve-samples", "50", "--chunk-frames", "120",
+                                       "--years", "2010", "--hmi-years", "2010"])
+    assert result.exit_code == 0, result.output
+    paths = {name: tmp_path / "cli" / store for name, store in
+             (("aia", "sdomlv2_small.zarr"), ("hmi", "sdomlv2_hmi_small.zarr"))}
+    assert read_json(paths["aia"] / "2010" / "171A" / ".zarray")["chunks"] == [120, 512, 512]
+    assert read_json(paths["hmi"] / "2010" / "Bz" / ".zarray")["chunks"] == [120, 512, 512]
+    assert sorted(p.name for p in (paths["aia"] / "2010" / "171A").glob("*.0.0")) == ["0.0.0", "1.0.0"]
+    with pytest.raises(ValueError, match="chunk_frames=0"):
+        write_sample(tmp_path / "none", chunk_frames=0, images=False, eve=False)
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "bad"), "--chunk-frames", "0"])
+    assert result.exit_code != 0 and "--chunk-frames" in result.output
 
 
 def test_headers_only_writes_no_chunks(tmp_path):

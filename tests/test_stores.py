@@ -162,7 +162,7 @@ def test_cli_tree_and_keywords_on_the_sample(sample_paths, tmp_path):
         zattrs.write_bytes(b"")
     tree = subprocess.run([_cli(), "tree", str(copy)], capture_output=True, text=True, timeout=60)
     assert tree.returncode == 0, tree.stderr
-    assert "171A" in tree.stdout and "2020" in tree.stdout and "120" in tree.stdout and "512" in tree.stdout
+    assert "171A" in tree.stdout and "2020" in tree.stdout and "chunks=(15, 512, 512)" in tree.stdout
     keywords = subprocess.run([_cli(), "keywords", str(sample_paths["aia"]), "2010/171A"],
                               capture_output=True, text=True, timeout=60)
     assert keywords.returncode == 0, keywords.stderr

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
+from sdoml_sql.datasets.shuffle import DEFAULT_MIX, UNIFORM, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 
 
@@ -104,7 +104,7 @@ class ChunkLoader(DataLoader):
         return length
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int = 0, epoch: int = 0,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX,
                 cache_mb: float | None = None, drop_last: bool = False, pin_memory: bool = False,
                 prefetch_factor: int | None = None, persistent_workers: bool = False,
@@ -114,6 +114,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, e
     Every sample of the rank's shard appears once per epoch, in an order fixed by
     ``(seed, epoch)``.  ``num_workers`` processes each serve a run of neighbouring blocks
     (see :mod:`sdoml_sql.datasets.shuffle`), so an epoch decodes each chunk about once in all.
+    ``shuffle="uniform"`` draws a uniform permutation instead, each sample reading only its own
+    frames (partial Blosc reads: see :func:`sdoml_sql.datasets.shuffle.uniform_plan`).
     ``rank``/``world_size`` give disjoint shards that together cover the epoch (for
     distributed data parallel).  ``mix`` blocks are open at a time in a worker.  A worker
     holds at most ``cache_mb`` MB (default 2048) of samples waiting for their frames, in whole
@@ -130,8 +132,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, e
     if not isinstance(num_workers, int) or num_workers < 0:
         raise DatasetError(f"num_workers={num_workers!r}: give 0 or a positive integer")
     batches_in_worker = dataset.transform is None
-    options = {"shuffle": bool(shuffle), "seed": int(seed), "epoch": int(epoch), "shards": max(num_workers, 1),
-               "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
+    options = {"shuffle": UNIFORM if shuffle == UNIFORM else bool(shuffle), "seed": int(seed), "epoch": int(epoch),
+               "shards": max(num_workers, 1), "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
                "group": batch_size if batches_in_worker else 1}
     stream = EpochStream(dataset, options, drop_last)
     extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers else {}

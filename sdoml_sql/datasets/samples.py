@@ -273,7 +273,7 @@ class FrameDataset:
                           "name them with val_months=/test_months=", UserWarning, stacklevel=2)
         return splits
 
-    def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
+    def loader(self, batch_size: int, shuffle: bool | str = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
                rank: int = 0, world_size: int = 1, **options):
         """A ``torch.utils.data.DataLoader`` over one epoch with chunk-aware shuffling
         (see :func:`sdoml_sql.datasets.loader.make_loader` for the options)."""
@@ -288,7 +288,7 @@ class FrameDataset:
         return make_loader(self, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, num_workers=num_workers,
                            rank=rank, world_size=world_size, **options)
 
-    def plan(self, shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
+    def plan(self, shuffle: bool | str = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
              rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None,
              batch_size: int = 1):
         """The epoch plan a loader with these options runs (chunk decodes, memory peak), without

@@ -1,7 +1,8 @@
 """Epoch plans: which samples each loader worker serves, in which order, and when it decodes.
 
-Reading a frame costs its whole Zarr chunk (120 AIA frames, 126 MB decoded), so a uniform
-shuffle decodes about one chunk per channel per sample.  A plan instead:
+Where a frame can only be read with its whole Zarr chunk (non-Blosc stores; 15 or 120 frames
+decoded per frame), a uniform shuffle decodes about one chunk per channel per sample.  The
+block shuffle (``shuffle=True``) instead:
 
 1. groups the samples into *blocks*: the samples whose widest-chunk channel (AIA in an
    AIA+HMI sample) shares one chunk;
@@ -22,6 +23,9 @@ The result is deterministic for ``(seed, epoch)``; every sample is in exactly on
 What this gives up against a uniform shuffle: a batch holds samples from at most ``mix``
 blocks (about ``mix`` × 12 hours of a 6-minute AIA selection) instead of the whole range;
 :func:`batch_time_spread` measures it.
+
+``shuffle="uniform"`` (:func:`uniform_plan`) is a true uniform permutation: each sample reads
+only its own frames, which partial Blosc reads make cheap (``sdoml_sql.fetch.frames``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ DEFAULT_CACHE_MB = 2048.0
 #: A frame's key in caches and schedules: ``array_id * FRAME_KEY + idx`` (a chunk's: ``… + chunk``).
 FRAME_KEY = 1 << 40
 DEFAULT_MIX = 1
+UNIFORM = "uniform"
+SHUFFLES = (True, False, UNIFORM)
 
 
 @dataclass(frozen=True)
@@ -279,17 +285,24 @@ def _read(ds, targets) -> Read:
 
 # --- the plan ------------------------------------------------------------------------------
 
-def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: int = 1, rank: int = 0,
+def epoch_plan(ds, shuffle: bool | str = True, seed: int = 0, epoch: int = 0, shards: int = 1, rank: int = 0,
                world_size: int = 1, mix: int = DEFAULT_MIX, cache_mb: float | None = None,
                group: int = 1) -> EpochPlan:
-    """The shards of ``rank`` (one per worker) for epoch ``epoch``: see the module docstring."""
+    """The shards of ``rank`` (one per worker) for epoch ``epoch``: see the module docstring.
+
+    ``shuffle`` is ``True`` (the block shuffle), ``False`` (storage order) or ``"uniform"``
+    (:func:`uniform_plan`)."""
     _check_plan_options(ds, rank, world_size, mix, shards)
+    if shuffle not in SHUFFLES:
+        raise DatasetError(f"shuffle={shuffle!r}: choose True (blocks), False or 'uniform'")
     cache_bytes = int((DEFAULT_CACHE_MB if cache_mb is None else cache_mb) * 1e6)
     unit_bytes = group * ds.image_shape[0] * ds.frame_bytes
     budget = cache_bytes // unit_bytes
     if budget < 1:
         raise DatasetError(f"cache_mb={cache_bytes / 1e6:g} is less than one {'batch' if group > 1 else 'sample'} "
                            f"({unit_bytes / 1e6:.1f} MB)")
+    if shuffle == UNIFORM:
+        return uniform_plan(ds, seed, epoch, shards, rank, world_size, cache_bytes, group)
     blocks = sample_blocks(ds)
     line = block_line(ds, blocks)
     costs = boundary_costs(ds, blocks, line)
@@ -306,8 +319,25 @@ def epoch_plan(ds, shuffle: bool = True, seed: int = 0, epoch: int = 0, shards: 
         else:
             order = sorted(int(s) for b in mine for s in b)
         schedules.append(schedule(ds, order, budget, group))
-    distinct = len(np.unique(chunk_keys(ds, np.arange(len(ds))))) - int((ds.array_ids < 0).any())
-    return EpochPlan(schedules, distinct, cache_bytes, ds.image_shape[0] * ds.frame_bytes, len(blocks))
+    return EpochPlan(schedules, _distinct_chunks(ds), cache_bytes, ds.image_shape[0] * ds.frame_bytes, len(blocks))
+
+
+def uniform_plan(ds, seed: int, epoch: int, shards: int, rank: int, world_size: int, cache_bytes: int,
+                 group: int) -> EpochPlan:
+    """A uniform shuffle: one permutation of every sample fixed by ``(seed, epoch)``, cut into
+    ``world_size × shards`` contiguous runs of about equal length (rank ``r`` takes runs
+    ``r·shards …``).  Each sample (each batch, when workers build batches) reads only its own
+    frames: a chunk read serves the samples of the unit being built and nothing later, so
+    nothing is pending between units and partial Blosc reads (``sdoml_sql.fetch.frames``) keep
+    the cost per frame small."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(ds))
+    runs = np.array_split(order, world_size * shards)
+    schedules = [schedule(ds, runs[shard], 1, group) for shard in range(rank * shards, (rank + 1) * shards)]
+    return EpochPlan(schedules, _distinct_chunks(ds), cache_bytes, ds.image_shape[0] * ds.frame_bytes, len(ds))
+
+
+def _distinct_chunks(ds) -> int:
+    return len(np.unique(chunk_keys(ds, np.arange(len(ds))))) - int((ds.array_ids < 0).any())
 
 
 def _check_plan_options(ds, rank: int, world_size: int, mix: int, shards: int) -> None:

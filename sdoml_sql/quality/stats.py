@@ -1,7 +1,7 @@
 """Pixel statistics of every catalogued frame: one chunk-aware pass over the source arrays.
 
 Each Zarr chunk of each AIA/HMI array in the catalog is read and decoded once (by the fetch
-stage's :func:`~sdoml_sql.fetch.stack.read_chunk_frames`) and reduced to one row per frame.
+stage's :func:`~sdoml_sql.fetch.frames.read_chunk_frames`) and reduced to one row per frame.
 A partition (one source array) is written when all its chunks are done, under a staging
 name renamed into ``frame_stats/instrument=…/year=…/channel=…/data.parquet``: a pass that
 is killed keeps the partitions it finished and leaves the others as they were.  Each file
@@ -39,8 +39,8 @@ from sdoml_sql.catalog_builder.layout import (
 from sdoml_sql.catalog_builder.location import is_remote, read_manifest
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
+from sdoml_sql.fetch.frames import read_chunk_frames
 from sdoml_sql.files import move_into_place
-from sdoml_sql.fetch.stack import read_chunk_frames
 from sdoml_sql.stores.source import Source, open_store
 
 #: Header keys that place the solar disk in a frame: centre (1-based pixels) and radius.

@@ -89,8 +89,9 @@ RAGGED_KEYS = ("DRMS_ID", "HEADSUM", "LONGSTRN", "PRIMARYK")
 #: Keys of the quirky year holding some JSON nulls.
 NULL_KEYS = ("DATAKURT", "DATASKEW", "AIMGOTSS")
 
-AIA_CHUNK_FRAMES = 120
-HMI_CHUNK_FRAMES = 15
+#: Frames per chunk of the AIA and HMI arrays, as the SDOML production scripts write them
+#: (``chunks=(15, None, None)``); ``chunk_frames`` / ``--chunk-frames`` writes other layouts.
+CHUNK_FRAMES = 15
 IMAGE_SIZE = 512
 #: SDOML scales every image so the solar radius is 976/4.8 pixels (CDELT1 = 4.8·RSUN_OBS/976).
 SOLAR_RADIUS_PX = 976 / 4.8
@@ -145,6 +146,7 @@ def write_sample(
     images: bool = True,
     eve: bool = True,
     progress: bool | None = None,
+    chunk_frames: int = CHUNK_FRAMES,
     overwrite: bool = False,
 ) -> dict[str, pathlib.Path]:
     """Write sample AIA, HMI and EVE stores into ``directory`` and return their paths.
@@ -158,6 +160,9 @@ def write_sample(
     the :data:`SEEDED_DEFECTS`.  ``hmi_years`` containing 2012 (or 2015) gets frames
     across that year's leap second.  ``images=False`` writes metadata and headers only (all
     chunks left unwritten, reading as 0).  The same ``seed`` gives byte-identical stores.
+    ``progress`` shows a tqdm bar on stderr (default: only for big image writes).
+    ``chunk_frames`` is the frames per chunk of the AIA and HMI arrays (15, as in the real
+    stores; 120 gives the layout the sample had before).
     ``progress`` shows a tqdm bar on stderr (default: only for big image writes).  A store
     that is already there (a catalog may point to it) is refused with a :class:`StoreError`
     unless ``overwrite=True``; the stores are written under a temporary name and renamed in
@@ -172,6 +177,8 @@ def write_sample(
         raise InputError(unknown)
     years = tuple(years_list(years))
     hmi_years = tuple(years_list(hmi_years, "hmi_years"))
+    if int(chunk_frames) < 1:
+        raise InputError(f"chunk_frames={chunk_frames}: give a positive number of frames per chunk")
     finals = {name: directory / store for name, store in STORE_NAMES.items() if eve or name != "eve"}
     existing = [str(path) for path in finals.values() if path.exists() and (not path.is_dir() or any(path.iterdir()))]
     if existing and not overwrite:
@@ -181,7 +188,7 @@ def write_sample(
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".sample-", dir=directory))
     try:
         _write_stores(staging, aia_frames, hmi_frames, eve_samples, years, hmi_years, channels, seed, images, eve,
-                      progress)
+                      progress, chunk_frames)
         for name, final in finals.items():  # each store whole or not at all
             if final.is_dir() and not final.is_symlink():
                 shutil.rmtree(final)
@@ -194,7 +201,7 @@ def write_sample(
 
 
 def _write_stores(directory, aia_frames, hmi_frames, eve_samples, years, hmi_years, channels, seed, images, eve,
-                  progress) -> None:
+                  progress, chunk_frames) -> None:
     counts = {year: _channel_counts(aia_frames, channels, first_year=year == years[0]) for year in years}
     paths = {name: directory / store for name, store in STORE_NAMES.items()}
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
@@ -202,8 +209,8 @@ def _write_stores(directory, aia_frames, hmi_frames, eve_samples, years, hmi_yea
         n_aia += PREVIOUS_YEAR_FRAMES * len(channels)
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
-    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar)
-    _write_hmi(paths["hmi"], hmi_frames, hmi_years, aia_days, seed, images, bar)
+    aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, int(chunk_frames))
+    _write_hmi(paths["hmi"], hmi_frames, hmi_years, aia_days, seed, images, bar, int(chunk_frames))
     if eve:
         first_day = aia_days[years[0]][0] if years else np.datetime64("2010-05-01", "D")
         _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None)
@@ -711,7 +718,7 @@ def _open_new_group(path: pathlib.Path):
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
-def _write_aia(path, counts, years, seed, images, bar) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+def _write_aia(path, counts, years, seed, images, bar, chunk_frames) -> tuple[dict[int, np.ndarray], dict[int, int]]:
     """Write the AIA store; return each year's days (datetime64[D], chronological) and flare time (UTC ms)."""
     root = _open_new_group(path)
     days_by_year, flares = {}, {}
@@ -728,13 +735,13 @@ def _write_aia(path, counts, years, seed, images, bar) -> tuple[dict[int, np.nda
         flare_ms = flares[year] = int(slots[len(slots) // 3])
         for channel, count in counts[year].items():
             _write_aia_channel(path, group, channel, year, slots, count, quirky, regions,
-                               flare_ms, seed, images, bar)
+                               flare_ms, seed, images, bar, chunk_frames)
     _consolidate(path)
     return days_by_year, flares
 
 
 def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions, flare_ms,
-                       seed, images, bar) -> None:
+                       seed, images, bar, chunk_frames) -> None:
     rng = np.random.default_rng([seed, year, AIA_CHANNELS.index(channel), 2])
     keep = np.sort(rng.choice(len(slots), size=min(count, len(slots)), replace=False))
     offset_s = CHANNEL_INFO[channel][3]
@@ -750,7 +757,7 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
         t_obs[at] = t_obs[at - 1]
     attributes = aia_headers(channel, t_obs, short, year, quirky=quirky, seed=seed)
     _seed_header_defects(attributes, channel, defects)
-    _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (AIA_CHUNK_FRAMES, IMAGE_SIZE, IMAGE_SIZE))
+    _create_array(group, channel, (len(t_obs), IMAGE_SIZE, IMAGE_SIZE), (chunk_frames, IMAGE_SIZE, IMAGE_SIZE))
     _write_attributes(path, f"{year}/{channel}", attributes)
     if not images:
         return
@@ -764,7 +771,7 @@ def _write_aia_channel(path, group, channel, year, slots, count, quirky, regions
             return np.full((IMAGE_SIZE, IMAGE_SIZE), np.nan, np.float32)
         return _seed_pixel_defects(painter.frame(crln[i], crlt[i], flare[i], i), i, defects)
 
-    _write_frames(path / f"{year}" / channel, len(t_obs), AIA_CHUNK_FRAMES, draw, bar)
+    _write_frames(path / f"{year}" / channel, len(t_obs), chunk_frames, draw, bar)
 
 
 PREVIOUS_YEAR_FRAMES = 2
@@ -852,7 +859,7 @@ def _hmi_times(year: int, n: int, aia_days, rng) -> tuple[np.ndarray, np.ndarray
     return t_rec, t_obs
 
 
-def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar) -> None:
+def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk_frames) -> None:
     root = _open_new_group(path)
     for year in years:
         rng = np.random.default_rng([seed, year, 6])
@@ -863,12 +870,12 @@ def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar) -> No
         for component in HMI_COMPONENTS:
             attributes = hmi_headers(component, t_obs, t_rec, seed=seed)
             _create_array(group, component, (n_frames, IMAGE_SIZE, IMAGE_SIZE),
-                                  (HMI_CHUNK_FRAMES, IMAGE_SIZE, IMAGE_SIZE))
+                                  (chunk_frames, IMAGE_SIZE, IMAGE_SIZE))
             _write_attributes(path, f"{year}/{component}", attributes)
             if images:
                 painter = HmiPainter(component, regions, seed)
                 crln, crlt = attributes["CRLN_OBS"], attributes["CRLT_OBS"]
-                _write_frames(path / f"{year}" / component, n_frames, HMI_CHUNK_FRAMES,
+                _write_frames(path / f"{year}" / component, n_frames, chunk_frames,
                               lambda i: painter.frame(crln[i], crlt[i], i), bar)
     _consolidate(path)
 

@@ -452,6 +452,10 @@ def _guarded_store_class():
                 self.cache.write(key, data)
             return prototype.buffer.from_bytes(data)
 
+        def cached_file(self, key: str) -> str | None:
+            """The local file holding chunk ``key`` when the cache has it (read it in place)."""
+            return self.cache.file_if_cached(key) if self.cache is not None else None
+
         async def _read_with_retries(self, key, byte_range):
             attempts = Attempts(self.source.policy)
             while True:
@@ -513,6 +517,11 @@ class ChunkCache:
 
     def _file(self, key: str) -> str:
         return os.path.join(self.directory, *key.strip("/").split("/"))
+
+    def file_if_cached(self, key: str) -> str | None:
+        """The file holding ``key``, or ``None`` when it is not cached."""
+        path = self._file(key)
+        return path if os.path.isfile(path) else None
 
     def read(self, key: str) -> bytes | None:
         """The cached bytes of ``key``, or ``None``."""

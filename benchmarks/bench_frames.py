@@ -1,0 +1,365 @@
+"""Frame-addressable reads: the frame reader's partial Blosc path against today's whole-chunk reads.
+
+    .venv/bin/python benchmarks/bench_frames.py [--workdir DIR] [--frames 480] [--repeat 7] [--skip-s3]
+
+Writes (once per chunking, kept in DIR) sample stores of the 9 AIA channels, FRAMES frames
+each (6-minute cadence, about 2 days for 480), with 15-frame chunks (the real stores) and with
+120-frame chunks (the sample's old layout), builds their catalogs, then for each chunking:
+
+* (a) one frame: the frame reader alone (partial) against a whole-chunk read (zarr's
+  ``array[lo:lo+1]``, what ``read_chunk_frames`` did) and against the reader's own whole path;
+  ``Selection.fetch().compute()`` and ``maps()`` of that frame against the same calls with the
+  read task swapped for today's (``whole``); fixed costs (query, graph, headers) apart;
+* (b) an hourly cadence (the first frame of every hour, 1 frame in 10) of all 9 channels:
+  ``fetch().compute()`` against today's, pixels compared;
+* (c) training: one epoch of ``ds.loader(shuffle="uniform")`` on 9-channel aligned samples
+  (12-minute grid) against the chunk-decode bound (each distinct chunk read and decoded once,
+  two processes) and against the block-shuffle loader; on the hourly selection, uniform
+  against the block shuffle;
+* (d) bytes the S3 emulator's proxy passes for (b) (one channel), partial against whole;
+* (e) the uniform loader against the per-sample way of the peers (``zarr_array[idx]`` per
+  channel per sample, random order, two processes).
+
+Each ratio is measured in one run, the two sides alternated, medians of ``--repeat`` (best
+for the slow loaders: one epoch each).  Prints ``uptime``: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+AIA = ["94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A"]
+MB = 1e6
+
+
+def prepare(workdir: Path, frames: int, chunk_frames: int) -> Path:
+    from sdoml_sql.catalog_builder.build import build_catalog
+    from sdoml_sql.stores.sample import write_sample
+
+    stores, catalog = workdir / f"stores-{chunk_frames}", workdir / f"catalog-{chunk_frames}"
+    if not (catalog / "manifest.json").exists():
+        print(f"writing 9 AIA x {frames} frames, {chunk_frames}-frame chunks, into {stores} (once) …", flush=True)
+        paths = write_sample(stores, aia_frames=frames, years=(2010,), hmi_years=(2010,), hmi_frames=1,
+                             eve=False, progress=True, chunk_frames=chunk_frames)
+        build_catalog(aia=str(paths["aia"]), hmi=str(paths["hmi"]), catalog=catalog, progress=False)
+    return catalog
+
+
+def today_read_chunk_frames(array, label, lo, hi, offsets, factor, method):
+    """The read task before the frame reader: zarr decodes the whole chunk (``array[lo:hi]``)."""
+    from sdoml_sql.fetch.frames import downsample_frames
+
+    slab = np.asarray(array[lo:hi])
+    if len(offsets) != hi - lo:
+        slab = slab[list(offsets)]
+    return np.ascontiguousarray(downsample_frames(slab, factor, method), dtype=np.float32)
+
+
+class Today:
+    """Within the block: every read task reads as before the frame reader (whole chunks)."""
+
+    def __enter__(self):
+        import sdoml_sql.fetch.stack as stack
+
+        self.saved = stack.read_chunk_frames
+        stack.read_chunk_frames = today_read_chunk_frames
+
+    def __exit__(self, *exc):
+        import sdoml_sql.fetch.stack as stack
+
+        stack.read_chunk_frames = self.saved
+
+
+class Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def alternated(new, old, repeat: int) -> tuple[float, float]:
+    """Medians of ``repeat`` timings of ``new()`` and of ``old()`` (inside :class:`Today`), alternated."""
+    times_new, times_old = [], []
+    for _ in range(repeat):
+        for function, context, times in ((new, Nothing(), times_new), (old, Today(), times_old)):
+            with context:
+                start = time.perf_counter()
+                function()
+                times.append(time.perf_counter() - start)
+    return statistics.median(times_new), statistics.median(times_old)
+
+
+def timed_median(function, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# --- (a) ------------------------------------------------------------------------------------
+
+def one_frame(catalog, repeat: int) -> None:
+    from sdoml_sql.fetch.frames import FrameReader, read_chunk_frames
+
+    array = catalog.source("aia").array("2010/171A")
+    t = int(array.chunks[0])
+    frame = t + t // 2  # a frame in the middle of the second chunk
+    reader = FrameReader()
+    partial = timed_median(lambda: read_chunk_frames(array, "", frame, frame + 1, (0,), 1, "stride"), repeat)
+    whole_zarr = timed_median(lambda: np.asarray(array[frame:frame + 1]), repeat)
+    lo = frame // t * t
+    whole_kept = timed_median(lambda: reader.read(array, "", lo, lo + t, tuple(range(t)), copy=False), repeat)
+    decode_only = decode_bound_one_frame(array, frame, repeat)
+    print(f"  (a) one frame, the reader alone: partial {partial * 1e3:.2f} ms; whole chunk through zarr "
+          f"{whole_zarr * 1e3:.1f} ms ({whole_zarr / partial:.1f}x); whole chunk into a kept buffer "
+          f"{whole_kept * 1e3:.1f} ms ({whole_kept / partial:.1f}x); decode-only bound of its blocks "
+          f"{decode_only * 1e3:.2f} ms (partial = {partial / decode_only:.2f}x the bound)")
+
+    sql = f"SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 AND idx = {frame}"
+    query = timed_median(lambda: catalog.query(sql).locators(), repeat)
+    selection = catalog.query(sql)
+    selection.locators()
+    graph = timed_median(lambda: selection.fetch(), repeat)
+    new, old = alternated(lambda: selection.fetch().compute(), lambda: selection.fetch().compute(), repeat)
+    print(f"  (a) fetch().compute() of it: {new * 1e3:.1f} ms vs today's {old * 1e3:.1f} ms ({old / new:.1f}x); "
+          f"fixed costs: query + locators {query * 1e3:.1f} ms, graph {graph * 1e3:.1f} ms")
+    from sdoml_sql.fetch.headers import header_records
+    from sdoml_sql.fetch.stack import selection_locators
+
+    table = selection_locators(selection)
+    headers = timed_median(lambda: header_records(catalog, table), repeat)
+    new, old = alternated(lambda: selection.maps(), lambda: selection.maps(), repeat)
+    print(f"  (a) maps() of it: {new * 1e3:.1f} ms vs today's {old * 1e3:.1f} ms ({old / new:.1f}x); "
+          f"its header records {headers * 1e3:.1f} ms; map beyond the read: {(new - partial) * 1e3:.1f} ms")
+
+
+def decode_bound_one_frame(array, frame: int, repeat: int) -> float:
+    """``numcodecs.blosc.decompress`` of the frame's blocks alone, re-packed beforehand."""
+    import numcodecs.blosc
+
+    from sdoml_sql.fetch import frames as fr
+
+    t = int(array.chunks[0])
+    key = fr.chunk_key(array, frame // t)
+    raw = open(os.path.join(str(array.store_path.store.root), array.store_path.path, key), "rb").read()
+    header = fr.BloscHeader.parse(raw, int(np.prod(array.chunks)) * 4)
+    blocks, ranges = fr.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    stored = [memoryview(raw)[a:b] for a, b in ranges]
+    packed = fr.repack(header, blocks, stored)
+    out = np.empty(sum(header.block_size(int(b)) for b in blocks), np.uint8)
+    return timed_median(lambda: numcodecs.blosc.decompress(packed, out), repeat)
+
+
+# --- (b) ------------------------------------------------------------------------------------
+
+HOURLY = ("SELECT year, channel, idx FROM aia WHERE year = 2010 AND minute(T_OBS) < 6 "
+          "ORDER BY channel, T_OBS")
+
+
+def hourly(catalog, repeat: int) -> None:
+    selection = catalog.query(HOURLY)
+    n = len(selection)
+    per_channel = selection.to_pandas().groupby("channel").size()
+    plan = selection.plan()
+    new_pixels = selection.fetch().compute()
+    with Today():
+        old_pixels = selection.fetch().compute()
+    assert np.array_equal(new_pixels, old_pixels)
+    new, old = alternated(lambda: selection.fetch().compute(), lambda: selection.fetch().compute(), repeat)
+    print(f"  (b) hourly cadence, 9 channels, {n} frames (~{per_channel.mean():.0f} per channel): "
+          f"fetch().compute() {new:.2f} s vs today's {old:.2f} s ({old / new:.1f}x), pixels identical; "
+          f"plan: {plan.whole_chunks} chunks whole, {plan.partial_frames} frames partially")
+
+
+# --- (c) and (e) ------------------------------------------------------------------------------
+
+_ARRAYS: dict = {}
+
+
+def _array(root: str, path: str):
+    import zarr
+
+    if (root, path) not in _ARRAYS:
+        _ARRAYS[root, path] = zarr.open_array(f"{root}/{path}", mode="r", zarr_format=2)
+    return _ARRAYS[root, path]
+
+
+def _peer_sample(frames) -> int:
+    return int(np.stack([np.asarray(_array(root, path)[idx]) for root, path, idx in frames]).nbytes)
+
+
+def _read_chunk(job) -> int:
+    root, path, lo, hi = job
+    return int(np.asarray(_array(root, path)[lo:hi]).nbytes)
+
+
+def in_two_processes(function, jobs) -> float:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(abs, range(2))
+        start = time.perf_counter()
+        pool.map(function, jobs, chunksize=1)
+        return time.perf_counter() - start
+
+
+def sample_frames(ds, i: int):
+    return [(ds.opener.source(ds.arrays[a].instrument).root, ds.arrays[a].path, int(idx))
+            for a, idx in zip(ds.array_ids[i], ds.idx[i])]
+
+
+def distinct_chunks(ds):
+    jobs = set()
+    for i in range(len(ds)):
+        for a, idx in zip(ds.array_ids[i], ds.idx[i]):
+            t = int(ds.chunk_frames[a])
+            lo = int(idx) // t * t
+            jobs.add((ds.opener.source(ds.arrays[a].instrument).root, ds.arrays[a].path, lo,
+                      min(lo + t, ds.zarrays()[a].shape[0])))
+    return sorted(jobs)
+
+
+def epoch_rate(ds, shuffle, batch_size: int) -> float:
+    loader = ds.loader(batch_size, shuffle=shuffle, seed=0, epoch=0, num_workers=2)
+    start = time.perf_counter()
+    served = sum(len(batch["row"]) for batch in loader)
+    assert served == len(ds), (served, len(ds))
+    return served / (time.perf_counter() - start)
+
+
+def training(catalog, batch_size: int, peer_samples: int) -> None:
+    from sdoml_sql.datasets.shuffle import batch_time_spread
+
+    start, stop = catalog.query("SELECT min(T_OBS)::DATE, max(T_OBS)::DATE + 1 FROM aia").to_pandas().iloc[0]
+    channels = ", ".join(f"'{c}'" for c in AIA)
+    ds = catalog.query(f"SELECT * FROM aligned([{channels}], '{start}', '{stop}', INTERVAL 12 minutes, "
+                       "INTERVAL 6 minutes)").dataset()
+    n = len(ds)
+    uniform = epoch_rate(ds, "uniform", batch_size)
+    block = epoch_rate(ds, True, batch_size)
+    bound = n / in_two_processes(_read_chunk, distinct_chunks(ds))
+    order = np.random.default_rng(0).permutation(n)[:peer_samples]
+    peers = len(order) / in_two_processes(_peer_sample, [sample_frames(ds, int(i)) for i in order])
+    uniform_again = epoch_rate(ds, "uniform", batch_size)
+    uniform = max(uniform, uniform_again)
+    spread_b = np.mean([batch_time_spread(ds.times, s.samples, batch_size) for s in ds.plan(num_workers=2).schedules])
+    spread_u = np.mean([batch_time_spread(ds.times, s.samples, batch_size)
+                        for s in ds.plan(shuffle="uniform", num_workers=2).schedules])
+    print(f"  (c) {n} aligned 9-channel samples (12-minute grid), one epoch, 2 workers: uniform "
+          f"{uniform:.1f} samples/s, block shuffle {block:.1f}, chunk-decode bound {bound:.1f} "
+          f"(uniform = {uniform / bound:.2f}x the bound, {uniform / block:.2f}x blocks); batch spread "
+          f"{spread_u:.1f} h uniform vs {spread_b:.1f} h blocks")
+    print(f"  (e) the peers' per-sample zarr reads, 2 processes: {peers:.2f} samples/s; uniform loader "
+          f"{uniform / peers:.1f}x")
+    hourly_ds = catalog.query(f"SELECT * FROM aligned([{channels}], '{start}', '{stop}', INTERVAL 1 hour, "
+                              "INTERVAL 6 minutes)").dataset()
+    uniform_h = epoch_rate(hourly_ds, "uniform", batch_size)
+    block_h = epoch_rate(hourly_ds, True, batch_size)
+    print(f"  (c) hourly grid, {len(hourly_ds)} samples: uniform {uniform_h:.1f} samples/s vs block shuffle "
+          f"{block_h:.1f} ({uniform_h / block_h:.1f}x)")
+
+
+# --- (d) ------------------------------------------------------------------------------------
+
+def s3_bytes(catalog_dir: Path, stores: Path) -> None:
+    from emulators import FaultProxy, start_s3
+
+    from sdoml_sql.fetch.frames import read_chunk_frames
+    from sdoml_sql.stores.source import open_store
+
+    store = stores / "sdomlv2_small.zarr"
+    emulator = start_s3({"sdomlv2_small.zarr": store_subset(store, "171A")})
+    proxy = FaultProxy(emulator.endpoint)
+    os.environ["SDOML_S3_ENDPOINT"] = proxy.endpoint
+    try:
+        array = open_store(emulator.url("sdomlv2_small.zarr")).array("2010/171A")
+        from sdoml_sql import Catalog
+
+        frames = Catalog(catalog_dir).query(
+            "SELECT idx FROM aia WHERE year = 2010 AND channel = '171A' AND minute(T_OBS) < 6 ORDER BY idx"
+        ).to_pandas()["idx"].to_numpy()
+        t = int(array.chunks[0])
+        sent = {}
+        for name, context in (("partial", Nothing()), ("whole", None)):
+            proxy.clear()
+            for chunk in np.unique(frames // t):
+                wanted = frames[frames // t == chunk]
+                lo, hi = int(wanted[0]), int(wanted[-1]) + 1
+                offsets = tuple(int(w) - lo for w in wanted)
+                if context is None:
+                    today_read_chunk_frames(array, "", lo, hi, offsets, 1, "stride")
+                else:
+                    read_chunk_frames(array, "", lo, hi, offsets, 1, "stride")
+            sent[name] = proxy.bytes_sent
+        print(f"  (d) S3 emulator, hourly 171A ({len(frames)} frames): partial reads {sent['partial'] / MB:.2f} MB "
+              f"vs whole chunks {sent['whole'] / MB:.2f} MB ({sent['partial'] / sent['whole']:.3f}x)")
+    finally:
+        proxy.stop()
+        emulator.stop()
+        os.environ.pop("SDOML_S3_ENDPOINT", None)
+
+
+def store_subset(store: Path, channel: str) -> Path:
+    """A copy of the store holding one channel (the emulator uploads every file it is given)."""
+    import shutil
+
+    subset = Path(tempfile.mkdtemp(prefix="bench-frames-s3-")) / "sdomlv2_small.zarr"
+    subset.mkdir()
+    for name in (".zgroup", ".zattrs", ".zmetadata"):
+        if (store / name).exists():
+            shutil.copy(store / name, subset / name)
+    (subset / "2010").mkdir()
+    shutil.copy(store / "2010" / ".zgroup", subset / "2010" / ".zgroup")
+    source = store / "2010" / channel
+    (subset / "2010" / channel).mkdir()
+    for file in source.iterdir():
+        if file.name != ".zattrs":
+            shutil.copy(file, subset / "2010" / channel / file.name)
+    return subset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sdoml-bench-frames")
+    parser.add_argument("--frames", type=int, default=480, help="AIA frames per channel")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--peer-samples", type=int, default=64, help="samples timed for (e)")
+    parser.add_argument("--chunkings", default="15,120")
+    parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--only", default="abcde", help="which of the targets to run (letters)")
+    args = parser.parse_args()
+
+    from sdoml_sql import Catalog
+
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    for chunk_frames in (int(c) for c in args.chunkings.split(",")):
+        catalog_dir = prepare(args.workdir, args.frames, chunk_frames)
+        catalog = Catalog(catalog_dir)
+        print(f"\n{chunk_frames}-frame chunks:", flush=True)
+        if "a" in args.only:
+            one_frame(catalog, args.repeat)
+        if "b" in args.only:
+            hourly(catalog, max(3, args.repeat // 2))
+        if "c" in args.only or "e" in args.only:
+            training(catalog, args.batch_size, args.peer_samples)
+        if "d" in args.only and not args.skip_s3:
+            s3_bytes(catalog_dir, args.workdir / f"stores-{chunk_frames}")
+        print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
