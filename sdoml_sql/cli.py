@@ -601,7 +601,12 @@ def plot_quality_command(output, catalog, start, stop, bucket, gap):
                    "and exit (status 1 on an error).")
 @with_access_options
 def serve(catalog, host, port, open_browser, query_timeout, get_path):
-    """Serve a web explorer over the catalog: SQL page, frame pages, timeline, JSON API."""
+    """Serve a web explorer over the catalog: SQL page, frame pages, timeline, JSON API.
+
+    \b
+    Example:
+      sdoml-sql serve --catalog demo-output/catalog
+    """
     from sdoml_sql.query.catalog import open_catalog
     from sdoml_sql.web import Settings, get, serve as run_server
 
