@@ -57,7 +57,12 @@ def _is_sql_comment(arg: str) -> bool:
 @click.version_option(__version__, prog_name="sdoml-sql")
 def main():
     """SQL over the SDO ML v2 dataset: build a Parquet catalog of every per-frame header,
-    query it with DuckDB, fetch frames as dask arrays, SunPy maps and movies."""
+    query it with DuckDB, fetch frames as dask arrays, SunPy maps and movies.
+
+    \b
+    Example:
+      make demo, then: sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
+    """
 
 
 store_options = [
@@ -103,6 +108,13 @@ def with_store_options(function):
     return function
 
 
+def with_remote_read_options(function):
+    """Endpoint, timeout and retries: for commands that read remote objects but no chunks."""
+    for option in reversed(access_options[:3]):
+        function = option(function)
+    return function
+
+
 def with_access_options(function):
     """Endpoint, timeout, retries and cache options, for commands that reopen a catalog's stores."""
     for option in reversed(access_options):
@@ -129,44 +141,55 @@ def with_access_options(function):
 @click.option("--layout", type=click.Choice(["v2", "v2a"]), default="v2", show_default=True,
               help="SDOML v2 (sdomlv2_small.zarr …) or SDOMLv2a (AIA.zarr, HMI.zarr, EVE_legacy.zarr: years "
                    "past 2020, HMI out of time order, flat EVE).")
+@click.option("--overwrite", is_flag=True, help="Replace sample stores already in DIRECTORY (refused without it).")
 def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames,
-           layout):
-    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 (or v2a) ones into DIRECTORY."""
+           layout, overwrite):
+    """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 (or v2a) ones into DIRECTORY.
+
+    \b
+    Example:
+      sdoml-sql sample demo-output/small --frames 20 --channels 171A,193A --eve-samples 500
+    """
+    from sdoml_sql.exceptions import years_list
     from sdoml_sql.stores.sample import write_sample
 
     options = {
         "aia_frames": frames,
         "hmi_frames": hmi_frames,
         "eve_samples": eve_samples,
-        "years": tuple(int(y) for y in years.split(",")) if years else None,
-        "channels": tuple(channels.split(",")) if channels else None,
+        "years": years_list(years, "--years"),
+        "channels": _split(channels),
         "hmi_years": _hmi_years(hmi_years, years, layout),
         "chunk_frames": chunk_frames,
     }
-    paths = write_sample(directory, images=not no_images, seed=seed, layout=layout,
+    paths = write_sample(directory, images=not no_images, seed=seed, layout=layout, overwrite=overwrite,
                          **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
 
 
 def _hmi_years(hmi_years: str | None, years: str | None, layout: str = "v2"):
+    from sdoml_sql.exceptions import years_list
+
     if hmi_years is None:
         return None
     if hmi_years == "aia":
         from sdoml_sql.stores.sample import DEFAULT_YEARS
 
-        return tuple(int(y) for y in years.split(",")) if years else DEFAULT_YEARS[layout]
-    try:
-        return tuple(int(y) for y in hmi_years.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{hmi_years!r}: give years such as 2010,2011 or 'aia'", param_hint="--hmi-years")
+        return years_list(years, "--years") if years else DEFAULT_YEARS[layout]
+    return years_list(hmi_years, "--hmi-years")
 
 
 @main.command()
 @click.argument("url")
 @with_store_options
 def tree(url, mirror, billing_project):
-    """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs)."""
+    """Print the groups and arrays of the store at URL (shapes, dtypes, chunks; never attrs).
+
+    \b
+    Example:
+      sdoml-sql tree demo-output/stores/sdomlv2_hmi_small.zarr
+    """
     from sdoml_sql.catalog_builder.inspect import tree as tree_text
 
     click.echo(tree_text(url, mirror=mirror, billing_project=billing_project))
@@ -177,7 +200,12 @@ def tree(url, mirror, billing_project):
 @click.argument("array_path")
 @with_store_options
 def keywords(url, array_path, mirror, billing_project):
-    """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example."""
+    """List the per-frame header keys of ARRAY_PATH (such as 2010/171A) with types and an example.
+
+    \b
+    Example:
+      sdoml-sql keywords demo-output/stores/sdomlv2_hmi_small.zarr 2010/Bz
+    """
     from sdoml_sql.catalog_builder.inspect import keywords as keyword_rows
 
     rows = keyword_rows(url, array_path, mirror=mirror, billing_project=billing_project)
@@ -220,14 +248,20 @@ def _split(text: str | None) -> list[str] | None:
 @with_store_options
 def build(aia, hmi, eve, catalog, years, channels, full, read_ahead, progress, scheduler, break_lock, mirror,
           billing_project):
-    """Harvest every per-frame header of the named stores into a Parquet catalog."""
+    """Harvest every per-frame header of the named stores into a Parquet catalog.
+
+    \b
+    Example:
+      sdoml-sql build --aia demo-output/stores/sdomlv2_small.zarr --catalog demo-output/catalog --channels 171A
+    """
+    from sdoml_sql.exceptions import years_list
     from sdoml_sql.workflows import build_catalog
 
     with _client(scheduler) as client:
-        report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=_split(years),
+        report = build_catalog(aia=aia, hmi=hmi, eve=eve, catalog=catalog, years=years_list(years, "--years"),
                                channels=_split(channels), full=full, progress=progress, read_ahead=read_ahead,
                                client=client, mirror=mirror, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report)
+    _print_report(report, quiet=not progress)
 
 
 @contextlib.contextmanager
@@ -240,7 +274,7 @@ def _client(scheduler: str | None):
     try:
         client = Client(scheduler, timeout="3s")
     except OSError as error:
-        raise click.ClickException(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
+        raise SdomlError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
     with client:
         yield client
 
@@ -258,12 +292,17 @@ def _client(scheduler: str | None):
 @break_lock_option
 @with_access_options
 def rebuild(catalog, full, read_ahead, progress, billing_project, sources, break_lock):
-    """Re-read the sources in the catalog's manifest; rewrite only partitions that changed."""
+    """Re-read the sources in the catalog's manifest; rewrite only partitions that changed.
+
+    \b
+    Example:
+      sdoml-sql rebuild --catalog demo-output/catalog --source aia=demo-output/stores/sdomlv2_small.zarr
+    """
     from sdoml_sql.workflows import rebuild_catalog
 
     report = rebuild_catalog(catalog, sources=_pairs(sources, "--source"), full=full, progress=progress,
                              read_ahead=read_ahead, billing_project=billing_project, break_lock=break_lock)
-    _print_report(report)
+    _print_report(report, quiet=not progress)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -278,9 +317,14 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return pairs
 
 
-def _print_report(report) -> None:
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+def _print_report(report, quiet: bool = False) -> None:
+    """The build's warnings (with ``--quiet`` one line counting them), then its summary."""
+    if quiet and len(report.warnings) > 1:
+        click.echo(f"warning: {len(report.warnings)} warnings, the first: {report.warnings[0]} "
+                   "(all of them in manifest.json)", err=True)
+    else:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(report.summary())
@@ -290,9 +334,15 @@ def _print_report(report) -> None:
 @click.argument("source")
 @click.argument("directory", type=click.Path(file_okay=False))
 @progress_option
-@with_access_options
+@with_remote_read_options
 def sync(source, directory, progress):
-    """Copy or update the catalog at SOURCE (s3://, gs://, https://) into DIRECTORY: only what changed."""
+    """Copy or update the catalog at SOURCE (s3://, gs://, https:// or a directory) into DIRECTORY:
+    only what changed.
+
+    \b
+    Example:
+      sdoml-sql sync s3://my-bucket/sdoml-catalog catalog-mirror
+    """
     from sdoml_sql.catalog_builder.sync import sync_catalog
 
     click.echo(sync_catalog(source, directory, progress=progress).summary())
@@ -313,7 +363,12 @@ def sync(source, directory, progress):
               help=f"Stop the query after this many seconds (env {config.QUERY_TIMEOUT_ENV}; default: no limit).")
 @with_access_options
 def query(sql, catalog, sql_file, output_format, output, query_timeout):
-    """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin)."""
+    """Run one read-only SQL query on the catalog. SQL may be @FILE.sql or - (stdin).
+
+    \b
+    Example:
+      sdoml-sql query "SELECT channel, count(*) AS n FROM aia GROUP BY channel" --catalog demo-output/catalog
+    """
     import warnings
 
     from sdoml_sql.exceptions import EmptyResultWarning
@@ -351,9 +406,15 @@ def _sql_text(sql: str | None, sql_file: str | None) -> str:
 @catalog_option
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def shell(catalog, duckdb_args):
-    """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb)."""
-    from sdoml_sql.query.catalog import open_catalog
+    """Start the DuckDB shell with the catalog's views and macros (extra arguments go to duckdb).
 
+    \b
+    Example:
+      sdoml-sql shell --catalog demo-output/catalog -c "SELECT count(*) AS frames FROM frames"
+    """
+    from sdoml_sql.query.catalog import open_catalog, refuse_remote_shell
+
+    refuse_remote_shell(catalog)  # before opening it: offline, opening would fail first
     sys.exit(open_catalog(catalog).shell(duckdb_args))
 
 
@@ -386,7 +447,13 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
 @click.option("--progress/--quiet", default=True, help="Show the plan line and a progress bar (progress=), or not.")
 @with_access_options
 def fetch(sql, catalog, output, output_format, downsample, method, missing, progress):
-    """Fetch the frames of the rows SQL selects and write them to --output."""
+    """Fetch the frames of the rows SQL selects and write them to --output.
+
+    \b
+    Example:
+      sdoml-sql fetch "SELECT year, channel, idx FROM aia WHERE EXPTIME < 2" --catalog demo-output/catalog
+      --output demo-output/short.npy
+    """
     from sdoml_sql.fetch import plan, write_frames
     from sdoml_sql.fetch.output import output_format as check_output
 
@@ -415,7 +482,13 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, prog
 @progress_option
 @with_access_options
 def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sortby, progress):
-    """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html."""
+    """Render the frames SQL selects as a movie: OUTPUT.mp4, .gif or .html.
+
+    \b
+    Example:
+      sdoml-sql movie "SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes',
+      '6 minutes')" demo-output/day.gif --missing drop --downsample 2 --catalog demo-output/catalog
+    """
     from sdoml_sql.fetch.movies import movie as render_movie, movie_suffix
 
     movie_suffix(output)
@@ -438,10 +511,19 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sortb
 @with_access_options
 def export(sql, output, catalog, downsample, method, missing, normalize, progress):
     """Export the samples SQL selects to OUTPUT.zarr (one sample per chunk, rows in rows.parquet) for
-    training at disk speed; rerun the same command to resume an interrupted export."""
+    training at disk speed; rerun the same command to resume an interrupted export.
+
+    \b
+    Example:
+      sdoml-sql export "SELECT * FROM aligned(['171A', 'Bz'], '2010-08-27', '2010-08-29', '12 minutes',
+      '6 minutes')" demo-output/train.zarr --downsample 4 --catalog demo-output/catalog
+    """
+    from pathlib import Path
+
+    finished = Path(output).exists()
     written = _selection(sql, catalog).export(output, downsample=downsample, method=method, missing=missing,
                                               normalize=normalize, progress=progress)
-    click.echo(f"wrote {written}")
+    click.echo(f"complete: {written} already holds this export" if finished else f"wrote {written}")
 
 
 @main.command()
@@ -452,7 +534,13 @@ def export(sql, output, catalog, downsample, method, missing, normalize, progres
 @click.option("--row", default=0, show_default=True, type=click.IntRange(0), help="Frame selections: the row to plot.")
 @with_access_options
 def plot(sql, output, catalog, lines, row):
-    """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map."""
+    """Plot what SQL selects to OUTPUT (PNG, PDF, SVG): EVE lines, or one frame as a map.
+
+    \b
+    Example:
+      sdoml-sql plot 'SELECT time, "Fe XX_2", "He II" FROM eve ORDER BY time' demo-output/eve.png
+      --catalog demo-output/catalog
+    """
     from sdoml_sql.fetch.maps import plot as plot_selection
 
     plot_selection(_selection(sql, catalog), output, lines=_split(lines), row=row)
@@ -471,11 +559,17 @@ def plot(sql, output, catalog, lines, row):
 @click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to spread the chunks over.")
 @with_access_options
 def stats(catalog, years, channels, full, workers, progress, scheduler):
-    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality)."""
+    """Compute pixel statistics of every frame (frame_stats, and the pixel flags of frame_quality).
+
+    \b
+    Example:
+      sdoml-sql stats --catalog demo-output/catalog --years 2020 --channels 171A,193A
+    """
+    from sdoml_sql.exceptions import years_list
     from sdoml_sql.workflows import compute_frame_stats
 
     with _client(scheduler) as client:
-        report = compute_frame_stats(catalog, years=_split(years), channels=_split(channels), full=full,
+        report = compute_frame_stats(catalog, years=years_list(years, "--years"), channels=_split(channels), full=full,
                                      progress=progress, client=client, workers=workers)
     click.echo(report.summary())
 
@@ -485,10 +579,19 @@ def stats(catalog, years, channels, full, workers, progress, scheduler):
 @catalog_option
 @click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
 @click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
-@click.option("--bucket", default=None, help="Bucket length, e.g. '1 hour' (default: about 200 buckets).")
-@click.option("--gap", default=None, help="A step between frames longer than this is a gap (default: 30 minutes).")
+@click.option("--bucket", default=None,
+              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … giving at most "
+                   "240 buckets; a chosen one may give up to 2,000).")
+@click.option("--gap", default=None,
+              help="A step between frames longer than this (a positive interval) is a gap (default: 30 minutes).")
 def plot_quality_command(output, catalog, start, stop, bucket, gap):
-    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT."""
+    """Plot frames per bucket, gaps and flagged frames by flag, one row per channel, to OUTPUT.
+
+    \b
+    Example:
+      sdoml-sql plot-quality --catalog demo-output/catalog demo-output/quality.png --start "2019-12-31 22:00"
+      --stop "2020-01-01 04:00" --bucket "12 minutes"
+    """
     from sdoml_sql.quality.plot import plot_quality
     from sdoml_sql.query.catalog import open_catalog
 
@@ -512,7 +615,12 @@ def plot_quality_command(output, catalog, start, stop, bucket, gap):
                    "and exit (status 1 on an error).")
 @with_access_options
 def serve(catalog, host, port, open_browser, query_timeout, get_path):
-    """Serve a web explorer over the catalog: SQL page, frame pages, timeline, JSON API."""
+    """Serve a web explorer over the catalog: SQL page, frame pages, timeline, JSON API.
+
+    \b
+    Example:
+      sdoml-sql serve --catalog demo-output/catalog
+    """
     from sdoml_sql.query.catalog import open_catalog
     from sdoml_sql.web import Settings, get, serve as run_server
 

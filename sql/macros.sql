@@ -16,6 +16,14 @@ CASE WHEN value IS NULL THEN error(name || ' is NULL: give an interval such as '
                     || CASE WHEN positive THEN 'positive' ELSE 'zero or more' END)
      ELSE value::INTERVAL END;
 
+-- checked_stop: stop as a TIMESTAMP, or an error when it is before start (an empty grid
+-- without a word would look like a catalog without frames).
+CREATE OR REPLACE MACRO checked_stop(start, stop) AS
+CASE WHEN stop::TIMESTAMP < start::TIMESTAMP
+     THEN error('stop ' || stop::TIMESTAMP::VARCHAR || ' is before start ' || start::TIMESTAMP::VARCHAR
+                || ': give start first')
+     ELSE stop::TIMESTAMP END;
+
 -- channel_tolerance: the tolerance of channel number n of channels (as text) when tolerance
 -- is one interval, a list matching channels, or a MAP channel -> interval.
 CREATE OR REPLACE MACRO channel_tolerance(tolerance, channels, channel, n) AS
@@ -77,7 +85,7 @@ wanted AS (
 ),
 grid AS (
     SELECT g.n - 1 AS row, g.time, w.channel_order, w.channel, w.instrument
-    FROM range(start::TIMESTAMP, stop::TIMESTAMP, checked_interval(cadence, 'cadence', true))
+    FROM range(start::TIMESTAMP, checked_stop(start, stop), checked_interval(cadence, 'cadence', true))
          WITH ORDINALITY AS g(time, n)
     CROSS JOIN wanted w
 ),
@@ -146,7 +154,7 @@ WITH
 grid AS (
     SELECT g.n - 1 AS row, g.time
     FROM range(start::TIMESTAMP,  -- the arguments are checked once, when the query is bound
-               CASE WHEN checked_interval(tolerance, 'tolerance', false) IS NOT NULL THEN stop::TIMESTAMP END,
+               CASE WHEN checked_interval(tolerance, 'tolerance', false) IS NOT NULL THEN checked_stop(start, stop) END,
                checked_interval(cadence, 'cadence', true)) WITH ORDINALITY AS g(time, n)
 ),
 candidates AS (

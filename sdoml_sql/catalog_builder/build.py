@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from sdoml_sql.version import __version__
 from sdoml_sql import config
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, StoreError
+from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
 from sdoml_sql.files import move_into_place, write_atomically
 from sdoml_sql.catalog_builder.harvest import (
     eve_array_path, eve_groups, harvest_array, harvest_eve,
@@ -37,15 +37,18 @@ from sdoml_sql.catalog_builder.harvest import (
 from sdoml_sql.catalog_builder import remote
 from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
 from sdoml_sql.catalog_builder.layout import (
-    DATA_FILE, LOCK_FILE, MANIFEST, STAGING_DIR, Manifest, eve_group_name, eve_key, identity, open_source,
-    partition_key, side_keys,
+    DATA_FILE, FRAME_INSTRUMENTS, LOCK_FILE, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY, Manifest,
+    eve_group_name, eve_key, identity, open_source, partition_key, per_array_key, side_keys,
 )
 from sdoml_sql.catalog_builder.location import (
     CatalogLocation, is_remote, local_directory, manifest_bytes, open_location, parse_manifest, read_manifest,
 )
+from sdoml_sql.stores.sample import AIA_CHANNELS, HMI_COMPONENTS
 from sdoml_sql.stores.source import Source, open_store, resolve_url
 
 SCHEMA_VERSION = 1
+#: The arrays of a year group that tell an AIA store from an HMI store.
+STORE_CHANNELS = {"aia": AIA_CHANNELS, "hmi": HMI_COMPONENTS}
 SECRET_OPTION_WORDS = ("secret", "token", "key", "password", "credential")
 
 
@@ -74,7 +77,8 @@ class BuildReport:
     source_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)  # one line per source that changed variant (v2 ↔ v2a)
+    #: one line each: a source that changed variant (v2 ↔ v2a), statistics made out of date by this build
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for people: counts and speed."""
@@ -107,8 +111,10 @@ def build_catalog(
     """Harvest the named stores (URLs or preset names) into the catalog directory.
 
     Partitions whose source is unchanged since the last build are kept (``full=True``
-    rewrites them).  ``years`` and ``channels`` limit which arrays are read; a channel
-    filter applies to the instruments that have arrays of those names.  Instruments not
+    rewrites them).  ``years`` and ``channels`` limit which arrays are read (one value or a
+    list); a channel filter applies to the instruments that have arrays of those names, and a
+    channel that none of the named stores has is refused (``StoreError``, with a did-you-mean),
+    as is a store whose arrays are another instrument's (an HMI store given as ``aia``).  Instruments not
     named keep their partitions.  ``client`` (a ``dask.distributed.Client``) spreads the
     harvest over its workers, which must see a local catalog directory (a shared filesystem);
     into an object store they need no shared disk.  ``catalog`` may be an ``s3://`` or
@@ -126,8 +132,9 @@ def build_catalog(
     if not requests:
         raise CatalogError("nothing to build: name at least one of the aia, hmi or eve stores")
     target = catalog if catalog else default_catalog_dir()
-    filters = {"years": sorted(set(map(int, years))) if years else None,
-               "channels": sorted(set(channels)) if channels else None}
+    years, channels = years_list(years), items(channels, "channels")
+    filters = {"years": sorted(set(years)) if years else None,
+               "channels": sorted(set(map(str, channels))) if channels else None}
     plan = {
         name: {"url": url, "storage_options": storage_options or {}, "billing_project": billing_project,
                "mirror": mirror, "filters": filters}
@@ -212,7 +219,7 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
         old = (parse_manifest(raw) if raw else None) if lease.conditional else read_manifest(location)
         old = old or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
-        planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
+        planned = plan_sources(plan, sources)
         todo, keep = _split_changed(planned, old.partitions, full)
         report.skipped = sorted(keep)
         build_id = remote.new_build_id()
@@ -256,7 +263,7 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
     with exclusive(directory):
         old = read_manifest(directory) or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
-        planned = {name: _plan_partitions(name, sources[name], plan[name]["filters"]) for name in plan}
+        planned = plan_sources(plan, sources)
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
@@ -273,11 +280,34 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
             if derive:
                 new_manifest = derive(open_location(directory), new_manifest)
             _write_manifest(directory, new_manifest)
+            report.notes += stale_statistics(directory, new_manifest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):
                 staging.parent.rmdir()
     return _finish_report(report, results, started)
+
+
+def stale_statistics(directory: Path, manifest: dict[str, Any]) -> list[str]:
+    """One line naming the partitions whose ``frame_stats`` were computed from other headers
+    than the manifest's (the views count their frames as without statistics), or none."""
+    stale = []
+    for key, entry in Manifest.of(manifest).partitions.items():
+        if entry.get("instrument") not in FRAME_INSTRUMENTS:
+            continue
+        path = directory / per_array_key(STATS_DIR, entry["instrument"], entry["year"], entry["channel"]) / DATA_FILE
+        if path.is_file():
+            try:
+                recorded = (pq.read_schema(path).metadata or {}).get(STATS_FINGERPRINT_KEY, b"").decode()
+            except (OSError, pa.ArrowInvalid):
+                recorded = ""
+            if recorded.split(":")[0] != entry.get("fingerprint"):
+                stale.append(key)
+    if not stale:
+        return []
+    return [f"frame_stats of {len(stale)} partition(s) ({', '.join(sorted(stale)[:3])}{', …' if len(stale) > 3 else ''}) "
+            "were computed from other headers or pixels: their frames count as has_stats=false until "
+            "`sdoml-sql stats` runs again"]
 
 
 @contextlib.contextmanager
@@ -304,18 +334,63 @@ def exclusive(directory: Path) -> Iterator[None]:
         handle.close()
 
 
-def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Partition]:
-    if instrument == "eve":
-        return _plan_eve(source)
+def plan_sources(plan: dict[str, dict], sources: dict[str, Source]) -> dict[str, list[Partition]]:
+    """The partitions of every planned source, after checking that each store holds what its
+    instrument's stores hold (an HMI store given as ``aia`` is refused) and that every channel
+    of the filter is an array of one of them (``171`` is refused, with a did-you-mean)."""
+    listed = {name: _list_arrays(name, sources[name], plan[name]["filters"]) for name in plan if name != "eve"}
+    wanted = set()
+    for name in plan:
+        wanted.update(plan[name]["filters"].get("channels") or ())
+    if wanted and listed:
+        held = [a for name in listed for arrays in listed[name].values() for a in arrays]
+        where = (f"the {' and '.join(listed)} stores have" if len(listed) > 1 else f"the {next(iter(listed))} store has")
+        message = unknown_names("channel", sorted(wanted), sorted(set(held), key=_channel_order), where)
+        if message:
+            raise StoreError(message)
+    return {name: _plan_eve(sources[name]) if name == "eve" else
+            _plan_partitions(name, sources[name], listed[name], plan[name]["filters"]) for name in plan}
+
+
+def _channel_order(name: str):
+    digits = "".join(c for c in name if c.isdigit())
+    return (not digits, int(digits or 0), name)
+
+
+def _list_arrays(instrument: str, source: Source, filters: dict) -> dict[str, list[str]]:
+    """``{year: arrays}`` of the store's year groups chosen by the filter; the store's kind,
+    told from its array names, must be ``instrument``."""
     years = filters.get("years")
-    wanted_channels = set(filters.get("channels") or ())
     groups, _ = source.children()
     year_names = sorted(g for g in groups if g.isdigit() and (not years or int(g) in years))
     if not year_names:
-        raise StoreError(f"store {source.url} has no year groups" + (f" among {years}" if years else ""))
+        if any(g.isdigit() for g in groups) or not groups:
+            raise StoreError(f"store {source.url} has no year groups" + (f" among {years}" if years else ""))
+        raise StoreError(f"{instrument}: store {source.url} is not an {instrument.upper()} store: it has groups "
+                         f"{', '.join(sorted(groups)[:5])} and no year groups (an EVE store? use --eve)")
+    listed = {year: source.children(year)[1] for year in year_names}
+    kind = store_kind(a for arrays in listed.values() for a in arrays)
+    if kind is not None and kind != instrument:
+        raise StoreError(f"{instrument}: store {source.url} is an {kind.upper()} store (its arrays are "
+                         f"{', '.join(sorted({a for v in listed.values() for a in v}, key=_channel_order)[:9])}); "
+                         f"give it as --{kind}")
+    return listed
+
+
+def store_kind(array_names) -> str | None:
+    """``"aia"`` or ``"hmi"`` when every array name is one of that instrument's channels,
+    else None (a store of another layout: the build reads it as given)."""
+    names = set(array_names)
+    for kind, channels in STORE_CHANNELS.items():
+        if names and names <= set(channels):
+            return kind
+    return None
+
+
+def _plan_partitions(instrument: str, source: Source, listed: dict[str, list[str]], filters: dict) -> list[Partition]:
+    wanted_channels = set(filters.get("channels") or ())
     partitions = []
-    for year in year_names:
-        _, arrays = source.children(year)
+    for year, arrays in listed.items():
         chosen = [a for a in arrays if a in wanted_channels] if wanted_channels & set(arrays) else arrays
         for channel in chosen:
             path = f"{year}/{channel}"
@@ -329,6 +404,11 @@ def _plan_partitions(instrument: str, source: Source, filters: dict) -> list[Par
 def _plan_eve(source: Source) -> list[Partition]:
     """One partition per place holding EVE lines, found by content (:func:`eve_groups`): the
     ``MEGS-A`` group of SDOML v2, or the root of SDOMLv2a's flat EVE_legacy (``group=root``)."""
+    groups, _ = source.children()
+    if groups and all(g.isdigit() for g in groups):
+        kind = store_kind(source.children(groups[0])[1])
+        raise StoreError(f"eve: store {source.url} is not an EVE store: it has year groups "
+                         f"{', '.join(sorted(groups)[:5])}; give it as " + (f"--{kind}" if kind else "--aia or --hmi"))
     partitions = []
     for group in eve_groups(source):
         _, arrays = source.children(group)

@@ -33,6 +33,10 @@ TIME_SUFFIX = "_STR"
 LOCATOR_COLUMNS = ("instrument", "year", "channel", "idx")
 #: The side table of keys kept whole per array (their lists are not one value per frame).
 ARRAY_ATTRS = "array_attrs"
+#: Pixel statistics per frame (quality/stats.py), and the Parquet key-value metadata key of the
+#: source fingerprint they were computed from (``<partition fingerprint>:<chunks digest>``).
+STATS_DIR = "frame_stats"
+STATS_FINGERPRINT_KEY = b"sdoml_sql.fingerprint"
 INSTRUMENTS = ("aia", "hmi", "eve")
 #: Instruments whose partitions are frames (one row per image, ``year=…/channel=…``).
 FRAME_INSTRUMENTS = ("aia", "hmi")

@@ -62,12 +62,15 @@ def checksum(image: np.ndarray) -> str:
 def export(source, output, progress: bool = True, **dataset_options) -> Path:
     """Write ``source`` (a :class:`FrameDataset`, or a selection made into one with
     ``dataset_options``) to the local Zarr ``output``; resume an interrupted export of the same
-    samples.  Returns the path written."""
+    samples (a finished one is left as it is).  Returns the path written."""
     ds = source if isinstance(source, FrameDataset) else dataset(source, **dataset_options)
     ds = dataclasses.replace(ds, transform=None)
     output = Path(output)
     if output.exists():
-        raise DatasetError(f"{output} exists: remove it or choose another name")
+        described = output / DESCRIPTION
+        if described.is_file() and json.loads(described.read_text(encoding="utf-8")) == _description(ds):
+            return output  # a finished export of the same samples: complete, nothing to do
+        raise DatasetError(f"{output} exists and holds other samples or options: remove it or choose another name")
     partial = output.with_name(output.name + ".partial")
     done = _start_or_resume(partial, ds)
     _write_missing(ds, partial, done, progress)

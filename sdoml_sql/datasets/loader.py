@@ -40,6 +40,12 @@ class EpochStream(IterableDataset):
     def __len__(self) -> int:
         return self.plan.samples
 
+    def batches(self, batch_size: int, drop_last: bool) -> int:
+        """Batches of ``batch_size`` an epoch of this rank yields: each worker batches its own
+        shard, so each may end with a partial batch (dropped with ``drop_last``)."""
+        sizes = [len(schedule.steps) for schedule in self.plan.schedules]
+        return sum(n // batch_size if drop_last else -(-n // batch_size) for n in sizes)
+
     def __iter__(self):
         info = get_worker_info()
         if info is not None and info.num_workers != len(self.plan.schedules):
@@ -81,10 +87,28 @@ def _batch(ds, images, samples: list[int]) -> dict:
             "idx": torch.as_tensor(np.where(ds.array_ids[index] >= 0, ds.idx[index], -1).astype(np.int64))}
 
 
+class ChunkLoader(DataLoader):
+    """A ``torch.utils.data.DataLoader`` over an :class:`EpochStream` whose ``len()`` is the
+    number of batches an epoch of this rank yields (``drop_last`` and ``rank``/``world_size``
+    applied) and whose ``batch_size`` is the batch size, also when the workers build the
+    batches themselves (tqdm totals, ``OneCycleLR(steps_per_epoch=len(loader))``, Lightning)."""
+
+    def __init__(self, stream: EpochStream, batches_of: int, drop_partial: bool, **options):
+        super().__init__(stream, **options)
+        object.__setattr__(self, "batch_size", batches_of)  # DataLoader refuses to set it after __init__
+        object.__setattr__(self, "drop_last", drop_partial)
+
+    def __len__(self) -> int:
+        length = self.dataset.batches(self.batch_size, self.drop_last)
+        self._IterableDataset_len_called = length  # torch warns if an epoch yields more than this
+        return length
+
+
 def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int = 0, epoch: int = 0,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX,
                 cache_mb: float | None = None, drop_last: bool = False, pin_memory: bool = False,
-                prefetch_factor: int | None = None) -> DataLoader:
+                prefetch_factor: int | None = None, persistent_workers: bool = False,
+                multiprocessing_context=None) -> DataLoader:
     """A ``DataLoader`` over one epoch of ``dataset`` with chunk-aware shuffling.
 
     Every sample of the rank's shard appears once per epoch, in an order fixed by
@@ -97,8 +121,12 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
     holds at most ``cache_mb`` MB (default 2048) of samples waiting for their frames, in whole
     batches, plus one decoded chunk (126 MB for 120 AIA frames of 512²).  Each worker batches
     its own shard, so an epoch ends with up to one partial batch per worker (``drop_last``
-    drops them).  ``loader.dataset.plan`` says what the epoch will decode;
-    ``loader.dataset.set_epoch(e)`` plans epoch ``e`` for the next ``iter(loader)``.
+    drops them); ``len(loader)`` counts the batches.  ``loader.dataset.plan`` says what the
+    epoch will decode; ``loader.dataset.set_epoch(e)`` plans epoch ``e`` for the next
+    ``iter(loader)``.  Workers start with ``multiprocessing_context`` (default
+    ``"forkserver"``: forking a process that runs threads may deadlock, and Python 3.14 no longer
+    forks by default; ``"spawn"`` and ``"fork"`` work too); ``persistent_workers`` keeps them
+    between epochs, as in torch.
     """
     _check_batch_size(batch_size)
     if not isinstance(num_workers, int) or num_workers < 0:
@@ -109,14 +137,26 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
                "group": batch_size if batches_in_worker else 1}
     stream = EpochStream(dataset, options, drop_last)
     extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers else {}
-    return DataLoader(stream, batch_size=None if batches_in_worker else batch_size, num_workers=num_workers,
-                      drop_last=False if batches_in_worker else drop_last,
-                      pin_memory=pin_memory and torch.cuda.is_available(), **extra)
+    if num_workers:
+        extra.update(persistent_workers=bool(persistent_workers),
+                     multiprocessing_context=multiprocessing_context or default_context())
+    return ChunkLoader(stream, batch_size, drop_last, batch_size=None if batches_in_worker else batch_size,
+                       num_workers=num_workers, drop_last=False if batches_in_worker else drop_last,
+                       pin_memory=pin_memory and torch.cuda.is_available(), **extra)
+
+
+def default_context() -> str | None:
+    """The start method of loader workers: ``forkserver`` where there is one (Linux, macOS),
+    so that no worker is forked from a process running threads (DuckDB's, dask's, zarr's)."""
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
 def _check_batch_size(batch_size) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise DatasetError(f"batch_size={batch_size!r}: give a positive integer")
+
 
 def uniform_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                    num_workers: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> DataLoader:
@@ -126,5 +166,6 @@ def uniform_loader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0
     if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise DatasetError(f"rank={rank!r}, world_size={world_size!r}: need 0 <= rank < world_size")
     order = np.random.default_rng([seed, epoch]).permutation(len(dataset)) if shuffle else np.arange(len(dataset))
+    extra = {"multiprocessing_context": default_context()} if num_workers else {}
     return DataLoader(dataset, batch_size=batch_size, sampler=order[rank::world_size].tolist(),
-                      num_workers=num_workers, drop_last=drop_last)
+                      num_workers=num_workers, drop_last=drop_last, **extra)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import resource
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -261,14 +262,29 @@ class FrameDataset:
 
         labels = split_labels(self.times, val=val, test=test, seed=seed, gap=gap,
                               val_months=val_months, test_months=test_months)
-        return {name: self.subset(np.flatnonzero(labels == name)) for name in ("train", "val", "test")}
+        splits = {name: self.subset(np.flatnonzero(labels == name)) for name in ("train", "val", "test")}
+        asked = {"train": True, "val": bool(val or val_months), "test": bool(test or test_months)}
+        empty = [name for name, part in splits.items() if asked[name] and not len(part)]
+        if empty and len(self):
+            months = sorted({str(m) for m in pd.DatetimeIndex(pd.to_datetime(self.times)).dropna().to_period("M")})
+            shown = ", ".join(months[:6]) + (", …" if len(months) > 6 else "")
+            warnings.warn(f"split {' and '.join(empty)} came out empty: splits are whole calendar months and the "
+                          f"{len(self)} samples fall in {len(months)} month(s) ({shown}); select more months, or "
+                          "name them with val_months=/test_months=", UserWarning, stacklevel=2)
+        return splits
 
     def loader(self, batch_size: int, shuffle: bool | str = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
                rank: int = 0, world_size: int = 1, **options):
         """A ``torch.utils.data.DataLoader`` over one epoch with chunk-aware shuffling
         (see :func:`sdoml_sql.datasets.loader.make_loader` for the options)."""
+        import inspect
+
         from sdoml_sql.datasets.loader import make_loader
 
+        known = list(inspect.signature(make_loader).parameters)[1:]
+        unknown = [name for name in options if name not in known]
+        if unknown:
+            raise DatasetError(f"unknown loader option {unknown[0]}: the options are {', '.join(known)}")
         return make_loader(self, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, num_workers=num_workers,
                            rank=rank, world_size=world_size, **options)
 

@@ -296,7 +296,11 @@ def fits_frames(selection, downsample: int = 1, method: str = "stride", missing:
     for start, values in compute_batches(array, progress=progress):
         for offset, frame in enumerate(values):
             i = start + offset
-            yield i, grid.table.iloc[i], frame, map_header(raw[i], rows[i], keys[i], downsample, method)
+            locator = grid.table.iloc[i]
+            meta = map_header(raw[i], rows[i], keys[i], downsample, method)
+            if locator["instrument"] == "hmi" and str(meta.get("DETECTOR", "HMI")).strip().upper() == "HMI":
+                meta["DETECTOR"] = f"HMI {locator['channel']}"  # SunPy's map name: "HMI Bz magnetic", not "HMI magnetic"
+            yield i, locator, frame, meta
 
 
 def default_fits_name(i: int, locator, meta: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import parfive
 import pyarrow as pa
+import sunpy
 import sunpy.net.attrs as a
 from astropy.table import vstack
 from astropy.time import Time
@@ -22,7 +24,7 @@ from sunpy.net.base_client import BaseClient, QueryResponseTable
 from sdoml_sql.catalog_builder.layout import MANIFEST, Manifest
 from sdoml_sql.catalog_builder.location import read_manifest
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import SdomlError
+from sdoml_sql.exceptions import InputError, SdomlError, SearchErrorWarning
 from sdoml_sql.fetch.output import fits_frames, write_fits_file
 from sdoml_sql.fetch.stack import FlatSelection
 from sdoml_sql.fido import attrs as sa
@@ -31,12 +33,14 @@ from sdoml_sql.fido.search import (PHYSOBS, SearchTerms, channel_physobs, channe
 from sdoml_sql.query.catalog import open_catalog
 
 #: The SDOML v2 arrays, listed by ``register_values`` when there is no default catalog.
-PUBLISHED_CHANNELS = {**dict.fromkeys(("94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A"),
-                                      "aia"),
-                      **dict.fromkeys(("Bx", "By", "Bz"), "hmi")}
+PUBLISHED_CHANNELS = sa.CHANNELS
 
 INSTRUMENTS = {"aia": "Atmospheric Imaging Assembly (SDOML v2: 512x512 px, 6-minute cadence)",
                "hmi": "Helioseismic and Magnetic Imager vector field (SDOML v2: 512x512 px, 12-minute cadence)"}
+
+#: SunPy 8's Fido.search catches a client's exception and keeps it in ``results.errors``
+#: (SunPy 7 raised it): the client then also warns, so the error reaches the user.
+FIDO_KEEPS_ERRORS = int(sunpy.__version__.split(".")[0]) >= 8
 
 #: Hidden column naming the catalog a row came from (Fido.fetch reads it).
 CATALOG_COLUMN = "Catalog"
@@ -68,7 +72,8 @@ def catalog_values(channels: dict[str, str]) -> dict:
         a.Physobs: [(channel_physobs(i), f"SDOML {i.upper()}") for i in instruments],
         a.Provider: [("SDOML", "The SDO ML v2 dataset, searched in an sdoml-sql catalog")],
         a.Source: [("SDO", "Solar Dynamics Observatory")],
-        sa.Channel: [(c, f"{i.upper()} {c}") for c, i in channels.items()],
+        # "AIA_171A": SunPy names it aia_171a (a name from "171A" would be one_71a)
+        sa.Channel: [(f"{i.upper()}_{c}", f"{i.upper()} {c}") for c, i in channels.items()],
     }
 
 
@@ -91,7 +96,12 @@ class SDOMLClient(BaseClient):
         """One row per frame: Start Time, Instrument, Channel, Wavelength, Physobs, Exposure
         Time (AIA), Sample Time and Sample Offset (with ``a.Sample``), Provider and the
         locator year, Channel, idx."""
-        tables = [self._search_branch(terms) for terms in walker.create(and_(*query))]
+        try:
+            tables = [self._search_branch(terms) for terms in walker.create(and_(*query))]
+        except SdomlError as error:
+            if FIDO_KEEPS_ERRORS:  # the exception would end up in results.errors, unseen
+                warnings.warn(f"SDOML search failed: {error}", SearchErrorWarning, stacklevel=2)
+            raise
         table = vstack(tables) if len(tables) > 1 else tables[0]
         response = QueryResponseTable(table, client=self)
         response.hide_keys = [CATALOG_COLUMN]
@@ -116,9 +126,11 @@ class SDOMLClient(BaseClient):
         results = parfive.Results()
         rows = query_results if isinstance(query_results, QueryResponseTable) else query_results.as_table()
         names = fits_names(rows)
-        targets = [Path(str(path).format(file=name, **row.response_block_map)) for name, row in zip(names, rows)]
+        targets = [fits_target(path, name, row) for name, row in zip(names, rows)]
         urls = frame_urls(rows)
         config = getattr(downloader, "config", None)
+        if config is not None and not getattr(downloader, "queued_downloads", 0):
+            config.progress = False  # we download nothing through parfive: no "Files Downloaded: 0file" bar
         overwrite = getattr(config, "overwrite", False) is True  # "unique" keeps the existing file too
         progress = bool(getattr(config, "progress", False))
         catalogs = [str(row[CATALOG_COLUMN]) for row in rows]
@@ -231,6 +243,23 @@ def fits_names(rows) -> list[str]:
 def _fits_name(instrument: str, channel: str, start: Time) -> str:
     stamp = pd.Timestamp(start.utc.datetime64)
     return f"{instrument.lower()}_{channel.lower()}_{stamp:%Y_%m_%dt%H_%M_%S}_{stamp.microsecond // 10000:02d}.fits"
+
+
+def fits_target(path, name: str, row) -> Path:
+    """``path`` (Fido's template) filled for one row: ``{file}``, SunPy's lower-case keys
+    (``{instrument}``, ``{start_time}``) and the table's column names (``{Channel}``,
+    ``{Start_Time}``); an unknown key is a one-line :class:`InputError` naming the valid ones."""
+    keys = dict(row.response_block_map)
+    for column in row.colnames:
+        keys.setdefault(column.replace(" ", "_"), row[column])
+    keys["file"] = name
+    try:
+        return Path(str(path).format(**keys))
+    except KeyError as error:
+        raise InputError(f"path template {str(path)!r}: no key {error.args[0]!r}; the keys are "
+                         f"{', '.join('{' + k + '}' for k in keys)}") from None
+    except (IndexError, ValueError) as error:
+        raise InputError(f"path template {str(path)!r}: {error}") from None
 
 
 def frame_urls(rows) -> list[str]:

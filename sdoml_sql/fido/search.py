@@ -196,6 +196,9 @@ def search_sql(terms: SearchTerms, channels: dict[str, list[str]],
     of their frames).  ``(None, {})`` when no instrument can match."""
     if terms.start is None:
         raise QueryError("an SDOML search needs a time range: add a.Time(start, end)")
+    if terms.tolerance is not None and not terms.sampled:
+        raise QueryError("a.sdoml.Tolerance is the reach of a.Sample's grid times: add a.Sample(cadence), "
+                         "or leave the Tolerance out")
     params: dict[str, Any] = {"start": terms.start, "end": terms.end}
     filters = _filter_columns(terms.filters, columns)
     parts = []

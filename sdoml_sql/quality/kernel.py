@@ -438,3 +438,15 @@ def _interpolate(n: np.ndarray, q: float, a: np.ndarray, b: np.ndarray) -> np.nd
     t = position - np.floor(position)
     a, b = a.astype(np.float64), b.astype(np.float64)
     return np.where(t < 0.5, a + (b - a) * t, b - (b - a) * (1 - t)).astype(np.float32)
+
+
+def compiled() -> bool:
+    """Whether numba's on-disk cache holds the kernel (``chunk_kernel``, with everything it
+    calls), so that the first call loads it in about a second instead of compiling it for
+    ~20 s.  The cache sits in the package's ``__pycache__``, or in numba's per-user cache
+    directory where that cannot be written (a read-only install)."""
+    import os
+
+    cache_file = getattr(getattr(chunk_kernel, "_cache", None), "_cache_file", None)
+    index = getattr(cache_file, "_index_path", None)
+    return index is None or os.path.exists(index)  # a numba without these attributes: do not alarm people

@@ -1,8 +1,12 @@
 """The quality and coverage picture: one row per channel, time along x.
 
 Each row shows the frames per bucket (grey bars), buckets without a frame (pale red),
-buckets where a gap starts (red ticks on top) and the flagged frames per bucket stacked by
-flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.
+buckets where a gap starts (red triangles on top) and the flagged frames per bucket stacked by
+flag (coloured bars), from the ``coverage`` macro and the ``frame_quality`` view.  A strip under
+each row marks every bucket holding a flagged frame, whatever its count (one flagged frame
+among thousands is under a pixel as a bar), in the colour of its most frequent flag, darker
+where a larger share of the bucket's frames is flagged (the flag density of large buckets);
+each mark is at least a pixel wide.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ FLAG_COLOURS = dict(zip(FLAGS, ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 #: Bucket lengths tried in turn for the default: the first giving at most MAX_BUCKETS.
 NICE_BUCKETS = ("1 minute", "6 minutes", "12 minutes", "1 hour", "6 hours", "1 day", "7 days", "30 days", "365 days")
 MAX_BUCKETS = 240
+#: The most buckets a chosen ``bucket`` may give (each is a bar per channel: 41,000 of them took 88 s).
+MAX_CHOSEN_BUCKETS = 2000
 DEFAULT_GAP = "30 minutes"
+#: The strip under each row marking buckets with flagged frames: its height, as a share of the
+#: row's largest bucket count, and the gap above it.
+FLAG_STRIP = 0.24
+FLAG_STRIP_GAP = 0.04
 
 COUNTS_SQL = """
 SELECT instrument, channel, bucket, frames, gaps
@@ -67,8 +77,17 @@ def quality_counts(catalog, *, start=None, stop=None, bucket: str | None = None,
     Defaults as :func:`plot_quality`; ``query_timeout`` limits each query (seconds)."""
     start, stop = _time_range(catalog, start, stop, query_timeout)
     bucket = bucket or _default_bucket(start, stop)
-    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap or DEFAULT_GAP}
+    gap = gap or DEFAULT_GAP
+    seconds = {"bucket": interval_seconds(catalog, bucket, "bucket"), "gap": interval_seconds(catalog, gap, "gap")}
+    buckets = (stop - start).total_seconds() / seconds["bucket"]
+    if buckets > MAX_CHOSEN_BUCKETS:
+        fits = next((b for b in NICE_BUCKETS if (stop - start) / bucket_width(b) <= MAX_CHOSEN_BUCKETS),
+                    NICE_BUCKETS[-1])
+        raise QueryError(f"bucket {bucket!r} gives {buckets:,.0f} buckets from {start} to {stop}, more than "
+                         f"{MAX_CHOSEN_BUCKETS:,}: choose {fits!r} or longer, or a shorter --start/--stop")
+    params = {"start": str(start), "stop": str(stop), "bucket": bucket, "gap": gap}
     counts = catalog.query(COUNTS_SQL, params, query_timeout=query_timeout).to_pandas()
+    params["bucket_seconds"] = seconds["bucket"]
     flags = catalog.query(FLAGS_SQL, {k: params[k] for k in ("start", "stop", "bucket")},
                           query_timeout=query_timeout).to_pandas()
     checked = catalog.query(CHECKED_SQL, {"start": params["start"], "stop": params["stop"]},
@@ -105,6 +124,18 @@ def bucket_width(bucket: str) -> pd.Timedelta:
     return pd.Timedelta(bucket.replace("minutes", "min").replace("minute", "min"))
 
 
+def interval_seconds(catalog, text: str, what: str) -> float:
+    """Seconds in the interval ``text`` as DuckDB reads it (``'12 minutes'``, ``'1 week'``,
+    ``'1 month'`` = 30 days); a text that is not a positive interval is a one-line QueryError."""
+    try:
+        seconds = catalog.query("SELECT epoch($value::INTERVAL) AS s", {"value": str(text)}).to_pandas()["s"].iloc[0]
+    except QueryError:
+        seconds = None
+    if seconds is None or pd.isna(seconds) or seconds <= 0:
+        raise QueryError(f"{what} {text!r} is not a positive interval: give one such as '12 minutes' or '1 day'")
+    return float(seconds)
+
+
 def channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
     def key(pair):
         instrument, channel = pair
@@ -117,23 +148,26 @@ def channel_order(counts: pd.DataFrame) -> list[tuple[str, str]]:
 def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, checked: int):
     """The figure from the per-bucket counts (``coverage``) and flag counts (``frame_quality``)."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     channels = channel_order(counts)
     if not channels:
         raise QueryError("the catalog has no AIA or HMI channel to plot")
-    width = bucket_width(params["bucket"])
+    width = pd.Timedelta(seconds=params["bucket_seconds"])
     figure = Figure(figsize=(11, 0.62 * len(channels) + 1.5))
     axes = figure.subplots(len(channels), 1, sharex=True, squeeze=False)[:, 0]
     seen_flags = [f for f in FLAGS if f in set(flags["flag"])]
     for axis, (instrument, channel) in zip(axes, channels):
         rows = counts[(counts.instrument == instrument) & (counts.channel == channel)].sort_values("bucket")
         _draw_channel(axis, rows, flags[(flags.instrument == instrument) & (flags.channel == channel)], width)
+        _draw_flag_strip(axis, rows, flags[(flags.instrument == instrument) & (flags.channel == channel)], width)
         axis.set_ylabel(channel, rotation=0, ha="right", va="center", fontsize=9)
         axis.tick_params(axis="y", labelsize=7)
         axis.set_xlim(pd.Timestamp(params["start"]), pd.Timestamp(params["stop"]))
     handles = [Patch(color="#c8c8c8", label="frames"), Patch(color="#f6c9c9", label="no frame"),
-               Patch(color="#d62728", label=f"gap > {params['gap']} starts")]
+               Line2D([], [], marker="v", linestyle="none", color="#d62728", markersize=5,
+                      label=f"gap > {params['gap']} starts")]
     handles += [Patch(color=FLAG_COLOURS[f], label=f) for f in seen_flags]
     height = figure.get_figheight()
     figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / height),
@@ -143,7 +177,7 @@ def draw(counts: pd.DataFrame, flags: pd.DataFrame, params: dict, frames: int, c
                     f"(pixel flags checked for {share} of frames)", y=1 - 0.08 / height, fontsize=10)
     axes[-1].set_xlabel("time (UTC)")
     figure.autofmt_xdate()
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.85 / height, top=1 - 0.85 / height, hspace=0.3)
+    figure.subplots_adjust(left=0.1, right=0.99, bottom=0.85 / height, top=1 - 0.85 / height, hspace=0.3)
     return figure
 
 
@@ -166,4 +200,30 @@ def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timed
         axis.bar(heights.index, heights.to_numpy(), bottom=base.to_numpy(), width=width, align="edge",
                  color=FLAG_COLOURS[flag], linewidth=0)
         bottom = bottom.add(heights, fill_value=0)
-    axis.set_ylim(0, top * 1.2)
+    axis.set_ylim(-(FLAG_STRIP + FLAG_STRIP_GAP) * top, top * 1.2)
+    axis.set_yticks([tick for tick in axis.get_yticks() if 0 <= tick <= top])
+
+
+def _draw_flag_strip(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timedelta) -> None:
+    """Under the row, a mark for every bucket holding flagged frames (so a single flagged frame
+    shows at any scale), in the colour of its most frequent flag, darker where a larger share of
+    the bucket's frames is flagged (flag density where buckets hold many frames)."""
+    if flags.empty:
+        return
+    frames = pd.Series(rows["frames"].to_numpy(), index=pd.to_datetime(rows["bucket"]))
+    top = max(int(frames.max()) if len(frames) else 0, 1)
+    order = {flag: n for n, flag in enumerate(FLAGS)}
+    ranked = flags.assign(order=flags["flag"].map(order)).sort_values(["frames", "order"], ascending=[False, True])
+    per_bucket = ranked.groupby("bucket", sort=True).agg(flag=("flag", "first"), flagged=("frames", "sum"))
+    times = pd.to_datetime(per_bucket.index)
+    share = per_bucket["flagged"].to_numpy() / np.maximum(frames.reindex(times).fillna(0).to_numpy(), 1)
+    colours = [(*_rgb(FLAG_COLOURS[flag]), 0.45 + 0.55 * min(float(part), 1.0))
+               for flag, part in zip(per_bucket["flag"], share)]
+    axis.bar(times, np.full(len(times), FLAG_STRIP * top), bottom=-(FLAG_STRIP + FLAG_STRIP_GAP) * top,
+             width=width, align="edge", color=colours, edgecolor=colours, linewidth=0.6)
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(colour)

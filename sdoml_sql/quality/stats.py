@@ -33,17 +33,16 @@ import pyarrow.parquet as pq
 
 from sdoml_sql.catalog_builder.build import exclusive, fingerprint, now_utc, write_parquet
 from sdoml_sql.catalog_builder.layout import (
-    DATA_FILE, FRAME_INSTRUMENTS, MANIFEST, STAGING_DIR, Manifest, open_source, partition_key, per_array_key,
+    DATA_FILE, FRAME_INSTRUMENTS, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY as FINGERPRINT_KEY, Manifest,
+    open_source, partition_key, per_array_key,
 )
 from sdoml_sql.catalog_builder.location import is_remote, open_location, read_manifest
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, StoreError
+from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
 from sdoml_sql.fetch.frames import read_chunk_frames
 from sdoml_sql.files import move_into_place
 from sdoml_sql.stores.source import Source, open_store
 
-STATS_DIR = "frame_stats"
-FINGERPRINT_KEY = b"sdoml_sql.fingerprint"
 #: Header keys that place the solar disk in a frame: centre (1-based pixels) and radius.
 GEOMETRY_KEYS = ("CRPIX1", "CRPIX2", "CDELT1", "RSUN_OBS")
 STAT_SCHEMA = pa.schema([
@@ -123,7 +122,7 @@ def compute_frame_stats(
 
     ``catalog`` is a catalog directory or anything with ``.directory`` (a
     :class:`~sdoml_sql.query.Catalog`); default ``$SDOML_CATALOG``.  ``years`` and
-    ``channels`` limit the arrays; partitions whose source is unchanged since their last
+    ``channels`` (one value or a list: ``"171A"``, ``2020``) limit the arrays; partitions whose source is unchanged since their last
     pass are skipped unless ``full=True``.  ``client`` (a ``dask.distributed.Client``)
     spreads the chunks over its workers; otherwise ``workers`` threads (default: one per
     core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
@@ -190,9 +189,10 @@ def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, chann
         raise CatalogError(f"catalog {directory} has no aia or hmi source in {MANIFEST}: "
                            "no images to compute statistics from")
     entries = list(manifest.frame_partitions(named).values())
+    years, channels = years_list(years), items(channels, "channels")
     _check_filter("year", years, {int(e["year"]) for e in entries})
     _check_filter("channel", channels, {e["channel"] for e in entries})
-    chosen = [e for e in entries if (not years or int(e["year"]) in set(map(int, years)))
+    chosen = [e for e in entries if (not years or int(e["year"]) in set(years))
               and (not channels or e["channel"] in set(channels))]
     sources = {name: open_source(name, named[name], catalog=str(directory), **store_access)
                for name in sorted({e["instrument"] for e in chosen})}
@@ -211,12 +211,9 @@ def plan_partitions(manifest: dict[str, Any], directory: Path, years=None, chann
 
 
 def _check_filter(what: str, wanted, known: set) -> None:
-    if not wanted:
-        return
-    unknown = sorted(set(map(int, wanted)) - known if what == "year" else set(wanted) - known)
-    if unknown:
-        raise CatalogError(f"unknown {what} {', '.join(map(str, unknown))}: the catalog has "
-                           f"{', '.join(map(str, sorted(known))) or 'none'}")
+    message = unknown_names(what, sorted(wanted or ()), sorted(known), "the catalog has")
+    if message:
+        raise CatalogError(message)
 
 
 def chunk_listing_digest(source: Source, array_path: str) -> str:
@@ -271,6 +268,9 @@ def _run(todo, staging, directory, report, progress, client, workers) -> None:
     tasks = [(n, lo, hi) for n, p in enumerate(todo) for lo, hi in p.chunks()]
     pending = {n: len(p.chunks()) for n, p in enumerate(todo)}
     pieces: dict[int, list[pa.Table]] = {n: [] for n in range(len(todo))}
+    if todo and client is None and progress and not _kernel_compiled():
+        with _bar(None, True, "compiling kernels (once)"):  # ~20 s after an install: no ETA for it
+            _load_kernel()
     bar = _bar(sum(p.frames for p in todo), progress)
     results = _distributed(client, todo, tasks) if client is not None else _threaded(todo, tasks, workers)
     try:
@@ -293,10 +293,19 @@ def _run(todo, staging, directory, report, progress, client, workers) -> None:
     report.written.sort()
 
 
-def _bar(total: int, progress: bool):
+def _bar(total: int | None, progress: bool, desc: str = "frame stats"):
+    """The progress bar of a pass; ``total=None`` is a stage of unknown length (elapsed time only)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="frame", desc="frame stats", disable=not progress or not total)
+    if total is None:
+        return tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", disable=not progress)
+    return tqdm(total=total, unit="frame", desc=desc, disable=not progress or not total)
+
+
+def _kernel_compiled() -> bool:
+    from sdoml_sql.quality.kernel import compiled
+
+    return compiled()
 
 
 def _threaded(todo, tasks, workers) -> Iterator[tuple]:

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from functools import cached_property
 from importlib import resources
@@ -34,7 +35,8 @@ import duckdb
 from sdoml_sql.catalog_builder.layout import INIT_SQL, Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, local_directory, open_location, open_manifest
 from sdoml_sql.config import (
-    QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, query_time_limit, user_cache_dir,
+    DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, duckdb_config,
+    query_time_limit, user_cache_dir,
 )
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
@@ -296,7 +298,7 @@ class Catalog:
         ``locked`` (the default) restricts file access to the catalog directory and locks
         the configuration; an unlocked connection is for your own scripts.
         """
-        connection = duckdb.connect(":memory:")
+        connection = duckdb.connect(":memory:", config=duckdb_config())
         # Keep Parquet footers between queries (~100 KB a file). A remote build never rewrites
         # a file under one name; a local rebuild replaces data.parquet in place, which DuckDB
         # notices even at an unchanged modification time (tests/test_scale.py).
@@ -418,24 +420,34 @@ class Catalog:
         limit = query_time_limit(limit, QueryError)
         cursor = self._cursor()
         alarm = threading.Timer(limit, cursor.interrupt) if limit else None
-        try:
-            if alarm:
-                alarm.start()
-            self._narrow_to_time_window(cursor, sql)
+
+        def work():
             result = cursor.execute(sql, params) if params is not None else cursor.execute(sql)
             if result.description is None:
                 return _empty_arrow() if arrow else None
             if read is not None:
                 return read(result)
             return result.to_arrow_table() if arrow else (result.description, _python_rows(result))
+
+        try:
+            if alarm:
+                alarm.start()
+            self._narrow_to_time_window(cursor, sql)  # here: the parser connection is this thread's
+            return interruptible(cursor, work)
         except duckdb.Error as error:
             with contextlib.suppress(duckdb.Error):
                 cursor.execute("ROLLBACK")  # the window's transaction, if any: the error is the query's
             if alarm and alarm.finished.is_set() and isinstance(error, duckdb.InterruptException):
                 raise QueryError(f"query stopped at its time limit of {limit:g} s "
                                  f"(query_timeout argument, --query-timeout or ${QUERY_TIMEOUT_ENV})") from None
+            if isinstance(error, duckdb.OutOfMemoryException):
+                settings = duckdb_config()
+                raise QueryError(f"{one_line(error)} — the query needs more than its memory limit "
+                                 f"({settings['memory_limit']}, ${DUCKDB_MEMORY_ENV}) and spill space "
+                                 f"({settings['max_temp_directory_size']}, ${DUCKDB_MAX_TEMP_ENV}): raise them or "
+                                 "narrow the query") from None
             raise QueryError(one_line(_with_position(cursor, error, sql, params), sql, self.all_columns,
-                                      self.all_names)) from None
+                                      self.all_names, self.macro_parameters)) from None
         finally:
             if alarm:
                 alarm.cancel()
@@ -505,6 +517,14 @@ class Catalog:
         return tuple(names)
 
     @cached_property
+    def macro_parameters(self) -> dict[str, tuple[str, ...]]:
+        """``{macro: parameter names}`` of the catalog's macros (to name a misspelt parameter)."""
+        rows = self._cursor().execute(
+            "SELECT function_name, parameters FROM duckdb_functions() "
+            "WHERE function_type IN ('table_macro', 'macro') AND NOT internal").fetchall()
+        return {name: tuple(parameters) for name, parameters in rows}
+
+    @cached_property
     def all_names(self) -> tuple[str, ...]:
         """The views and table macros (for "did you mean" suggestions on unknown tables)."""
         return tuple(self.tables() + self.macros())
@@ -527,9 +547,7 @@ class Catalog:
         return subprocess.call([executable, "-init", str(init), *args], env=environment)
 
     def _refuse_remote_shell(self) -> None:
-        if self.location.remote:
-            raise CatalogError(f"catalog {self.directory} is remote and the DuckDB shell reads local files: copy it "
-                               f"first with `sdoml-sql sync {self.directory} DIR`, then use --catalog DIR")
+        refuse_remote_shell(self.directory)
 
     # --- sources ----------------------------------------------------------------------
 
@@ -539,6 +557,13 @@ class Catalog:
             self._sources[instrument] = open_source(instrument, self.manifest.source(instrument),
                                                     catalog=str(self.directory), **self._store_access)
         return self._sources[instrument]
+
+
+def refuse_remote_shell(catalog) -> None:
+    """Raise :class:`CatalogError` if ``catalog`` is remote: the DuckDB shell reads local files."""
+    if catalog is not None and is_remote(catalog):
+        raise CatalogError(f"catalog {catalog} is remote and the DuckDB shell reads local files: copy it "
+                           f"first with `sdoml-sql sync {catalog} DIR`, then use --catalog DIR")
 
 
 def _locator(base: str):
@@ -552,6 +577,45 @@ def derive_copies(location, manifest: dict[str, Any], min_frames: int | None = N
     committed (:func:`sdoml_sql.query.copies.derive` on :meth:`Catalog.pending`); returns the
     manifest to commit.  The ``derive`` of the builder's and the stats pass's commits."""
     return copies.derive(Catalog.pending(location, manifest), min_frames)
+
+
+def interruptible(cursor: duckdb.DuckDBPyConnection, work):
+    """``work()`` (DuckDB calls on ``cursor``; nothing that keeps per-thread state, such as
+    :func:`~sdoml_sql.query.sqlguard.parser`), stopped by Ctrl-C: in the main thread the work
+    runs in a helper thread while this one waits in Python, so SIGINT raises
+    KeyboardInterrupt here at once; the cursor's query is then interrupted and the
+    KeyboardInterrupt re-raised (the catalog's connection stays usable).  DuckDB itself runs
+    with the GIL released and never sees the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()  # waited on, not the thread: an interrupted join() marks it stopped
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the waiting thread
+            outcome["error"] = error
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=target, name="sdoml-sql-query", daemon=True)
+    worker.start()
+    try:
+        while not finished.wait(0.25):
+            pass
+        worker.join()  # finished: let it end before going on (a thread still unwinding at exit aborts)
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + 10
+        while not finished.is_set() and time.monotonic() < deadline:
+            cursor.interrupt()  # again until it stops: the query may not have started at the first
+            finished.wait(0.05)
+        if finished.is_set():
+            worker.join(1)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _time_limit_argument(query_timeout: float | None, timeout: float | None) -> float | None:

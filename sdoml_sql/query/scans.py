@@ -139,9 +139,9 @@ def _read(members: list[tuple[str, dict]], locate: Callable[[str], str]) -> str:
 
 
 def partitions_rows(manifest: dict[str, Any], locate: Callable[[str], str]) -> str:
-    """``VALUES`` rows (instrument, year, channel, file) of every AIA/HMI partition."""
+    """``VALUES`` rows (instrument, year, channel, file, fingerprint) of every AIA/HMI partition."""
     rows = [f"('{instrument}', {entry['year']}, '{_sql_string(entry['channel'])}', "
-            f"'{locate(partition_file(key, entry))}')"
+            f"'{locate(partition_file(key, entry))}', '{_sql_string(str(entry.get('fingerprint') or ''))}')"
             for instrument in ("aia", "hmi") for key, entry in frame_partitions(manifest, instrument)]
     return ",\n       ".join(rows)
 

@@ -19,6 +19,7 @@ import threading
 
 import duckdb
 
+from sdoml_sql.config import duckdb_config
 from sdoml_sql.exceptions import QueryError
 
 _PARSERS = threading.local()
@@ -28,7 +29,7 @@ def parser() -> duckdb.DuckDBPyConnection:
     """This thread's plain in-memory DuckDB connection, for parsing SQL and reading small
     things (opening a connection costs ~15 ms: one per thread is reused)."""
     if not hasattr(_PARSERS, "connection"):
-        _PARSERS.connection = duckdb.connect()
+        _PARSERS.connection = duckdb.connect(config=duckdb_config())
     return _PARSERS.connection
 
 
@@ -162,17 +163,19 @@ _LINE = re.compile(r"^LINE (\d+):")
 
 
 def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ...] = (),
-             tables: list[str] | tuple[str, ...] = ()) -> str:
+             tables: list[str] | tuple[str, ...] = (), macros: dict[str, tuple[str, ...]] | None = None) -> str:
     """A DuckDB error as one line: its first line, the offending token, close matches.
 
     ``columns`` (names of the catalog's columns) are searched for close matches when DuckDB
     reports an unknown column without candidates of its own; ``tables`` (views and macros)
     when it reports an unknown table.  An unknown column that is the end of a dashed keyword
-    (``DATE-OBS`` read as ``DATE - OBS``) is answered with the quoted name.
+    (``DATE-OBS`` read as ``DATE - OBS``) is answered with the quoted name.  ``macros``
+    (``{macro: parameters}``) names a misspelt named parameter (``goodonly := true``).
     """
     lines = [line.rstrip() for line in str(error).splitlines()]
     message = lines[0] if lines else type(error).__name__
     message = re.sub(r"^\w+Exception:\s*", "", message)
+    message = _macro_parameter(message, sql, macros or {}) or message
     suggestion = (_dashed_keyword(message, sql, columns) or _close_table(message, tables)
                   or _suggestion(lines, message, columns))
     token = _offending_token(lines, sql)
@@ -182,6 +185,25 @@ def one_line(error: Exception, sql: str = "", columns: list[str] | tuple[str, ..
     if token:
         parts.append(f"at {token!r}")
     return " — ".join(parts)
+
+
+_MACRO_ARGUMENTS = re.compile(r'Macro "?(\w+)"?\(\) does not support the supplied arguments')
+
+
+def _macro_parameter(message: str, sql: str, macros: dict[str, tuple[str, ...]]) -> str:
+    """``macro nearest() has no parameter goodonly: …; did you mean good_only?`` for DuckDB's
+    bare "does not support the supplied arguments", when a named argument is misspelt."""
+    found = _MACRO_ARGUMENTS.search(message)
+    if not found or found.group(1) not in macros:
+        return ""
+    name, parameters = found.group(1), macros[found.group(1)]
+    named = re.findall(r"\b(\w+)\s*:=", sql)
+    unknown = [n for n in dict.fromkeys(named) if n.lower() not in {p.lower() for p in parameters}]
+    if not unknown:
+        return f"{message.rstrip('.')}: {name}() takes {', '.join(parameters)}"
+    close = difflib.get_close_matches(unknown[0].lower(), list(parameters), n=1, cutoff=0.5)
+    guess = f"; did you mean {close[0]}?" if close else ""
+    return f"macro {name}() has no parameter {unknown[0]}: its parameters are {', '.join(parameters)}{guess}"
 
 
 _UNKNOWN_TABLE = re.compile(r'Table (?:Function )?with name "?([^"\s!]+)"? does not exist')

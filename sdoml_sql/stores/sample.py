@@ -17,8 +17,11 @@ fixed in Carrington longitude, so they rotate with the headers' observer.
 from __future__ import annotations
 
 import math
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +32,7 @@ import numpy as np
 import orjson
 
 from sdoml_sql.stores.source import PRESETS
+from sdoml_sql.exceptions import InputError, StoreError, items, unknown_names, years_list
 
 AIA_CHANNELS = ("94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A")
 HMI_COMPONENTS = ("Bx", "By", "Bz")
@@ -158,6 +162,7 @@ def write_sample(
     progress: bool | None = None,
     chunk_frames: int = CHUNK_FRAMES,
     layout: str = "v2",
+    overwrite: bool = False,
 ) -> dict[str, pathlib.Path]:
     """Write sample AIA, HMI and EVE stores into ``directory`` and return their paths.
 
@@ -181,38 +186,64 @@ def write_sample(
     frames in a scrambled order (even within a day), and EVE flat: lines and ``Time`` at the
     store's root.  Years default to :data:`DEFAULT_YEARS` and :data:`DEFAULT_HMI_YEARS` of
     the layout.  Returns ``{"aia": path, "hmi": path, "eve": path}`` (names: :data:`LAYOUTS`).
+
+    A store that is already there (a catalog may point to it) is refused with a
+    :class:`StoreError` unless ``overwrite=True``; the stores are written under a temporary
+    name and renamed in when complete.  ``channels`` and ``years`` take one value or a list
+    (``"171A"``, ``2020``).
     """
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise InputError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     years = DEFAULT_YEARS[layout] if years is None else years
     hmi_years = DEFAULT_HMI_YEARS[layout] if hmi_years is None else hmi_years
     directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    channels = tuple(channels)
-    unknown = sorted(set(channels) - set(AIA_CHANNELS))
+    channels = tuple(items(channels, "channels"))
+    unknown = unknown_names("channel", channels, AIA_CHANNELS, "AIA has")
     if unknown:
-        raise ValueError(f"unknown AIA channels {unknown}: choose from {', '.join(AIA_CHANNELS)}")
-    years = tuple(int(y) for y in years)
-    counts = {year: _channel_counts(aia_frames, channels, first_year=year == years[0]) for year in years}
-    paths = {name: directory / store for name, store in LAYOUTS[layout].items()}
-    v2a = layout == "v2a"
+        raise InputError(unknown)
+    years = tuple(years_list(years))
+    hmi_years = tuple(years_list(hmi_years, "hmi_years"))
     if int(chunk_frames) < 1:
-        raise ValueError(f"chunk_frames={chunk_frames}: give a positive number of frames per chunk")
+        raise InputError(f"chunk_frames={chunk_frames}: give a positive number of frames per chunk")
+    store_names = LAYOUTS[layout]
+    finals = {name: directory / store for name, store in store_names.items() if eve or name != "eve"}
+    existing = [str(path) for path in finals.values() if path.exists() and (not path.is_dir() or any(path.iterdir()))]
+    if existing and not overwrite:
+        raise StoreError(f"{existing[0]} exists: a catalog may point to it; give overwrite=True (sdoml-sql sample "
+                         "--overwrite) to replace it")
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".sample-", dir=directory))
+    try:
+        _write_stores(staging, store_names, aia_frames, hmi_frames, eve_samples, years, hmi_years, channels, seed,
+                      images, eve, progress, chunk_frames, layout == "v2a")
+        for name, final in finals.items():  # each store whole or not at all
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            os.replace(staging / store_names[name], final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return finals
+
+
+def _write_stores(directory, store_names, aia_frames, hmi_frames, eve_samples, years, hmi_years, channels, seed,
+                  images, eve, progress, chunk_frames, v2a: bool) -> None:
+    counts = {year: _channel_counts(aia_frames, channels, first_year=year == years[0]) for year in years}
+    paths = {name: directory / store for name, store in store_names.items()}
     n_aia = sum(sum(year_counts.values()) for year_counts in counts.values())
     if len(years) > 1:  # the quirky year's channels also get the previous year's frames
         n_aia += PREVIOUS_YEAR_FRAMES * len(channels)
     n_images = (n_aia + 3 * hmi_frames * len(hmi_years)) if images else 0
     bar = _progress_bar(n_images, progress)
     aia_days, flares = _write_aia(paths["aia"], counts, years, seed, images, bar, int(chunk_frames), v2a)
-    _write_hmi(paths["hmi"], hmi_frames, tuple(int(y) for y in hmi_years), aia_days, seed, images, bar,
-               int(chunk_frames), v2a)
+    _write_hmi(paths["hmi"], hmi_frames, hmi_years, aia_days, seed, images, bar, int(chunk_frames), v2a)
     if eve:
         first_day = aia_days[years[0]][0] if years else np.datetime64("2010-05-01", "D")
         _write_eve(paths["eve"], eve_samples, first_day, seed, flares.get(years[0]) if years else None,
                    flat=v2a)
     if bar is not None:
         bar.close()
-    return paths
 
 
 def _channel_counts(aia_frames, channels, first_year: bool) -> dict[str, int]:
@@ -247,9 +278,9 @@ def _day_plan(year: int, n_slots: int, quirky: bool) -> np.ndarray:
     if n_slots > days_in_year * SLOTS_PER_DAY:
         raise ValueError(f"{n_slots} frames do not fit in {year} at one per 6 minutes")
     n_days = min(days_in_year, max(2, math.ceil(n_slots / 216)))
-    last_start = np.datetime64(f"{year}-12-31", "D") - (n_days - 1)
+    last_start = np.datetime64(f"{year}-12-31", "D") - np.timedelta64(n_days - 1, "D")
     start = min(_year_start(year, quirky), last_start)
-    return start + np.arange(n_days)
+    return start + _days(n_days)
 
 
 def _aia_slots(days: np.ndarray, n_slots: int, rng: np.random.Generator) -> np.ndarray:
@@ -266,6 +297,11 @@ def _aia_slots(days: np.ndarray, n_slots: int, rng: np.random.Generator) -> np.n
         slots = np.sort(rng.choice(span, size=count, replace=False))
         blocks.append(_ms(days[d]) + slots * SLOT_MS)
     return np.concatenate(blocks) if blocks else np.zeros(0, np.int64)
+
+
+def _days(n: int) -> np.ndarray:
+    """0, 1, … n-1 days (``timedelta64[D]``: an int added to a date has numpy's deprecated generic unit)."""
+    return np.arange(n).astype("timedelta64[D]")
 
 
 def _ms(value) -> np.int64:
@@ -300,7 +336,7 @@ def _tai_to_utc_iso(t_tai_ms: np.ndarray, decimals: int) -> list[str]:
                    np.flatnonzero((t_tai_ms >= leap_start) & (t_tai_ms < leap_start + 1000)).tolist()]
     text = _iso(t_tai_ms - 1000 * offsets, decimals).tolist()
     for i, day, leap_start in inside:
-        previous_day = str(np.datetime64(day, "D") - 1)
+        previous_day = str(np.datetime64(day, "D") - np.timedelta64(1, "D"))
         second = 60 + (t_tai_ms[i] - leap_start) / 1000
         text[i] = f"{previous_day}T23:59:{second:0{3 + decimals if decimals else 2}.{decimals}f}"
     return text
@@ -320,7 +356,7 @@ def _daily_ephemeris(first_day: str, n_days: int):
     from astropy.time import Time
     from sunpy.coordinates import sun
 
-    days = np.datetime64(first_day, "D") + np.arange(n_days)
+    days = np.datetime64(first_day, "D") + _days(n_days)
     times = Time(days.astype("datetime64[ms]"), scale="utc")
     l0 = np.degrees(np.unwrap(np.radians(sun.L0(times).deg)))
     return (_ms(days[0]) + DAY_MS * np.arange(n_days), l0, sun.B0(times).deg,
@@ -813,11 +849,12 @@ def seeded_defects(channel: str, t_obs: np.ndarray, short: np.ndarray, year: int
     for kind, (where, wanted) in SEEDED_DEFECTS.items():
         if where != channel or len(t_obs) < 3:
             continue
-        position = min(wanted, len(t_obs) - 1)
-        while previous_year[position] or short[position] or (channel == "171A" and position == 3) or (
-                kind == "duplicate_time" and previous_year[position - 1]):
-            position = (position + 1) % len(t_obs) or 1
-        found[kind] = position
+        start = min(wanted, len(t_obs) - 1)  # then onwards, wrapping round to 1 (0 has no frame before it)
+        candidates = [*range(start, len(t_obs)), *range(1, start)]
+        usable = [p for p in candidates if not (previous_year[p] or short[p] or (channel == "171A" and p == 3) or (
+            kind == "duplicate_time" and previous_year[p - 1]))]
+        if usable:  # a short array may have no frame free of other quirks: then no seeded defect
+            found[kind] = usable[0]
     return found
 
 
@@ -863,7 +900,7 @@ def _hmi_times(year: int, n: int, aia_days, rng) -> tuple[np.ndarray, np.ndarray
                     if leap_tai_grid == _ms(f"{year + 1}-01-01") else leap_tai_grid)
         t_rec = start + HMI_CADENCE_MS * np.arange(n)
     else:
-        days = aia_days if aia_days is not None else np.datetime64(f"{year}-08-27", "D") + np.arange(2)
+        days = aia_days if aia_days is not None else np.datetime64(f"{year}-08-27", "D") + _days(2)
         per_day = -(-n // len(days))
         t_rec = np.concatenate([_ms(d) + HMI_CADENCE_MS * np.arange(per_day) for d in days])[:n]
     t_obs = t_rec + 1000 * rng.integers(2, 30, n)
