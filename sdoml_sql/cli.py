@@ -391,7 +391,7 @@ def query(sql, catalog, sql_file, output_format, output, query_timeout):
 
 
 def _sql_text(sql: str | None, sql_file: str | None) -> str:
-    from sdoml_sql.query.catalog import read_sql_file
+    from sdoml_sql.query.sqlfiles import read_sql_file
 
     if sql_file:
         return read_sql_file(sql_file)

@@ -11,7 +11,7 @@ import pytest
 
 import sql_brute as brute
 from sdoml_sql import Catalog, Selection, query
-from sdoml_sql.query.catalog import read_sql, sql_dir
+from sdoml_sql.query.sqlfiles import read_sql, sql_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
 
 
@@ -205,7 +205,7 @@ def test_sql_files_come_from_the_package_when_installed(tmp_path, monkeypatch):
     packaged = tmp_path / "sdoml_sql"
     shutil.copytree(sql_dir(), packaged / "sql")
     (packaged / "sql" / "macros.sql").write_text("-- packaged\n")
-    monkeypatch.setattr("sdoml_sql.query.catalog.resources.files", lambda name: packaged)
+    monkeypatch.setattr("sdoml_sql.query.sqlfiles.resources.files", lambda name: packaged)
     assert read_sql("macros.sql") == "-- packaged\n"
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import sql_brute as brute
-from sdoml_sql.query.catalog import example_names
+from sdoml_sql.query.sqlfiles import example_names
 from sdoml_sql.query.sqlguard import check_read_only as guard
 
 #: The document whose ```sql blocks and `sdoml-sql query` lines must all run.

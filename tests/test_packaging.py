@@ -60,7 +60,7 @@ def test_installed_wheel_finds_its_sql_outside_the_checkout(wheel, catalog_dir, 
                    check=True, cwd=tmp_path, env=_pip_env(), timeout=300)
     assert (target / "sdoml_sql" / "sql" / "macros.sql").is_file()
     script = textwrap.dedent(f"""
-        import sdoml_sql, sdoml_sql.query.catalog as c
+        import sdoml_sql, sdoml_sql.query.sqlfiles as c
         assert {str(ROOT)!r} not in sdoml_sql.__file__, sdoml_sql.__file__
         print("SQL_DIR", c.sql_dir())
         cat = sdoml_sql.Catalog({str(catalog_dir)!r})

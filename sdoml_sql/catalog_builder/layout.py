@@ -23,7 +23,7 @@ from sdoml_sql.exceptions import CatalogError, StoreError
 MANIFEST = "manifest.json"
 DATA_FILE = "data.parquet"
 LOCK_FILE = ".lock"
-#: The DuckDB shell's views and macros (written by ``query/catalog.py``).
+#: The DuckDB shell's views and macros (written by ``query/views.py``).
 INIT_SQL = "init.sql"
 STAGING_DIR = ".staging"
 #: Suffix of the column keeping a time keyword's original string (``T_OBS_STR`` beside ``T_OBS``).

@@ -19,144 +19,33 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import shutil
 import subprocess
-import sys
 import threading
-import time
 import warnings
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from sdoml_sql.catalog_builder.layout import INIT_SQL, Manifest, open_source
+from sdoml_sql.catalog_builder.layout import Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, local_directory, open_location, open_manifest
 from sdoml_sql.config import (
     DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, duckdb_config,
-    query_time_limit, user_cache_dir,
+    query_time_limit,
 )
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
+from sdoml_sql.query.connection import (
+    _empty_arrow, _python_rows, _read_in_small_blocks, _rows_between, _time_limit_argument, _with_position,
+    find_duckdb_cli, interruptible, lock_down,
+)
+from sdoml_sql.query.sqlfiles import example, sql_string
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
-
-#: Views created from ``sql/views/<name>.sql`` in this order (``frames`` needs aia and hmi).
-VIEWS = ("aia", "hmi", "eve", "eve_lines", "array_attrs", "partitions", "frame_times", "frames",
-         "frame_stats", "frame_quality")
-
-#: The Parquet files behind each view; a view whose files are missing uses ``views/empty/``.
-VIEW_FILES = {
-    "eve": "eve/*/*.parquet",
-    "eve_lines": "eve_lines/*/*.parquet",
-    "array_attrs": "array_attrs/*/*/*/*.parquet",
-    "frame_stats": "frame_stats/*/*/*/*.parquet",
-}
-
-#: Views whose scans come from the manifest's partitions (query/scans.py), by instruments.
-MANIFEST_VIEWS = {"aia": ("aia",), "hmi": ("hmi",), "partitions": ("aia", "hmi")}
-
-#: Columns that lead the ``frames`` view; the other common columns follow in AIA order.
-FRAMES_LEAD = ("year", "channel", "idx")
-
-# The DuckDB shell (duckdb-cli 1.5) resolves relative paths from its working directory, never
-# from the init file's location, and no SQL can learn that location (the shell reads
-# /proc/self/cmdline as an empty file). So init.sql finds its catalog when the shell starts:
-# $SDOML_SHELL_CATALOG, else the working directory if it holds a catalog, else the directory
-# init.sql was written for (so `duckdb -init /data/catalog/init.sql` works from anywhere while
-# the catalog is not moved); views read their files under getvariable('sdoml_catalog'),
-# bound when queried.
-LOCATE_CATALOG = f"""-- sdoml-sql views and macros. Paths are relative to the catalog directory, found when the
--- shell starts: $SDOML_SHELL_CATALOG (sdoml-sql shell --catalog CATALOG sets it), else the working
--- directory (cd CATALOG && duckdb -init init.sql), else the directory this file was written for.
-SET VARIABLE sdoml_catalog = CASE
-    WHEN nullif(getenv('{SHELL_CATALOG_ENV}'), '') IS NOT NULL THEN getenv('{SHELL_CATALOG_ENV}')
-    WHEN (SELECT count(*) FROM glob('./manifest.json')) > 0 THEN '.'
-    ELSE '{{written}}' END;
-SET VARIABLE sdoml_catalog_found = CASE
-    WHEN (SELECT count(*) FROM glob(getvariable('sdoml_catalog') || '/manifest.json')) > 0 THEN true
-    WHEN nullif(getenv('{SHELL_CATALOG_ENV}'), '') IS NOT NULL
-    THEN error('no sdoml-sql catalog in ' || getvariable('sdoml_catalog') || ' ($SDOML_SHELL_CATALOG)')
-    ELSE error('no sdoml-sql catalog in . nor in ' || getvariable('sdoml_catalog') || ' (where init.sql was written): '
-               || 'start the shell inside the catalog directory (cd CATALOG && duckdb -init init.sql) or run '
-               || 'sdoml-sql shell --catalog CATALOG')
-    END;"""
-
-#: The catalog directory in relocatable view SQL (spliced into a quoted path: '{catalog}/aia/…').
-RELOCATABLE_DIRECTORY = "' || getvariable('sdoml_catalog') || '"
-
-# Catalog._run fetches Arrow from an executed statement rather than from a relation
-# (con.sql(q).to_arrow_table()), which binds the statement twice: once to make the relation,
-# once to run it. Binding a view over many Parquet files costs milliseconds, while the copy
-# DuckDB warns about is cheap for all but very large and wide results; the warning is
-# silenced for this module's calls only.
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
-                        module=r"sdoml_sql\.query\.catalog")
-
-def sql_dir():
-    """The ``sql/`` directory: packaged as ``sdoml_sql/sql`` in a wheel, else the checkout's."""
-    packaged = resources.files("sdoml_sql") / "sql"
-    if packaged.is_dir():
-        return packaged
-    checkout = Path(__file__).resolve().parents[2] / "sql"
-    if checkout.is_dir():
-        return checkout
-    raise CatalogError("the sql/ directory of sdoml-sql is missing from the installation")
+from sdoml_sql.query.views import CatalogViews, _locator, _quote
 
 
-def read_sql(name: str) -> str:
-    """The text of ``sql/<name>`` (e.g. ``"macros.sql"``, ``"views/aia.sql"``)."""
-    path = sql_dir()
-    for part in name.split("/"):
-        path = path / part
-    if not path.is_file():
-        raise CatalogError(f"no SQL file {name} in {sql_dir()}")
-    return path.read_text(encoding="utf-8")
-
-
-def example_names() -> list[str]:
-    """Names of the example queries in ``sql/examples`` (without ``.sql``), sorted."""
-    folder = sql_dir() / "examples"
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".sql"))
-
-
-def example(name: str) -> str:
-    """The text of example query ``name`` (``sql/examples/<name>.sql``)."""
-    return read_sql(f"examples/{name}.sql")
-
-
-def read_sql_file(path: str | os.PathLike) -> str:
-    """The text of an SQL file (``@FILE`` on the command line).  A path under ``sql/`` that
-    does not exist from the current directory (``sql/examples/hmi_3min.sql``) is read from
-    the installed package, so the examples work from any directory."""
-    file = Path(path).expanduser()
-    try:
-        return file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        parts = Path(path).parts
-        if len(parts) > 1 and parts[0] == "sql" and not file.is_absolute():
-            packaged = sql_dir().joinpath(*parts[1:])
-            if packaged.is_file():
-                return packaged.read_text(encoding="utf-8")
-        raise QueryError(f"no SQL file {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise QueryError(f"cannot read SQL file {path}: {getattr(error, 'strerror', None) or error}") from None
-
-
-def render(template: str, **values: str) -> str:
-    """Fill ``{name}`` placeholders of an SQL template (other braces are left alone)."""
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
-
-
-def sql_string(text: str) -> str:
-    """``text`` as the inside of a single-quoted SQL literal."""
-    return text.replace("'", "''")
-
-
-class Catalog:
+class Catalog(CatalogViews):
     """A catalog directory opened for SQL.
 
     ``directory`` defaults to ``$SDOML_CATALOG``, then :func:`default_catalog_dir`.
@@ -203,92 +92,6 @@ class Catalog:
         from sdoml_sql.query.display import catalog_html
 
         return catalog_html(self)
-
-    # --- SQL text ---------------------------------------------------------------------
-
-    def has(self, view: str) -> bool:
-        """Whether the catalog holds Parquet files for ``view`` (aia, hmi, eve, …, partitions)."""
-        if view in MANIFEST_VIEWS:
-            return any(scans.frame_partitions(self._present, i) for i in MANIFEST_VIEWS[view])
-        if self.location.remote:
-            return bool(self.location.fs.glob(self.location.path(VIEW_FILES[view])))
-        return any(self.directory.glob(VIEW_FILES[view]))
-
-    def view_sql(self, view: str, frames_columns: str = "", relocatable: bool = False) -> str:
-        """The ``CREATE VIEW`` statement of ``view`` for this catalog: file paths under the
-        catalog's absolute directory or URL, or (``relocatable``) under the ``sdoml_catalog``
-        SQL variable that ``init.sql`` sets (see :data:`LOCATE_CATALOG`)."""
-        empty = (view in VIEW_FILES or view in MANIFEST_VIEWS) and not self.has(view)
-        name = f"views/empty/{view}.sql" if empty else f"views/{view}.sql"
-        if view in self._copies:
-            name = f"views/{view}_copy.sql"
-        base = RELOCATABLE_DIRECTORY if relocatable else sql_string(self._base)
-        if view in MANIFEST_VIEWS and not empty:
-            return render(read_sql(name), **self._manifest_scans(view, base))
-        return render(read_sql(name), catalog=base, frames_columns=frames_columns,
-                      year_slack=str(self._year_slack), copy_file=sql_string(self._copies.get(view, "")))
-
-    def _manifest_scans(self, view: str, base: str) -> dict[str, str]:
-        """The placeholders of a view read from the manifest's partitions (query/scans.py);
-        ``base`` is the catalog as the inside of an SQL string literal."""
-        locate = _locator(base)
-        if view == "partitions":
-            return {"partition_rows": scans.partitions_rows(self._present, locate)}
-        return {f"{view}_scan": scans.frame_scan(self._present, view, locate)}
-
-    @cached_property
-    def _present(self) -> Manifest:
-        """The manifest, less partitions whose file is missing (one stat per partition)."""
-        if self.location.remote:
-            return self.manifest  # listing a bucket costs more than trusting its manifest
-        return scans.present(self.manifest, lambda relative: (self.directory / relative).is_file())
-
-    @cached_property
-    def _year_slack(self) -> int:
-        return scans.year_slack(self._present)
-
-    @cached_property
-    def _view_columns(self) -> dict[str, list[tuple[str, str]]]:
-        """``(name, type)`` of the ``aia`` and ``hmi`` views, from the manifest (once)."""
-        return {instrument: scans.view_columns(self._present, instrument) for instrument in ("aia", "hmi")}
-
-    @property
-    def _base(self) -> str:
-        """The catalog's path or URL as the views name its files."""
-        return self.location.url if self.location.remote else self.directory.as_posix()
-
-    def script(self, relocatable: bool = False) -> str:
-        """Every view and macro as one SQL script.  ``relocatable=True`` gives what
-        ``init.sql`` holds: paths relative to the catalog directory, found when the shell
-        starts (:data:`LOCATE_CATALOG`), so a copied or moved catalog keeps working."""
-        locate = [render(LOCATE_CATALOG, written=sql_string(self.directory.as_posix()))] if relocatable else []
-        return "\n".join(locate + self._view_statements(relocatable) + [read_sql("macros.sql")])
-
-    def _view_statements(self, relocatable: bool = False) -> list[str]:
-        statements = [self.view_sql(v, relocatable=relocatable) for v in VIEWS if v != "frames"]
-        columns = common_columns(self._view_columns["aia"], self._view_columns["hmi"])
-        statements.append(self.view_sql("frames", ", ".join(_quote(c) for c in columns), relocatable))
-        return statements
-
-    def write_init_sql(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the views and macros to ``path`` (default ``CATALOG/init.sql``) for the DuckDB
-        shell, relocatable: ``cd CATALOG && duckdb -init init.sql`` works wherever the
-        catalog is copied or moved (``sdoml-sql shell`` works from any directory).  Falls back
-        to a per-user cache file when the catalog directory is read-only.  Returns the path
-        written."""
-        self._refuse_remote_shell()
-        text = self.script(relocatable=True)
-        target = Path(path) if path else self.directory / INIT_SQL
-        try:
-            if not (target.is_file() and target.read_text(encoding="utf-8") == text):
-                target.write_text(text, encoding="utf-8")
-        except OSError:
-            if path:
-                raise CatalogError(f"cannot write {target}") from None
-            target = user_cache_dir() / f"init-{abs(hash(str(self.directory)))}.sql"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        return target
 
     # --- connections ------------------------------------------------------------------
 
@@ -566,12 +369,6 @@ def refuse_remote_shell(catalog) -> None:
                            f"first with `sdoml-sql sync {catalog} DIR`, then use --catalog DIR")
 
 
-def _locator(base: str):
-    """A function from a path relative to the catalog to the inside of the SQL string literal
-    that names it under ``base`` (itself the inside of a literal, or an SQL expression splice)."""
-    return lambda relative: f"{base}/{sql_string(relative)}"
-
-
 def derive_copies(location, manifest: dict[str, Any], min_frames: int | None = None) -> dict[str, Any]:
     """The materialized copies of the catalog ``manifest`` describes, written before it is
     committed (:func:`sdoml_sql.query.copies.derive` on :meth:`Catalog.pending`); returns the
@@ -579,160 +376,9 @@ def derive_copies(location, manifest: dict[str, Any], min_frames: int | None = N
     return copies.derive(Catalog.pending(location, manifest), min_frames)
 
 
-def interruptible(cursor: duckdb.DuckDBPyConnection, work):
-    """``work()`` (DuckDB calls on ``cursor``; nothing that keeps per-thread state, such as
-    :func:`~sdoml_sql.query.sqlguard.parser`), stopped by Ctrl-C: in the main thread the work
-    runs in a helper thread while this one waits in Python, so SIGINT raises
-    KeyboardInterrupt here at once; the cursor's query is then interrupted and the
-    KeyboardInterrupt re-raised (the catalog's connection stays usable).  DuckDB itself runs
-    with the GIL released and never sees the signal."""
-    if threading.current_thread() is not threading.main_thread():
-        return work()
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()  # waited on, not the thread: an interrupted join() marks it stopped
-
-    def target():
-        try:
-            outcome["result"] = work()
-        except BaseException as error:  # handed to the waiting thread
-            outcome["error"] = error
-        finally:
-            finished.set()
-
-    worker = threading.Thread(target=target, name="sdoml-sql-query", daemon=True)
-    worker.start()
-    try:
-        while not finished.wait(0.25):
-            pass
-        worker.join()  # finished: let it end before going on (a thread still unwinding at exit aborts)
-    except KeyboardInterrupt:
-        deadline = time.monotonic() + 10
-        while not finished.is_set() and time.monotonic() < deadline:
-            cursor.interrupt()  # again until it stops: the query may not have started at the first
-            finished.wait(0.05)
-        if finished.is_set():
-            worker.join(1)
-        raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
-def _time_limit_argument(query_timeout: float | None, timeout: float | None) -> float | None:
-    """The query time limit given as ``query_timeout`` or by its older name ``timeout``."""
-    if query_timeout is not None and timeout is not None and query_timeout != timeout:
-        raise QueryError(f"query_timeout={query_timeout!r} and timeout={timeout!r} name the same limit: give one")
-    return query_timeout if query_timeout is not None else timeout
-
-
-def _python_rows(result) -> list[tuple]:
-    """A result's rows as Python values; through Arrow when a column is an INTERVAL (DuckDB's
-    own Python rows count its months as 30 days)."""
-    if any(str(d[1]).upper().startswith("INTERVAL") for d in result.description):
-        table = result.to_arrow_table()
-        return list(zip(*(column.to_pylist() for column in table.columns)))
-    return result.fetchall()
-
-
-#: Rows per Arrow batch when a page is streamed out of a result (:meth:`Catalog.page`).
-PAGE_BATCH_ROWS = 8192
-
-
-def _rows_between(result, start: int, stop: int):
-    """``(Arrow table of rows start … stop-1, number of rows)`` of an executed result, read
-    batch by batch."""
-    import pyarrow as pa
-
-    stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # DuckDB 2 / DuckDB 1
-    reader = stream(PAGE_BATCH_ROWS)
-    kept, seen = [], 0
-    for batch in reader:
-        lo, hi = max(start - seen, 0), min(stop - seen, batch.num_rows)
-        if lo < hi:
-            kept.append(batch.slice(lo, hi - lo))
-        seen += batch.num_rows
-    return pa.Table.from_batches(kept, schema=reader.schema), seen
-
-
-def _empty_arrow():
-    import pyarrow as pa
-
-    return pa.table({})
-
-
-def find_duckdb_cli() -> str:
-    """Path of the ``duckdb`` shell: next to this Python (a venv's bin), else on ``PATH``."""
-    beside = Path(sys.executable).parent / ("duckdb.exe" if os.name == "nt" else "duckdb")
-    found = str(beside) if beside.is_file() else shutil.which("duckdb")
-    if not found:
-        raise CatalogError("the DuckDB shell is not installed: pip install duckdb-cli")
-    return found
-
-
-def _with_position(cursor, error: duckdb.Error, sql: str, params: Any) -> duckdb.Error:
-    """The same error with DuckDB's ``LINE 1: … ^^^`` pointer: relation errors come trimmed,
-    so a parse, bind or catalog error (raised before anything runs) is re-raised by
-    ``execute``, which keeps it."""
-    if not isinstance(error, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
-        return error
-    try:
-        cursor.execute(sql, params) if params is not None else cursor.execute(sql)
-    except duckdb.Error as full:
-        return full
-    return error
-
-
-def lock_down(connection: duckdb.DuckDBPyConnection, directories: list[Path | str]) -> None:
-    """Allow file access under ``directories`` (paths or URLs) only, then lock the configuration."""
-    listed = ", ".join(f"'{sql_string(_posix(d).rstrip('/') + '/')}'" for d in directories)
-    connection.execute("SET autoinstall_known_extensions = false")
-    connection.execute("SET autoload_known_extensions = false")
-    connection.execute(f"SET allowed_directories = [{listed}]")
-    connection.execute("SET enable_external_access = false")
-    connection.execute("SET lock_configuration = true")
-
-
-def common_columns(aia: list[tuple[str, str]], hmi: list[tuple[str, str]]) -> list[str]:
-    """Columns of both views whose types agree (numeric types count as one), AIA order,
-    led by year, channel, idx."""
-    hmi_types = {name.upper(): kind for name, kind in hmi}
-    shared = [name for name, kind in aia
-              if name.upper() in hmi_types and _compatible(kind, hmi_types[name.upper()])]
-    lead = [c for c in FRAMES_LEAD if c in shared]
-    return lead + [c for c in shared if c not in lead]
-
-
-_NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "REAL"}
-
-
-def _compatible(a: str, b: str) -> bool:
-    if a == b or "NULL" in (a, b):
-        return True
-    return a in _NUMERIC and b in _NUMERIC
-
-
 def _describe(connection, view: str) -> list[tuple[str, str]]:
     rows = connection.execute(f"DESCRIBE {_quote(view)}").fetchall()
     return [(r[0], r[1]) for r in rows]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-#: Bytes fetched per read of a remote Parquet file: DuckDB asks for footers and column chunks;
-#: fsspec's defaults (5-50 MB blocks) would fetch whole files.
-READ_BLOCK_BYTES = 64 * 1024
-
-
-def _read_in_small_blocks(fs) -> None:
-    for name in ("default_block_size", "block_size"):
-        if hasattr(fs, name):
-            setattr(fs, name, READ_BLOCK_BYTES)
-
-
-def _posix(directory: Path | str) -> str:
-    return directory.as_posix() if isinstance(directory, Path) else directory
 
 
 _DEFAULT: dict[Path | str, Catalog] = {}

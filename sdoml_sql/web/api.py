@@ -26,7 +26,7 @@ from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import header
 from sdoml_sql.fetch.output import fits_frames, write_fits
 from sdoml_sql.quality.plot import FLAGS, bucket_width, channel_order, quality_counts
-from sdoml_sql.query.catalog import example, example_names
+from sdoml_sql.query.sqlfiles import example, example_names
 from sdoml_sql.query.text import plain
 
 FRAME_INSTRUMENTS = ("aia", "hmi")
