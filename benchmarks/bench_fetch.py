@@ -32,7 +32,7 @@ import numpy as np
 import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fetch_helpers import CountingStore  # noqa: E402  (the tests' chunk-read counter)
+from fetch_helpers import CountingStore  # the tests' chunk-read counter
 
 
 def prepare(workdir: Path, frames: int, chunk_frames: int = 15):

@@ -39,8 +39,8 @@ from astropy.io import fits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from bench_fetch import prepare, timed  # noqa: E402
-from fetch_helpers import count_chunk_reads  # noqa: E402
+from bench_fetch import prepare, timed
+from fetch_helpers import count_chunk_reads
 
 
 def seed_way(store_root: Path, day: np.datetime64, out: Path) -> list[Path]:
@@ -104,7 +104,7 @@ def search_speed(catalog_dir: Path, repeat: int) -> None:
              "one day, EXPTIME > 2.5": (day, a.Instrument.aia, a.sdoml.Keyword("EXPTIME") > 2.5)}
     print(f"Fido.search on {catalog_dir} (best of {repeat} after the first):")
     for name, attrs in cases.items():
-        runs = [timed(lambda: Fido.search(*attrs, a.sdoml.Catalog(catalog_dir))) for _ in range(repeat + 1)]
+        runs = [timed(lambda attrs=attrs: Fido.search(*attrs, a.sdoml.Catalog(catalog_dir))) for _ in range(repeat + 1)]
         print(f"  {name:<32} {len(runs[0][1][0]):>6} rows  first {runs[0][0]:.2f} s, then {min(t for t, _ in runs[1:]):.2f} s")
 
 
@@ -142,7 +142,7 @@ def main() -> None:
         t, results = timed(lambda: fido_search(catalog_dir, day))
         times["fido search"].append(t)
         counters["aia"].reads.clear()
-        t, fido_files = timed(lambda: fido_fetch(results, out / "fido"))
+        t, fido_files = timed(lambda results=results: fido_fetch(results, out / "fido"))
         times["fido fetch"].append(t)
         reads = list(counters["aia"].reads)
         t, sql_files = timed(lambda: sql_way(catalog, day, out / "sql"))

@@ -276,7 +276,6 @@ def training(catalog, batch_size: int, peer_samples: int) -> None:
 
 def s3_bytes(catalog_dir: Path, stores: Path) -> None:
     from emulators import FaultProxy, start_s3
-
     from sdoml_sql.fetch.frames import read_chunk_frames
     from sdoml_sql.stores.source import open_store
 

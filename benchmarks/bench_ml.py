@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from ml_helpers import trace_lines  # noqa: E402  (reads the dataset's decode trace)
+from ml_helpers import trace_lines  # reads the dataset's decode trace
 
 AIA = ["94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A"]
 HMI = ["Bx", "By", "Bz"]

@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from sdoml_sql.query.catalog import Catalog
     from sdoml_sql.fetch.movies import frame_norms, movie_frames
+    from sdoml_sql.query.catalog import Catalog
 
     catalog = Catalog(prepare(args.workdir))
     selection = catalog.query(f"SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 "

@@ -241,7 +241,6 @@ def s3_figures(small: Path, mission: Path, sql: str, year: int, repeat: int) -> 
     opens and (b) timed against the emulator directly."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from emulators import S3_WRITER, FaultProxy, start_s3, upload_tree
-
     from sdoml_sql import Catalog
     from sdoml_sql.catalog_builder.location import MANIFEST, manifest_bytes, open_location, read_manifest
     from sdoml_sql.query.catalog import derive_copies

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib
 
-from sdoml_sql.version import __version__
-
 from sdoml_sql.exceptions import (
     AccessDeniedError,
     CatalogError,
@@ -27,7 +25,7 @@ from sdoml_sql.exceptions import (
     SdomlError,
     StoreError,
 )
-
+from sdoml_sql.version import __version__
 
 _LAZY = {
     "PRESETS": "sdoml_sql.stores.source",

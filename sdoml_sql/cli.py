@@ -13,8 +13,8 @@ import warnings
 import click
 
 from sdoml_sql import config
-from sdoml_sql.version import __version__
 from sdoml_sql.exceptions import EmptyResultWarning, SdomlError
+from sdoml_sql.version import __version__
 
 
 class _Group(click.Group):
@@ -372,7 +372,8 @@ def query(sql, catalog, sql_file, output_format, output, query_timeout):
     import warnings
 
     from sdoml_sql.exceptions import EmptyResultWarning
-    from sdoml_sql.query.catalog import query as run_query, query_text
+    from sdoml_sql.query.catalog import query as run_query
+    from sdoml_sql.query.catalog import query_text
 
     if output_format == "parquet" and not output:
         raise click.UsageError("--format parquet needs --output FILE")
@@ -489,7 +490,8 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sortb
       sdoml-sql movie "SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes',
       '6 minutes')" demo-output/day.gif --missing drop --downsample 2 --catalog demo-output/catalog
     """
-    from sdoml_sql.fetch.movies import movie as render_movie, movie_suffix
+    from sdoml_sql.fetch.movies import movie as render_movie
+    from sdoml_sql.fetch.movies import movie_suffix
 
     movie_suffix(output)
     written = render_movie(_selection(sql, catalog), output, downsample=downsample, method=method, missing=missing,
@@ -622,7 +624,8 @@ def serve(catalog, host, port, open_browser, query_timeout, get_path):
       sdoml-sql serve --catalog demo-output/catalog
     """
     from sdoml_sql.query.catalog import open_catalog
-    from sdoml_sql.web import Settings, get, serve as run_server
+    from sdoml_sql.web import Settings, get
+    from sdoml_sql.web import serve as run_server
 
     settings = Settings(query_timeout=query_timeout)
     if get_path is not None:

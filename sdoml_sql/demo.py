@@ -60,13 +60,13 @@ def run(outdir: str | Path) -> dict[str, Path]:
     """Run the demo into ``outdir``; return the paths of its outputs."""
     from dask.diagnostics import ProgressBar
 
-    from sdoml_sql.workflows import build_catalog
-    from sdoml_sql.query.catalog import Catalog
-    from sdoml_sql.fetch.eve import plot_eve
     from sdoml_sql.fetch import plan
+    from sdoml_sql.fetch.eve import plot_eve
     from sdoml_sql.fetch.maps import plot_map
     from sdoml_sql.fetch.movies import animate, save
+    from sdoml_sql.query.catalog import Catalog
     from sdoml_sql.stores.sample import write_sample
+    from sdoml_sql.workflows import build_catalog
 
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def run(outdir: str | Path) -> dict[str, Path]:
     animation = animate(selection, downsample=2, fps=8, missing="drop")
     try:
         outputs["movie"] = save(animation, outdir / "movie.mp4", progress=True)
-    except Exception as error:  # noqa: BLE001 - fall back to GIF when ffmpeg cannot run here
+    except Exception as error:  # fall back to GIF when ffmpeg cannot run here
         print(f"  MP4 failed ({type(error).__name__}: {error}); writing a GIF instead")
         outputs["movie"] = save(animation, outdir / "movie.gif", progress=True)
     done(start, str(outputs["movie"]))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 
 from sdoml_sql.catalog_builder import build as _build
-from sdoml_sql.query.catalog import derive_copies
 from sdoml_sql.quality import stats as _stats
+from sdoml_sql.query.catalog import derive_copies
 
 
 def _with_copies(function):

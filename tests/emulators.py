@@ -292,7 +292,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):  # http.server's naming
         self._handle()
 
     do_HEAD = do_PUT = do_POST = do_DELETE = do_GET

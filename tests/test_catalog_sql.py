@@ -11,8 +11,8 @@ import pytest
 
 import sql_brute as brute
 from sdoml_sql import Catalog, Selection, query
-from sdoml_sql.query.sqlfiles import read_sql, sql_dir
 from sdoml_sql.exceptions import CatalogError, QueryError
+from sdoml_sql.query.sqlfiles import read_sql, sql_dir
 
 
 def nearest_sql(instrument, channel, start, stop, cadence, tolerance):

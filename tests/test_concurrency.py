@@ -60,7 +60,7 @@ def test_readers_see_whole_partitions_while_rebuild_swaps_them(live_catalog):
             for n in range(REBUILDS):
                 set_exptime(store, float(n % 2 + 1))
                 assert len(rebuild_catalog(catalog, progress=False).written) == len(ARRAYS)
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:  # reported by the main thread
             errors.append(error)
 
     writer = threading.Thread(target=rebuild_repeatedly)

@@ -16,7 +16,6 @@ import pytest
 
 from fetch_helpers import LocatorSelection, count_chunk_reads, direct_frame, locators
 from ml_helpers import AIA_SQL, MIXED_SQL, ml_catalog, trace_lines
-
 from sdoml_sql import Catalog, DatasetError, FetchError, QueryError
 from sdoml_sql.datasets import dataset
 from sdoml_sql.datasets.normalize import Normalization

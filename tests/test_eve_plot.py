@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from sdoml_sql.cli import main
-from sdoml_sql.fetch.eve import eve_lines, eve_series, plot_eve, with_gaps
 from sdoml_sql.exceptions import FetchError
+from sdoml_sql.fetch.eve import eve_lines, eve_series, plot_eve, with_gaps
 
 EVE_SQL = 'SELECT idx, time, "Fe XX_2", "He II", "Fe XVI_2" FROM eve ORDER BY time'
 

@@ -15,8 +15,8 @@ import pytest
 
 from emulators import Fault, FaultProxy
 from sdoml_sql.catalog_builder.build import build_catalog, read_manifest, rebuild_catalog
-from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.exceptions import FetchError, StoreError
+from sdoml_sql.query.catalog import Catalog
 from test_build import snapshot
 
 FRAMES_SQL = ("SELECT year, channel, idx FROM aia WHERE channel = '171A' AND year = 2010 "

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from fetch_helpers import LocatorSelection, count_chunk_reads, direct_frame, locators
 from sdoml_sql import fetch as fetch_module
-from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.cli import main
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.frames import PARTIAL_MAX_SHARE
+from sdoml_sql.query.catalog import Catalog
 
 MIXED_SQL = """
 SELECT instrument, year, channel, idx FROM frames

@@ -16,6 +16,8 @@ import pytest
 import sunpy.map
 from sunpy.net import Fido
 from sunpy.net import attrs as a
+from sunpy.net.jsoc import JSOCClient
+from sunpy.net.vso import VSOClient
 
 import sdoml_sql.fido  # noqa: F401 - registers the client
 from fetch_helpers import count_chunk_reads
@@ -24,8 +26,6 @@ from sdoml_sql.fetch.stack import FlatSelection, chunk_keys
 from sdoml_sql.fido.client import SDOMLClient, fits_names, row_locators
 from sdoml_sql.fido.search import search_sql, walker, wanted_channels
 from sdoml_sql.query.catalog import open_catalog
-from sunpy.net.jsoc import JSOCClient
-from sunpy.net.vso import VSOClient
 
 DAY = a.Time("2010-08-27", "2010-08-28")
 

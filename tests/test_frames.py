@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch import frames as frames_module
-from sdoml_sql.fetch.frames import (BloscHeader, FrameReader, block_bounds, chunk_key, read_chunk_frames,
-                                    uses_partial)
+from sdoml_sql.fetch.frames import BloscHeader, FrameReader, block_bounds, chunk_key, read_chunk_frames, uses_partial
 from sdoml_sql.stores.source import open_store
 
 FRAMES, CHUNK, SHAPE = 37, 15, (48, 80)  # the last chunk holds 7 frames

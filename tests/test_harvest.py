@@ -11,9 +11,9 @@ from astropy.time import Time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdoml_sql.exceptions import HarvestError
 from sdoml_sql.catalog_builder.harvest import keyword_column
 from sdoml_sql.catalog_builder.times import parse_times
+from sdoml_sql.exceptions import HarvestError
 
 
 @pytest.mark.parametrize(("values", "kind", "expected"), [

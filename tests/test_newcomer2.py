@@ -12,18 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from test_bad_input import assert_one_line_error
 from sdoml_sql import Catalog
-from sdoml_sql.exceptions import DatasetError, InputError, QueryError, StoreError
+from sdoml_sql.exceptions import DatasetError, InputError, QueryError
+from test_bad_input import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -378,7 +376,8 @@ def test_an_empty_split_warns_and_the_readme_split_splits(catalog_dir):
 
 def test_fido_path_templates_take_the_table_columns_and_name_the_keys(catalog_dir, tmp_path, capfd):
     import astropy.units as u
-    from sunpy.net import Fido, attrs as a
+    from sunpy.net import Fido
+    from sunpy.net import attrs as a
 
     import sdoml_sql.fido  # noqa: F401 - registers the client
 
@@ -415,7 +414,8 @@ def test_fido_attrs_refuse_what_they_cannot_mean(catalog_dir):
 
 def test_hmi_maps_from_fetched_fits_name_their_component(catalog_dir, tmp_path):
     import sunpy.map
-    from sunpy.net import Fido, attrs as a
+    from sunpy.net import Fido
+    from sunpy.net import attrs as a
 
     import sdoml_sql.fido  # noqa: F401
 
@@ -537,7 +537,7 @@ def test_start_after_stop_and_misspelt_macro_parameters_name_the_problem(catalog
 from test_packaging import _pip_env, wheel  # noqa: E402,F401 - the wheel fixture
 
 
-def test_first_stats_says_it_compiles_once_without_an_eta_even_on_a_read_only_install(wheel, small, tmp_path):
+def test_first_stats_says_it_compiles_once_without_an_eta_even_on_a_read_only_install(wheel, small, tmp_path):  # noqa: F811 - the fixture
     target = tmp_path / "site"
     subprocess.run([PY, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target),
                     str(wheel)], check=True, cwd=tmp_path, env=_pip_env(), timeout=300)

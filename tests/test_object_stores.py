@@ -18,8 +18,8 @@ import pytest
 
 from emulators import STORE_NAMES, FaultProxy
 from sdoml_sql.catalog_builder.build import build_catalog, read_manifest, rebuild_catalog
-from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.exceptions import AccessDeniedError, OfflineError
+from sdoml_sql.query.catalog import Catalog
 from sdoml_sql.stores.source import check_reachable, open_store
 
 PY = sys.executable

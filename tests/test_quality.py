@@ -18,12 +18,12 @@ import pytest
 import zarr
 
 import sql_brute as brute
-from test_bad_input import assert_one_line_error
 from sdoml_sql import Catalog
 from sdoml_sql.exceptions import CatalogError, StoreError
 from sdoml_sql.files import PARTIAL_MARK
 from sdoml_sql.quality.stats import compute_frame_stats
 from sdoml_sql.stores.sample import SEEDED_DEFECTS
+from test_bad_input import assert_one_line_error
 
 PY = sys.executable
 QUIRKY_YEAR = 2020

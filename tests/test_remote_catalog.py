@@ -103,7 +103,9 @@ def run_cli(*args, env=None):
 
 
 def test_bad_or_unreachable_catalog_urls_fail_in_one_line_quickly(remote, no_store_env):
-    import gcsfs, s3fs  # noqa: F401, E401 - the 2 s are for the network; importing them is timed elsewhere
+    # imported here, unused: the 2 s are for the network; importing them is timed elsewhere
+    import gcsfs  # noqa: F401
+    import s3fs  # noqa: F401
     no_store_env.setenv(*next(iter(remote.env().items())))
     for url, expected in [(remote.emulator.url("no/such/catalog"), CatalogError),
                           ("s3://bucket/catalog", CatalogError)]:
@@ -251,7 +253,7 @@ def test_readers_during_remote_rebuilds_see_whole_catalogs(writable, sample_path
         try:
             for _ in range(2):
                 rebuild_catalog(url, progress=False, full=True)
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:  # reported by the main thread
             errors.append(error)
 
     writer = threading.Thread(target=rebuild_twice)

@@ -13,8 +13,15 @@ import pytest
 import zarr
 
 from sdoml_sql.stores.sample import (
-    AIA_CHANNELS, AIA_FLOAT_KEYS, AIA_INT_KEYS, AIA_NAN_STRING_KEYS, AIA_STR_KEYS, EVE_LINES,
-    HMI_COMPONENTS, RAGGED_KEYS, write_sample,
+    AIA_CHANNELS,
+    AIA_FLOAT_KEYS,
+    AIA_INT_KEYS,
+    AIA_NAN_STRING_KEYS,
+    AIA_STR_KEYS,
+    EVE_LINES,
+    HMI_COMPONENTS,
+    RAGGED_KEYS,
+    write_sample,
 )
 
 BLOSC = {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": numcodecs.Blosc.BITSHUFFLE, "blocksize": 0}

@@ -14,8 +14,8 @@ import pytest
 
 import sql_brute as brute
 from sdoml_sql import Catalog
-from sdoml_sql.query.connection import find_duckdb_cli
 from sdoml_sql.exceptions import CatalogError
+from sdoml_sql.query.connection import find_duckdb_cli
 
 DUCKDB = Path(sys.executable).parent / "duckdb"
 

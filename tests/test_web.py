@@ -139,10 +139,12 @@ def test_pictures_are_maps_as_imshow_draws_them(server, http, catalog, frame, th
 
 
 def test_fits_is_the_file_fido_fetch_writes(server, http, catalog_dir, tmp_path):
-    import sdoml_sql.fido  # noqa: F401 - registers the client
-    from astropy.io import fits
-    from sunpy.net import Fido, attrs as a
     import astropy.units as u
+    from astropy.io import fits
+    from sunpy.net import Fido
+    from sunpy.net import attrs as a
+
+    import sdoml_sql.fido  # noqa: F401 - registers the client
 
     results = Fido.search(a.Time("2010-08-27", "2010-08-29"), a.Instrument.aia, a.Wavelength(171 * u.AA),
                           a.sdoml.Catalog(str(catalog_dir)))

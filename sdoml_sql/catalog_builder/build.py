@@ -18,33 +18,56 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sdoml_sql.version import __version__
 from sdoml_sql import config
+from sdoml_sql.catalog_builder import remote
+from sdoml_sql.catalog_builder.harvest import (
+    eve_array_path,
+    eve_groups,
+    harvest_array,
+    harvest_eve,
+)
+from sdoml_sql.catalog_builder.layout import (
+    DATA_FILE,
+    FRAME_INSTRUMENTS,
+    LOCK_FILE,
+    MANIFEST,
+    STAGING_DIR,
+    STATS_DIR,
+    STATS_FINGERPRINT_KEY,
+    Manifest,
+    eve_group_name,
+    eve_key,
+    identity,
+    open_source,
+    partition_key,
+    per_array_key,
+    side_keys,
+)
+from sdoml_sql.catalog_builder.location import (
+    CatalogLocation,
+    is_remote,
+    local_directory,
+    manifest_bytes,
+    open_location,
+    parse_manifest,
+    read_manifest,
+)
+from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
 from sdoml_sql.config import default_catalog_dir
 from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
 from sdoml_sql.files import move_into_place, write_atomically
-from sdoml_sql.catalog_builder.harvest import (
-    eve_array_path, eve_groups, harvest_array, harvest_eve,
-)
-from sdoml_sql.catalog_builder import remote
-from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
-from sdoml_sql.catalog_builder.layout import (
-    DATA_FILE, FRAME_INSTRUMENTS, LOCK_FILE, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY, Manifest,
-    eve_group_name, eve_key, identity, open_source, partition_key, per_array_key, side_keys,
-)
-from sdoml_sql.catalog_builder.location import (
-    CatalogLocation, is_remote, local_directory, manifest_bytes, open_location, parse_manifest, read_manifest,
-)
 from sdoml_sql.stores.sample import AIA_CHANNELS, HMI_COMPONENTS
 from sdoml_sql.stores.source import Source, open_store, resolve_url
+from sdoml_sql.version import __version__
 
 SCHEMA_VERSION = 1
 #: The arrays of a year group that tell an AIA store from an HMI store.
@@ -720,7 +743,7 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 def now_utc() -> str:
     """The current UTC time as ``2026-11-26T15:00:00Z``."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "open_source"]

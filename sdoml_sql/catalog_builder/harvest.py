@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import orjson
@@ -19,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sdoml_sql.catalog_builder.layout import TIME_SUFFIX
+from sdoml_sql.catalog_builder.times import TIME_KEYS, TimeParseError, looks_like_times, parse_times
 from sdoml_sql.exceptions import HarvestError, StoreError
 from sdoml_sql.stores.source import Source, parse_json
-from sdoml_sql.catalog_builder.times import TIME_KEYS, TimeParseError, looks_like_times, parse_times
 
 NAN_STRINGS = frozenset({"nan", "NaN", "NAN", "-nan", "+nan"})
 RESERVED_COLUMNS = frozenset({"idx", "year", "channel", "instrument"})

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from sdoml_sql.exceptions import StoreError
 from sdoml_sql.catalog_builder.harvest import keyword_column, read_attrs
+from sdoml_sql.exceptions import StoreError
 from sdoml_sql.stores.source import Source, open_store
 
 

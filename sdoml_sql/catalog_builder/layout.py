@@ -16,7 +16,8 @@ partitions, sources and files.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sdoml_sql.exceptions import CatalogError, StoreError
 
@@ -117,13 +118,13 @@ class Manifest(dict):
     built elsewhere read the same way."""
 
     @classmethod
-    def of(cls, manifest: dict[str, Any] | None) -> "Manifest":
+    def of(cls, manifest: dict[str, Any] | None) -> Manifest:
         if isinstance(manifest, Manifest):
             return manifest
         return cls(manifest or {})
 
     @classmethod
-    def empty(cls) -> "Manifest":
+    def empty(cls) -> Manifest:
         """The manifest of a catalog never built: no partitions, sources or warnings."""
         return cls({"partitions": {}, "sources": {}, "warnings": []})
 
@@ -165,7 +166,7 @@ class Manifest(dict):
         """The frame partition files the manifest names, relative to the catalog."""
         return {partition_file(key, entry) for key, entry in self.frame_partitions().items()}
 
-    def with_partitions(self, partitions: dict[str, dict[str, Any]]) -> "Manifest":
+    def with_partitions(self, partitions: dict[str, dict[str, Any]]) -> Manifest:
         """A copy with ``partitions`` in place of this manifest's."""
         return Manifest({**self, "partitions": partitions})
 

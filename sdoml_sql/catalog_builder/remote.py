@@ -26,13 +26,15 @@ import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 
-from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, LOCK_FILE as LOCK_OBJECT, MANIFEST
+from sdoml_sql.catalog_builder.layout import FRAME_INSTRUMENTS, MANIFEST
+from sdoml_sql.catalog_builder.layout import LOCK_FILE as LOCK_OBJECT
 from sdoml_sql.catalog_builder.location import CatalogLocation, manifest_bytes, parse_manifest
 from sdoml_sql.exceptions import CatalogError, CommitConflict
 
@@ -175,7 +177,7 @@ def _parse_lock(raw: bytes) -> dict[str, Any]:
 
 
 def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def private_staging() -> Path:
@@ -223,7 +225,7 @@ def commit(location: CatalogLocation, manifest: dict[str, Any], previous: dict[s
     its files for its query.  Files no manifest named (a killed build's, or those of a build
     still running) are deleted once :data:`ORPHAN_AGE_S` old."""
     conditional = bool(lease and lease.conditional)
-    for attempt in range(COMMIT_ATTEMPTS):
+    for _attempt in range(COMMIT_ATTEMPTS):
         listing = {path: info for folder in _collected_folders(previous, manifest)
                    for path, info in location.listing(folder).items()}
         uploaded = {path for path in _named(manifest, data_file) - _named(previous, data_file) - set(listing)
@@ -333,7 +335,7 @@ def _age(info: dict[str, Any], now: float) -> float:
         with contextlib.suppress(ValueError):
             stamp = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     if isinstance(stamp, dt.datetime):
-        stamp = stamp.replace(tzinfo=stamp.tzinfo or dt.timezone.utc).timestamp()
+        stamp = stamp.replace(tzinfo=stamp.tzinfo or dt.UTC).timestamp()
     return now - stamp if isinstance(stamp, (int, float)) else 0.0
 
 

@@ -20,19 +20,27 @@ from __future__ import annotations
 import os
 import resource
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sdoml_sql.catalog_builder.layout import Manifest, open_source
+from sdoml_sql.datasets.chunkio import ChunkReader
 from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
-from sdoml_sql.datasets.chunkio import ChunkReader
-from sdoml_sql.fetch.stack import (ArrayRef, _apply_missing, _check_downsample, _check_frames, _open_arrays,
-                                   frame_grid, output_shape)
+from sdoml_sql.fetch.stack import (
+    ArrayRef,
+    _apply_missing,
+    _check_downsample,
+    _check_frames,
+    _open_arrays,
+    frame_grid,
+    output_shape,
+)
 
 DATASET_MISSING = ("drop", "nan", "raise")
 
@@ -246,7 +254,7 @@ class FrameDataset:
 
     # --- subsets, splits, loaders ---------------------------------------------------------
 
-    def subset(self, indices) -> "FrameDataset":
+    def subset(self, indices) -> FrameDataset:
         """A dataset of the samples ``indices`` (in that order), sharing this one's options."""
         indices = np.asarray(indices, dtype=np.int64)
         return FrameDataset(self.opener, self.arrays, self.array_ids[indices], self.idx[indices], self.channels,
@@ -254,7 +262,7 @@ class FrameDataset:
                             self.downsample, self.method, self.normalizer, self.transform, self.trace_dir)
 
     def split(self, val: float = 0.1, test: float = 0.1, seed: int = 0, gap="1 day",
-              val_months=(), test_months=()) -> dict[str, "FrameDataset"]:
+              val_months=(), test_months=()) -> dict[str, FrameDataset]:
         """Train/val/test datasets from whole calendar months (see :func:`sdoml_sql.datasets.splits.split_labels`):
         ``{"train": …, "val": …, "test": …}``; samples within ``gap`` of a month edge whose
         neighbour month is in another split are left out of all three."""

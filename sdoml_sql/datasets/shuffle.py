@@ -176,11 +176,14 @@ def cut_line(sizes: list[int], pieces: int, costs: list[int] | None = None) -> l
     starts = np.concatenate([[0], np.cumsum(sizes)]) if sizes else np.zeros(1)
     total, slack = starts[-1], max(sizes, default=0) / 2
     cuts, previous = [], 0
+
+    def cost(p):
+        return costs[p] if costs is not None and 0 < p < len(sizes) else 0
+
     for k in range(1, pieces):
         target = total * k / pieces
         options = [p for p in range(previous, len(sizes) + 1) if abs(starts[p] - target) <= slack]
         options = options or [min(range(previous, len(sizes) + 1), key=lambda p: abs(starts[p] - target))]
-        cost = (lambda p: costs[p] if costs is not None and 0 < p < len(sizes) else 0)
         previous = min(options, key=lambda p: (cost(p), abs(starts[p] - target)))
         cuts.append(previous)
     edges = [0, *cuts, len(sizes)]

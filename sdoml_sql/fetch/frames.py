@@ -65,7 +65,7 @@ class BloscHeader:
     cbytes: int
 
     @classmethod
-    def parse(cls, raw: bytes, expected_nbytes: int) -> "BloscHeader":
+    def parse(cls, raw: bytes, expected_nbytes: int) -> BloscHeader:
         if len(raw) < BLOSC_HEADER.size:
             raise DamagedChunk(f"{len(raw)} bytes, shorter than a Blosc header")
         header = cls(*BLOSC_HEADER.unpack_from(raw))
@@ -360,7 +360,7 @@ class FrameReader:
                              f"of store {store_name(zarray)} is damaged: {error}") from None
         except FetchError:
             raise
-        except Exception as error:  # noqa: BLE001 - turned into one named line
+        except Exception as error:  # turned into one named line
             raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: "
                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from None
         if len(in_chunk) == t and (in_chunk == np.arange(t)).all():
@@ -371,7 +371,7 @@ class FrameReader:
     def _through_zarr(zarray, label, lo, hi, offsets) -> np.ndarray:
         try:
             slab = np.asarray(zarray[lo:hi])
-        except Exception as error:  # noqa: BLE001 - turned into one named line
+        except Exception as error:  # turned into one named line
             raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: {error}") from None
         return slab if len(offsets) == hi - lo else slab[list(offsets)]
 
@@ -395,7 +395,7 @@ class FrameReader:
             check_blosc_chunk(raw, _chunk_nbytes(zarray))
         try:
             meta.compressor.decode(raw, out=buffer)
-        except Exception as error:  # noqa: BLE001 - the codec's own complaint, named
+        except Exception as error:  # the codec's own complaint, named
             raise DamagedChunk(f"{type(error).__name__}: {error}") from None
         return buffer
 
@@ -481,7 +481,7 @@ def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryv
     out = _scratch(sum(header.block_size(int(b)) for b in blocks))
     try:
         numcodecs.blosc.decompress(packed, out)
-    except Exception as error:  # noqa: BLE001 - the codec's own complaint, named
+    except Exception as error:  # the codec's own complaint, named
         raise DamagedChunk(f"blocks {blocks[0]}..{blocks[-1]} do not decode: {error}") from None
     place = {int(b): n for n, b in enumerate(blocks)}  # a frame starts in its first block's place
     offsets = []
@@ -530,6 +530,6 @@ def _read_ranges(source, ranges: list[tuple[int, int]], cbytes: int) -> list[mem
 def read_chunk_frames(array, label: str, lo: int, hi: int, offsets: tuple[int, ...],
                       factor: int, method: str) -> np.ndarray:
     """Frames ``lo + offsets`` of one chunk of ``array`` as a fresh float32 ``(n, H, W)`` array,
-    downsampled (``factor``, ``method`` as in :func:`~sdoml_sql.fetch.stack.downsample_frames`).
+    downsampled (``factor``, ``method`` as in :func:`downsample_frames`).
     The dask graph's read task: partial Blosc reads where they pay, else the whole chunk."""
     return FrameReader(reuse_buffers=False).read(array, label, lo, hi, offsets, factor, method)

@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.catalog_builder.layout import (
-    ARRAY_ATTRS, TIME_SUFFIX, Manifest, channel_glob, partition_file, partition_key, per_array_key,
+    ARRAY_ATTRS,
+    TIME_SUFFIX,
+    Manifest,
+    channel_glob,
+    partition_file,
+    partition_key,
+    per_array_key,
 )
 from sdoml_sql.catalog_builder.location import location_of
 from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.fetch.maps import maps
-from sdoml_sql.fetch.stack import FlatSelection, LOCATOR_COLUMNS
+from sdoml_sql.fetch.stack import LOCATOR_COLUMNS, FlatSelection
 
 #: A thumbnail keeps the mean of 4×4 pixel blocks: 512×512 frames give 128×128 pictures.
 THUMBNAIL_DOWNSAMPLE = 4

@@ -458,7 +458,7 @@ def jshtml(movie: MovieFigure, fps: float, default_mode: str = "loop", progress=
                 "further frames are dropped.", total, limit)
             break
         frames.append(data)
-    fill = "\n" + "".join('  frames[{0}] = "data:image/png;base64,{1}"\n'.format(i, data.replace("\n", "\\\n"))
+    fill = "\n" + "".join('  frames[{}] = "data:image/png;base64,{}"\n'.format(i, data.replace("\n", "\\\n"))
                           for i, data in enumerate(frames))
     modes = {"once_checked": "", "loop_checked": "", "reflect_checked": ""}
     modes[f"{default_mode}_checked"] = "checked"

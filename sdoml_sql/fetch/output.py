@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.files import written_atomically
 from sdoml_sql.fetch.headers import frame_headers, header_records, headers_table, map_header
 from sdoml_sql.fetch.stack import FlatSelection, FrameGrid, build_stack, selection_locators
+from sdoml_sql.files import written_atomically
 
 
 def to_xarray(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",

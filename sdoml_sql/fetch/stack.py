@@ -29,7 +29,7 @@ import pandas as pd
 
 from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS, Manifest, parse_partition_key
 from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
-from sdoml_sql.fetch.frames import chunk_key, downsample_frames, partial_read_bytes, read_chunk_frames, uses_partial
+from sdoml_sql.fetch.frames import chunk_key, partial_read_bytes, read_chunk_frames, uses_partial
 from sdoml_sql.fetch.headers import channel_time_range, downsampled_size
 
 MISSING_MODES = ("raise", "nan", "drop")
@@ -233,7 +233,7 @@ def _open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
     for ref in arrays:
         try:
             opened.append(catalog.source(ref.instrument).array(ref.path))
-        except Exception as error:  # noqa: BLE001 - named in one line below
+        except Exception as error:  # named in one line below
             raise FetchError(f"cannot open array {ref}: {error}") from None
     return opened
 

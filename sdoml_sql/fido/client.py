@@ -28,8 +28,15 @@ from sdoml_sql.exceptions import InputError, SdomlError, SearchErrorWarning
 from sdoml_sql.fetch.output import fits_frames, write_fits_file
 from sdoml_sql.fetch.stack import FlatSelection
 from sdoml_sql.fido import attrs as sa
-from sdoml_sql.fido.search import (PHYSOBS, SearchTerms, channel_physobs, channel_wavelength, search_sql,
-                                   walker, wanted_channels)
+from sdoml_sql.fido.search import (
+    PHYSOBS,
+    SearchTerms,
+    channel_physobs,
+    channel_wavelength,
+    search_sql,
+    walker,
+    wanted_channels,
+)
 from sdoml_sql.query.catalog import open_catalog
 
 #: The SDOML v2 arrays, listed by ``register_values`` when there is no default catalog.
@@ -280,7 +287,7 @@ def frame_urls(rows) -> list[str]:
 def _read_sources(directory: str) -> dict:
     try:
         return Manifest.of(read_manifest(directory)).sources
-    except Exception:  # noqa: BLE001 - a broken catalog is reported when its frames are read
+    except Exception:  # a broken catalog is reported when its frames are read
         return {}
 
 
@@ -306,7 +313,7 @@ def _write_rows(directory: str, rows, todo: list[int], targets: list[Path], urls
             i = todo[n]
             done.add(i)
             _write_one(targets[i], pixels, meta, urls[i], results)
-    except Exception as error:  # noqa: BLE001 - as a downloader does: report, do not raise
+    except Exception as error:  # as a downloader does: report, do not raise
         for i in todo:
             if i not in done:
                 results.add_error(str(targets[i]), urls[i], error)

@@ -33,8 +33,18 @@ import pyarrow.parquet as pq
 
 from sdoml_sql.catalog_builder.build import exclusive, fingerprint, now_utc, write_parquet
 from sdoml_sql.catalog_builder.layout import (
-    DATA_FILE, FRAME_INSTRUMENTS, MANIFEST, STAGING_DIR, STATS_DIR, STATS_FINGERPRINT_KEY as FINGERPRINT_KEY, Manifest,
-    open_source, partition_key, per_array_key,
+    DATA_FILE,
+    FRAME_INSTRUMENTS,
+    MANIFEST,
+    STAGING_DIR,
+    STATS_DIR,
+    Manifest,
+    open_source,
+    partition_key,
+    per_array_key,
+)
+from sdoml_sql.catalog_builder.layout import (
+    STATS_FINGERPRINT_KEY as FINGERPRINT_KEY,
 )
 from sdoml_sql.catalog_builder.location import is_remote, open_location, read_manifest
 from sdoml_sql.config import default_catalog_dir

@@ -31,14 +31,26 @@ import duckdb
 from sdoml_sql.catalog_builder.layout import Manifest, open_source
 from sdoml_sql.catalog_builder.location import is_remote, local_directory, open_location, open_manifest
 from sdoml_sql.config import (
-    DUCKDB_MAX_TEMP_ENV, DUCKDB_MEMORY_ENV, QUERY_TIMEOUT_ENV, SHELL_CATALOG_ENV, default_catalog_dir, duckdb_config,
+    DUCKDB_MAX_TEMP_ENV,
+    DUCKDB_MEMORY_ENV,
+    QUERY_TIMEOUT_ENV,
+    SHELL_CATALOG_ENV,
+    default_catalog_dir,
+    duckdb_config,
     query_time_limit,
 )
 from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.connection import (
-    _empty_arrow, _python_rows, _read_in_small_blocks, _rows_between, _time_limit_argument, _with_position,
-    find_duckdb_cli, interruptible, lock_down,
+    _empty_arrow,
+    _python_rows,
+    _read_in_small_blocks,
+    _rows_between,
+    _time_limit_argument,
+    _with_position,
+    find_duckdb_cli,
+    interruptible,
+    lock_down,
 )
 from sdoml_sql.query.sqlfiles import example, sql_string
 from sdoml_sql.query.sqlguard import check_read_only, literal_filters, one_line
@@ -77,7 +89,7 @@ class Catalog(CatalogViews):
         self._copies: dict[str, str] = {}  # {view: copy file}; the live views while copies are written
 
     @classmethod
-    def pending(cls, location, manifest: dict[str, Any]) -> "Catalog":
+    def pending(cls, location, manifest: dict[str, Any]) -> Catalog:
         """The catalog ``manifest`` describes before it is committed (its files in place), on
         the live views, without a connection: what :func:`copies.derive` computes copies from."""
         catalog = cls.__new__(cls)

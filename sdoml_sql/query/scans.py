@@ -21,7 +21,8 @@ no time condition (correct, but opened by every query; ``rebuild --full`` adds t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 

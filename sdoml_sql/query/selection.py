@@ -12,12 +12,12 @@ SQL that made it.  ``kind`` says what the rows are:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS
 from sdoml_sql.exceptions import QueryError
 from sdoml_sql.query.text import FRAME_FIELDS
 

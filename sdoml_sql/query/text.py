@@ -16,7 +16,8 @@ import decimal
 import json
 import math
 import struct
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from sdoml_sql.exceptions import QueryError
 

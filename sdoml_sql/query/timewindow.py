@@ -46,7 +46,7 @@ def time_window(connection, sql: str, views: dict[str, tuple[str, ...]] = TIMED_
     narrow, each with its instrument views (default :data:`TIMED_VIEWS`)."""
     try:
         tree = orjson.loads(connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
-    except Exception:  # noqa: BLE001 - no window: the query runs on the full views
+    except Exception:  # no window: the query runs on the full views
         return None
     view = _single_view(tree)
     if view not in views:
@@ -150,6 +150,6 @@ def _timestamp(connection, node: dict[str, Any]) -> dt.datetime | None:
     try:
         text = connection.execute("SELECT json_deserialize_sql(?)", [orjson.dumps(select).decode()]).fetchone()[0]
         row = connection.execute(f"SELECT TRY_CAST(bound AS TIMESTAMP) FROM ({text}) AS b(bound)").fetchone()
-    except Exception:  # noqa: BLE001 - not a time DuckDB can evaluate: no window
+    except Exception:  # not a time DuckDB can evaluate: no window
         return None
     return row[0] if row and isinstance(row[0], dt.datetime) else None

@@ -31,8 +31,8 @@ import numcodecs
 import numpy as np
 import orjson
 
-from sdoml_sql.stores.source import PRESETS
 from sdoml_sql.exceptions import InputError, StoreError, items, unknown_names, years_list
+from sdoml_sql.stores.source import PRESETS
 
 AIA_CHANNELS = ("94A", "131A", "171A", "193A", "211A", "304A", "335A", "1600A", "1700A")
 HMI_COMPONENTS = ("Bx", "By", "Bz")
@@ -929,7 +929,8 @@ def _write_hmi(path, n_frames, years, aia_days_by_year, seed, images, bar, chunk
                 painter = HmiPainter(component, regions, seed)
                 crln, crlt = attributes["CRLN_OBS"], attributes["CRLT_OBS"]
                 _write_frames(path / f"{year}" / component, n_frames, chunk_frames,
-                              lambda i: painter.frame(crln[i], crlt[i], i), bar)
+                              lambda i, painter=painter, crln=crln, crlt=crlt: painter.frame(crln[i], crlt[i], i),
+                              bar)
     _consolidate(path)
 
 

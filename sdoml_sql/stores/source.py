@@ -98,7 +98,7 @@ class ReadPolicy:
     max_pause: float = MAX_PAUSE_S
 
     @classmethod
-    def from_env(cls, timeout: float | None = None, retries: int | None = None) -> "ReadPolicy":
+    def from_env(cls, timeout: float | None = None, retries: int | None = None) -> ReadPolicy:
         """The policy from the arguments, else the settings (:mod:`sdoml_sql.config`:
         ``--store-timeout``, ``SDOML_TIMEOUT`` / ``--retries``, ``SDOML_RETRIES``), else defaults."""
         timeout = config.store_timeout(timeout, StoreError)
@@ -283,7 +283,7 @@ class Source:
         while True:
             try:
                 return fsspec.asyn.sync(self.fs.loop, coroutine, path, *args, timeout=attempts.budget(), **kwargs)
-            except Exception as error:  # noqa: BLE001 - classified below, re-raised or named
+            except Exception as error:  # classified below, re-raised or named
                 if not is_transient(error):
                     raise
                 pause = attempts.failed(error)
@@ -482,7 +482,7 @@ def _guarded_store_class():
                     return await asyncio.wait_for(self._read_once(key, byte_range), attempts.budget())
                 except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                     return None  # zarr's rule: a missing chunk reads as the fill value
-                except Exception as error:  # noqa: BLE001 - classified below, re-raised or named
+                except Exception as error:  # classified below, re-raised or named
                     if not is_transient(error):
                         raise
                     pause = attempts.failed(error)
@@ -499,7 +499,7 @@ def _guarded_store_class():
     return GuardedStore
 
 
-def GuardedStore(store, *, source: Source):  # noqa: N802 - builds an instance of the class above
+def GuardedStore(store, *, source: Source):  # builds an instance of the class above
     """A read-only zarr store for a remote ``source``: chunk reads retried with backoff,
     bounded by ``source.policy``, named in the error when they give up, and kept in
     ``source.cache_dir`` when it is set (so a second read of a chunk is local)."""

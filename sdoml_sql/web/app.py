@@ -33,10 +33,11 @@ import json
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -90,7 +91,7 @@ class DaemonThreads(Executor):
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(function(*args))
-                except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+                except BaseException as error:  # handed to the awaiting request
                     future.set_exception(error)
 
     def submit(self, function, *args, **kwargs) -> Future:
