@@ -53,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_query import STORE_NAMES, catalog_arguments, prepare  # noqa: E402
+from bench_query import STORE_NAMES, catalog_arguments, prepare  # noqa: E402 - after the sys.path lines above
 
 KINDS = {"query": 0.4, "thumbnail": 0.4, "frame page": 0.2}
 #: A chunk object of a frame array in a store (``…/2014/171A/12.0.0``).

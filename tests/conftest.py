@@ -152,7 +152,7 @@ def layout_eve_source(request, layout):
 
 
 # Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.
-from emulators import gcs_remote, no_store_env, remote, s3_remote  # noqa: E402,F401
+from emulators import gcs_remote, no_store_env, remote, s3_remote  # noqa: E402,F401 - fixtures, re-exported
 
 
 @pytest.fixture(scope="module")

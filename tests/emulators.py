@@ -366,7 +366,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 # --- fixtures (imported by tests/conftest.py) ---------------------------------------------------
 
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - the fixtures' section starts here
 
 #: The sample stores under the names of the real ones.
 STORE_NAMES = {"aia": "sdomlv2_small.zarr", "hmi": "sdomlv2_hmi_small.zarr", "eve": "sdomlv2_eve.zarr"}

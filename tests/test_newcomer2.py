@@ -398,7 +398,7 @@ def test_fido_attrs_refuse_what_they_cannot_mean(catalog_dir):
     import astropy.units as u
     from sunpy.net import attrs as a
 
-    import sdoml_sql.fido  # noqa: F401
+    import sdoml_sql.fido  # noqa: F401 - registers the client
     from sdoml_sql.fido.client import SDOMLClient
 
     with pytest.raises(InputError, match="unknown channel 171: SDOML has 94A, .*; did you mean 171A?"):
@@ -417,7 +417,7 @@ def test_hmi_maps_from_fetched_fits_name_their_component(catalog_dir, tmp_path):
     from sunpy.net import Fido
     from sunpy.net import attrs as a
 
-    import sdoml_sql.fido  # noqa: F401
+    import sdoml_sql.fido  # noqa: F401 - registers the client
 
     found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:20"), a.Instrument.hmi, a.sdoml.Catalog(catalog_dir))
     files = Fido.fetch(found, path=tmp_path / "{file}", progress=False)

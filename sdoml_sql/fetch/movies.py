@@ -511,7 +511,9 @@ def _save_to(animation, path: Path, suffix: str, fps: float, progress: bool, dpi
         figure.set_dpi(dpi)
     try:
         with _progress(len(movie), progress, f"rendering {path.name}") as callback:
-            step = lambda i: callback(i, len(movie))  # noqa: E731
+            def step(i, callback=callback):
+                return callback(i, len(movie))
+
             if suffix == ".html":
                 try:
                     text = jshtml(movie, fps, "loop", progress=step)
