@@ -149,3 +149,21 @@ def test_maps_reject_nan_mode(catalog):
     selection = catalog.query(PICK_SQL)
     with pytest.raises(FetchError, match="maps need a frame per row"):
         make_maps(selection, missing="nan")
+
+
+def test_header_records_are_the_same_from_the_row_group_cache_and_under_a_tight_bound(catalog, monkeypatch):
+    from sdoml_sql.fetch import headers as headers_module
+
+    locators = catalog.query("SELECT channel, year, idx FROM frames WHERE idx IN (3, 7, 11) "
+                             "AND year = 2010 AND channel IN ('171A', 'Bz') ORDER BY channel, idx").locators()
+    headers_module.clear_row_group_cache()
+    cold = headers_module.header_records(catalog, locators)
+    warm = headers_module.header_records(catalog, locators)
+    monkeypatch.setattr(headers_module, "ROW_GROUP_CACHE_BYTES", 1)  # keeps one entry at a time
+    headers_module.clear_row_group_cache()
+    tight = headers_module.header_records(catalog, locators)
+    assert cold == warm == tight
+    assert [raw["T_OBS"] for raw in cold[0]] == [catalog.query(
+        f"SELECT channel, year, idx FROM frames WHERE idx = {idx} AND year = 2010 AND channel = '{channel}'"
+    ).header(0)["T_OBS"] for channel, idx in zip(locators["channel"], locators["idx"])]
+    assert len(headers_module._row_groups) == 1

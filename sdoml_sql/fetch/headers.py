@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -63,23 +65,30 @@ def frame_headers(catalog, locators: pd.DataFrame) -> pd.DataFrame:
 
 def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> pd.DataFrame:
     """Rows ``idx`` of one partition's Parquet file(s), as pandas (idx plus every header column)."""
+    return partition_rows(catalog, instrument, year, channel, idx).to_pandas(types_mapper=_nullable_types)
+
+
+def partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[int]):
+    """Rows ``idx`` of one partition's Parquet file(s), as an Arrow table (idx plus every
+    header column, file order)."""
     import pyarrow.compute as pc
 
     entry = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
-    dataset = location_of(catalog).parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
+    location = location_of(catalog)
+    dataset = location.parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
     wanted = sorted(set(idx))
     if len(wanted) <= FEW_ROWS:
-        table = _rows_by_position(dataset, wanted)
+        version = (location.path(), entry.get("fingerprint"), entry.get("built_at"), entry.get("schema"))
+        table = _rows_by_position(dataset, wanted, version)
     else:
         table = dataset.to_table(filter=pc.field("idx").isin(wanted))
-    frame = table.to_pandas(types_mapper=_nullable_types)
-    missing = sorted(set(idx) - set(frame["idx"].tolist()))
+    missing = sorted(set(wanted) - set(table.column("idx").to_pylist()))
     if missing:
         raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
                          f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
-    return frame
+    return table
 
 
 #: Up to this many rows, a partition's rows are found by their ``idx`` column first and only
@@ -88,23 +97,60 @@ def read_partition_rows(catalog, instrument: str, year: int, channel: str, idx: 
 #: ~80-230 ms instead of ~300-700 ms (load ~16).
 FEW_ROWS = 64
 
+#: Decoded row groups (and each file's ``idx`` column) kept for later look-ups, up to this
+#: many bytes (Arrow sizes), least recently used dropped first.  Decoding a row group of ~180
+#: columns costs ~25-40 ms for 480 rows and ~100-300 ms for 8,192 (load 3-5; long strings such
+#: as ``COMMENT`` and ``CHECKSUM`` take most of it, whatever the number of rows wanted), and
+#: maps, thumbnails and frame pages mostly ask for rows near those asked for before.
+ROW_GROUP_CACHE_BYTES = 256 * 2**20
 
-def _rows_by_position(dataset, wanted: list[int]):
+_row_groups: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+_row_group_lock = threading.Lock()
+
+
+def _rows_by_position(dataset, wanted: list[int], version: tuple):
     """The rows whose ``idx`` is in ``wanted`` (sorted), in file order, decoding only the row
-    groups that hold them."""
-    import numpy as np
+    groups that hold them (cached under ``version``, the partition's manifest identity)."""
     import pyarrow as pa
 
     pieces = []
     for fragment in dataset.get_fragments():
-        groups = fragment.split_by_row_group()
-        idx = fragment.to_table(columns=["idx"], schema=dataset.schema).column("idx").to_numpy(zero_copy_only=False)
+        key = (version, fragment.path)
+        idx, starts = _cached(key + ("idx",), lambda: _fragment_index(fragment, dataset.schema))
         positions = np.flatnonzero(np.isin(idx, wanted))
-        starts = np.cumsum([0] + [g.row_groups[0].num_rows for g in groups])
         for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
             rows = positions[(positions >= starts[g]) & (positions < starts[g + 1])] - starts[g]
-            pieces.append(groups[g].to_table(schema=dataset.schema).take(rows))
+            group = _cached(key + (int(g),), lambda: fragment.split_by_row_group()[g].to_table(schema=dataset.schema))
+            pieces.append(group.take(rows))
     return pa.concat_tables(pieces) if pieces else dataset.schema.empty_table()
+
+
+def _fragment_index(fragment, schema):
+    """A file's ``idx`` column and the first row of each of its row groups (plus its end)."""
+    idx = fragment.to_table(columns=["idx"], schema=schema).column("idx").to_numpy(zero_copy_only=False)
+    starts = np.cumsum([0] + [group.row_groups[0].num_rows for group in fragment.split_by_row_group()])
+    return idx, starts
+
+
+def _cached(key: tuple, make):
+    """``make()``, kept under ``key`` in the row-group cache."""
+    with _row_group_lock:
+        if key in _row_groups:
+            _row_groups.move_to_end(key)
+            return _row_groups[key][0]
+    value = make()
+    size = sum(getattr(part, "nbytes", 0) for part in (value if isinstance(value, tuple) else (value,)))
+    with _row_group_lock:
+        _row_groups[key] = (value, size)
+        while len(_row_groups) > 1 and sum(kept for _, kept in _row_groups.values()) > ROW_GROUP_CACHE_BYTES:
+            _row_groups.popitem(last=False)
+    return value
+
+
+def clear_row_group_cache() -> None:
+    """Forget every decoded row group (benchmarks time cold look-ups with it)."""
+    with _row_group_lock:
+        _row_groups.clear()
 
 
 def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
@@ -211,20 +257,29 @@ def headers(catalog, locators: pd.DataFrame) -> list[dict[str, Any] | None]:
 
 def header_records(catalog, locators: pd.DataFrame):
     """``(raw headers, catalog rows, key infos)`` of the locators' frames, in order
-    (``None`` entries for rows without a frame)."""
-    table = frame_headers(catalog, locators)
-    infos: dict[tuple, tuple[dict, dict]] = {}
+    (``None`` entries for rows without a frame).
+
+    Catalog rows are plain dicts straight from Arrow (no pandas frame: a one-frame map would
+    spend most of its time converting ~180 columns).
+    """
+    located = list(zip(locators["instrument"], locators["year"], locators["channel"], locators["idx"]))
+    wanted: dict[tuple, list[int]] = {}
+    for instrument, year, channel, idx in located:
+        if not pd.isna(idx):
+            wanted.setdefault((str(instrument), int(year), str(channel)), []).append(int(idx))
+    found: dict[tuple, tuple[dict, dict, dict]] = {}
+    for where, idx in wanted.items():
+        table = partition_rows(catalog, *where, idx)
+        by_idx = dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
+        found[where] = (by_idx, partition_keys(catalog, *where), per_frame_array_attrs(catalog, *where))
     raw, rows, keys = [], [], []
-    for position, locator in enumerate(locators.itertuples(index=False)):
-        if pd.isna(locator.idx):
+    for instrument, year, channel, idx in located:
+        if pd.isna(idx):
             raw.append(None), rows.append(None), keys.append(None)
             continue
-        where = (locator.instrument, int(locator.year), locator.channel)
-        if where not in infos:
-            infos[where] = (partition_keys(catalog, *where), per_frame_array_attrs(catalog, *where))
-        key_info, extra_lists = infos[where]
-        row = table.iloc[position].to_dict()
-        extra = {key: values[int(locator.idx)] for key, values in extra_lists.items()}
+        by_idx, key_info, extra_lists = found[(str(instrument), int(year), str(channel))]
+        row = by_idx[int(idx)]
+        extra = {key: values[int(idx)] for key, values in extra_lists.items()}
         raw.append(rebuild_header(row, key_info, extra))
         rows.append(row)
         keys.append(key_info)
