@@ -155,15 +155,16 @@ def decode_bound_one_frame(array, frame: int, repeat: int) -> float:
     """``numcodecs.blosc.decompress`` of the frame's blocks alone, re-packed beforehand."""
     import numcodecs.blosc
 
-    from sdoml_sql.fetch import frames as fr
+    from sdoml_sql.fetch import blosc
+    from sdoml_sql.fetch.chunkbytes import chunk_key
 
     t = int(array.chunks[0])
-    key = fr.chunk_key(array, frame // t)
+    key = chunk_key(array, frame // t)
     raw = open(os.path.join(str(array.store_path.store.root), array.store_path.path, key), "rb").read()
-    header = fr.BloscHeader.parse(raw, int(np.prod(array.chunks)) * 4)
-    blocks, ranges = fr.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    header = blosc.BloscHeader.parse(raw, int(np.prod(array.chunks)) * 4)
+    blocks, ranges = blosc.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
     stored = [memoryview(raw)[a:b] for a, b in ranges]
-    packed = fr.repack(header, blocks, stored)
+    packed = blosc.repack(header, blocks, stored)
     out = np.empty(sum(header.block_size(int(b)) for b in blocks), np.uint8)
     return timed_median(lambda: numcodecs.blosc.decompress(packed, out), repeat)
 

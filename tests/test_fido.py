@@ -22,7 +22,8 @@ from sunpy.net.vso import VSOClient
 import sdoml_sql.fido  # noqa: F401 - registers the client
 from fetch_helpers import count_chunk_reads
 from sdoml_sql.exceptions import SdomlError, SearchErrorWarning
-from sdoml_sql.fetch.stack import FlatSelection, chunk_keys
+from sdoml_sql.fetch.plans import chunk_keys
+from sdoml_sql.fetch.stack import FlatSelection
 from sdoml_sql.fido.client import SDOMLClient, fits_names, row_locators
 from sdoml_sql.fido.search import search_sql, walker, wanted_channels
 from sdoml_sql.query.catalog import open_catalog

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch import frames as frames_module
-from sdoml_sql.fetch.frames import BloscHeader, FrameReader, block_bounds, chunk_key, read_chunk_frames, uses_partial
+from sdoml_sql.fetch.blosc import BloscHeader, block_bounds, needed_ranges
+from sdoml_sql.fetch.chunkbytes import chunk_key
+from sdoml_sql.fetch.frames import FrameReader, read_chunk_frames, uses_partial
 from sdoml_sql.stores.source import open_store
 
 FRAMES, CHUNK, SHAPE = 37, 15, (48, 80)  # the last chunk holds 7 frames
@@ -227,7 +229,7 @@ def frame_blocks_bytes(local, frame: int) -> int:
     raw = open(os.path.join(str(local.store_path.store.root), local.store_path.path, chunk_key(local, frame // t)),
                "rb").read()
     header = BloscHeader.parse(raw, int(np.prod(local.chunks)) * 4)
-    _, ranges = frames_module.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    _, ranges = needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
     return sum(b - a for a, b in ranges)
 
 

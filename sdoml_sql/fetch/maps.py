@@ -13,7 +13,7 @@ import pandas as pd
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.headers import header_records, headers, map_header
 from sdoml_sql.fetch.output import save_figure
-from sdoml_sql.fetch.stack import FlatSelection, build_stack, selection_locators
+from sdoml_sql.fetch.stack import FlatSelection, read_stack, selection_locators
 
 HMI_CMAP = "hmimag"
 HMI_PERCENTILE = 99.5
@@ -93,9 +93,9 @@ def load_frames(selection, downsample: int = 1, method: str = "stride", missing:
     """Read the frames and their headers: ``(pixels, locators, raw headers, catalog rows,
     key infos)`` — pixels a numpy array in the (kept) row order."""
     flat = FlatSelection(selection.catalog, selection_locators(selection))
-    array, grid, _ = build_stack(flat, downsample, method, missing)
+    pixels, grid = read_stack(flat, downsample, method, missing)
     raw, catalog_rows, keys = header_records(selection.catalog, grid.table)
-    return array.compute(), grid.table, raw, catalog_rows, keys
+    return pixels, grid.table, raw, catalog_rows, keys
 
 
 def plot_map(selection, i: int = 0, output=None, downsample: int = 1, method: str = "stride"):

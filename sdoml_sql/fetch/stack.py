@@ -1,18 +1,12 @@
-"""Selected catalog rows → lazily read frames: dask arrays and fetch plans.
+"""Selected catalog rows → frames to read: the frame grid, its chunk layout, and the stack.
 
-The graph is built by hand so that it stays small and reads each Zarr chunk once:
-
-* every distinct Zarr chunk the selection touches is one *read* (only the frames needed
-  from it are kept, already downsampled);
-* the output is cut along its first axis into *segments*: maximal runs of consecutive rows
-  that take their frames from one chunk per channel column.  One task per segment (and
-  channel) assembles its block from the read;
-* a read used by a single block is inlined into that block's task; a read shared by
-  several blocks (rows of one chunk that are not contiguous in the selection's order) is
-  its own task, computed once per ``compute()``.
-
-The graph holds plain module-level functions and read-only ``zarr.Array`` objects, so it
-pickles and runs unchanged on a ``dask.distributed`` cluster.
+A selection's locators become a :class:`FrameGrid` (one row per output row or grid time, one
+column per channel; rows without a frame raise, become NaN or are dropped).  Its frames are
+grouped into chunk *reads* (every distinct Zarr chunk touched is read once, keeping only the
+frames needed) and row *segments* (maximal runs of rows taking their frames from one chunk
+per channel column): the :class:`Layout`.  :func:`build_stack` turns both into a lazy dask
+array (:mod:`sdoml_sql.fetch.graph`); :func:`read_stack` reads them now into one array
+(:mod:`sdoml_sql.fetch.assemble`); :mod:`sdoml_sql.fetch.plans` counts what they read.
 
 Everything here is duck-typed: a *selection* is anything with ``.locators()`` (a pandas
 DataFrame with ``instrument``, ``year``, ``channel``, ``idx`` and, for aligned selections,
@@ -29,7 +23,7 @@ import pandas as pd
 
 from sdoml_sql.catalog_builder.layout import LOCATOR_COLUMNS, Manifest, parse_partition_key
 from sdoml_sql.exceptions import MAX_NAMED_ROWS, FetchError
-from sdoml_sql.fetch.frames import chunk_key, partial_read_bytes, read_chunk_frames, uses_partial
+from sdoml_sql.fetch.assemble import read_frames
 from sdoml_sql.fetch.headers import channel_time_range, downsampled_size
 
 MISSING_MODES = ("raise", "nan", "drop")
@@ -203,7 +197,7 @@ def _describe_missing_row(grid: FrameGrid, r: int) -> str:
     return f"row {r} ({row['instrument']} {row['channel']}{when})"
 
 
-# --- the graph ---------------------------------------------------------------------------
+# --- the chunk layout ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ChunkRead:
@@ -226,6 +220,7 @@ class Layout:
     shape: tuple[int, int]
     chunk_shapes: list[tuple[int, ...]]
     itemsizes: list[int]
+    zarrays: list[Any] = field(default_factory=list)  #: the opened arrays, as ``grid.arrays``
 
 
 def _open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
@@ -280,7 +275,7 @@ def plan_layout(grid: FrameGrid, zarrays: list[Any]) -> Layout:
                 block_reads[s, c] = read_number[grid.array_ids[first, c], chunk_of[first, c]]
     shape = tuple(zarrays[0].shape[1:]) if zarrays else (0, 0)
     return Layout(reads, segments, block_reads, shape,
-                  [tuple(a.chunks) for a in zarrays], [a.dtype.itemsize for a in zarrays])
+                  [tuple(a.chunks) for a in zarrays], [a.dtype.itemsize for a in zarrays], list(zarrays))
 
 
 def _segments(array_ids: np.ndarray, chunk_of: np.ndarray) -> list[tuple[int, int]]:
@@ -328,29 +323,6 @@ def _check_downsample(shape: tuple[int, int], downsample: int, method: str) -> N
                          f"divides by it; frames are {shape[0]}x{shape[1]}")
 
 
-# --- task functions (module level: the graph must pickle) --------------------------------
-
-def assemble_block(frames: np.ndarray | None, positions: tuple[int, ...],
-                   shape: tuple[int, ...]) -> np.ndarray:
-    """One output block: ``frames[positions]`` with NaN frames where a position is -1.
-
-    ``shape`` is the block's full shape; its leading axis is the row count, and a
-    channel axis of length 1 is inserted for aligned blocks (``len(shape) == 4``).
-    """
-    positions_array = np.asarray(positions, dtype=np.int64)
-    if frames is not None and (positions_array >= 0).all():
-        if len(positions_array) == len(frames) and (positions_array == np.arange(len(frames))).all():
-            block = frames
-        else:
-            block = frames[positions_array]
-    else:
-        block = np.full((len(positions_array), *shape[-2:]), np.nan, dtype=np.float32)
-        present = positions_array >= 0
-        if present.any():
-            block[present] = frames[positions_array[present]]
-    return block.reshape(shape)
-
-
 # --- public API --------------------------------------------------------------------------
 
 def fetch(selection, downsample: int = 1, method: str = "stride", missing: str = "raise"):
@@ -363,7 +335,9 @@ def fetch(selection, downsample: int = 1, method: str = "stride", missing: str =
     (``"nan"``) or are dropped (``"drop"``; for aligned grids, the whole grid time).
 
     Each Zarr chunk touched is read once per ``compute()``; the graph has one task per run
-    of rows sharing a chunk (plus one per chunk shared by separated runs).
+    of rows sharing a chunk (plus one per chunk shared by separated runs).  ``compute()`` of
+    the whole array on the local scheduler reads straight into one output instead of running
+    the graph (same reads, same pixels; see :mod:`sdoml_sql.fetch.graph`).
     """
     return build_stack(selection, downsample, method, missing).array
 
@@ -385,182 +359,34 @@ def build_stack(selection, downsample: int, method: str, missing: str) -> Stack:
     ``drop``), ``downsample``/``method`` the output frame size.  Raises :class:`FetchError`
     naming the rows, arrays or argument at fault.  The :class:`Stack` is a named tuple, so
     ``array, grid, layout = build_stack(…)`` unpacks it."""
+    from sdoml_sql.fetch.graph import dask_array
+
+    grid, layout = prepare_stack(selection, downsample, method, missing)
+    return Stack(dask_array(grid, layout, downsample, method, output_shape(layout.shape, downsample, method)),
+                 grid, layout)
+
+
+def prepare_stack(selection, downsample: int, method: str, missing: str) -> tuple[FrameGrid, Layout]:
+    """What :func:`build_stack` checks and plans, without the dask graph: the frame grid and
+    its chunk layout."""
     grid = frame_grid(selection, missing)
     zarrays = _open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
     if not zarrays:  # every row is a NaN frame: the frame size still comes from the store
         layout.shape = _store_frame_shape(selection.catalog, grid.table)
     _check_downsample(layout.shape, downsample, method)
-    return Stack(_dask_array(grid, zarrays, layout, downsample, method), grid, layout)
+    return grid, layout
 
 
-def _dask_array(grid: FrameGrid, zarrays, layout: Layout, factor: int, method: str):
-    import dask.array as da
-    from dask.base import tokenize
-
-    height, width = output_shape(layout.shape, factor, method)
-    token = tokenize([str(a) for a in grid.arrays], [getattr(z.store_path, "path", "") for z in zarrays],
-                     [str(getattr(z.store_path, "store", "")) for z in zarrays],
-                     grid.array_ids, grid.idx, factor, method)
-    name, read_name = f"sdoml-fetch-{token}", f"sdoml-read-{token}"
-    consumers = pd.Series(list(layout.block_reads.values()), dtype=np.int64).value_counts()
-    graph: dict[Any, Any] = {}
-
-    def read_task(n: int):
-        read = layout.reads[n]
-        task = (read_chunk_frames, zarrays[read.array_id], str(grid.arrays[read.array_id]),
-                read.lo, read.hi, read.wanted, factor, method)
-        if consumers.get(n, 0) > 1:
-            graph.setdefault((read_name, n), task)
-            return (read_name, n)
-        return task
-
-    columns = grid.array_ids.shape[1]
-    for s, (start, stop) in enumerate(layout.segments):
-        for c in range(columns):
-            block_shape = (stop - start, 1, height, width) if grid.aligned else (stop - start, height, width)
-            positions = _positions(grid, layout, s, c)
-            n = layout.block_reads.get((s, c))
-            source = read_task(n) if n is not None else None
-            key = (name, s, c, 0, 0) if grid.aligned else (name, s, 0, 0)
-            graph[key] = (assemble_block, source, positions, block_shape)
-    row_chunks = tuple(stop - start for start, stop in layout.segments) or (0,)
-    if grid.aligned:
-        chunks = (row_chunks, (1,) * columns, (height,), (width,))
-    else:
-        chunks = (row_chunks, (height,), (width,))
-    if not layout.segments:
-        empty = (0, columns, height, width) if grid.aligned else (0, height, width)
-        return da.zeros(empty, dtype=np.float32)
-    return da.Array(graph, name, chunks, dtype=np.float32)
-
-
-def _positions(grid: FrameGrid, layout: Layout, s: int, c: int) -> tuple[int, ...]:
-    """Where each row of block (segment s, column c) sits in its read's frames (-1: none)."""
-    start, stop = layout.segments[s]
-    n = layout.block_reads.get((s, c))
-    if n is None:
-        return (-1,) * (stop - start)
-    read = layout.reads[n]
-    wanted = np.asarray(read.wanted, dtype=np.int64) + read.lo
-    idx = grid.idx[start:stop, c]
-    where = np.searchsorted(wanted, idx)
-    return tuple(int(p) if grid.array_ids[start + i, c] >= 0 else -1 for i, p in enumerate(where))
-
-
-@dataclass
-class FetchPlan:
-    """What a fetch will read, known before reading anything.
-
-    ``chunks`` counts every chunk touched: ``whole_chunks`` of them are read and decoded whole,
-    the others give ``partial_frames`` frames through partial Blosc reads.  ``read_bytes`` is
-    what is decoded (``whole_bytes`` + ``partial_bytes``); ``stored_bytes`` (asked for) is what
-    is read from the store: whole chunks' sizes plus the header and block ranges of partial reads.
-    """
-
-    rows: int
-    missing_rows: int
-    arrays: list[str]
-    chunks: int
-    read_bytes: int
-    output_shape: tuple[int, ...]
-    output_bytes: int
-    tasks: int
-    stored_bytes: int | None = None
-    per_array: dict[str, int] = field(default_factory=dict)
-    whole_chunks: int = 0
-    whole_bytes: int = 0
-    partial_frames: int = 0
-    partial_bytes: int = 0
-
-    def __str__(self) -> str:
-        stored = f", {_size(self.stored_bytes)} stored" if self.stored_bytes is not None else ""
-        arrays = ", ".join(f"{a} ({n})" for a, n in self.per_array.items())
-        partial = self.chunks - self.whole_chunks
-        return (f"{self.rows} rows ({self.missing_rows} without frame) → output "
-                f"{'×'.join(map(str, self.output_shape))} float32 {_size(self.output_bytes)}; reads "
-                f"{self.chunks} chunks: {self.whole_chunks} whole = {_size(self.whole_bytes)} decoded, "
-                f"{self.partial_frames} frames of {partial} partially = {_size(self.partial_bytes)} decoded"
-                f"{stored} from {arrays or 'no array'}; {self.tasks} tasks")
-
-
-def _size(n: int | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value} B"
-
-
-def plan(selection, downsample: int = 1, method: str = "stride", missing: str = "raise",
-         stored_sizes: bool = False) -> FetchPlan:
-    """How many chunks and bytes a fetch of ``selection`` reads, without reading pixels.
-
-    ``read_bytes`` counts decoded bytes: whole chunks, and the frames read partially (see
-    :mod:`sdoml_sql.fetch.frames` for which path a chunk takes); ``stored_sizes=True`` also
-    counts the bytes read from the store: the sizes of the chunks read whole (one batched
-    listing; a HEAD per chunk on object stores) and, for partial reads, their header and
-    blocks (one small ranged read per chunk).  ``missing`` works as in :func:`fetch` (same
-    default, ``"raise"``); with ``"nan"`` rows without a frame are counted in ``missing_rows``.
-    """
-    array, grid, layout = build_stack(selection, downsample, method, missing)
-    zarrays = _open_arrays(selection.catalog, grid.arrays)
-    per_array: dict[str, int] = {}
-    counts = {"whole_chunks": 0, "whole_bytes": 0, "partial_frames": 0, "partial_bytes": 0}
-    whole_reads, partial_reads = [], []
-    for read in layout.reads:
-        label = str(grid.arrays[read.array_id])
-        per_array[label] = per_array.get(label, 0) + 1
-        zarray = zarrays[read.array_id]
-        frame_bytes = int(np.prod(layout.chunk_shapes[read.array_id][1:])) * layout.itemsizes[read.array_id]
-        if uses_partial(zarray, _in_chunk(read, zarray)):
-            partial_reads.append(read)
-            counts["partial_frames"] += len(read.wanted)
-            counts["partial_bytes"] += len(read.wanted) * frame_bytes
-        else:
-            whole_reads.append(read)
-            counts["whole_chunks"] += 1
-            counts["whole_bytes"] += frame_bytes * int(layout.chunk_shapes[read.array_id][0])
-    stored = None
-    if stored_sizes:
-        stored = _stored_bytes(selection.catalog, grid, whole_reads) + sum(
-            partial_read_bytes(zarrays[r.array_id], chunk_key(zarrays[r.array_id], r.chunk),
-                               _in_chunk(r, zarrays[r.array_id])) for r in partial_reads)
-    return FetchPlan(rows=int(grid.array_ids.size), missing_rows=int(grid.missing.sum()),
-                     arrays=[str(a) for a in grid.arrays], chunks=len(layout.reads),
-                     read_bytes=counts["whole_bytes"] + counts["partial_bytes"],
-                     output_shape=tuple(int(s) for s in array.shape), output_bytes=int(array.nbytes),
-                     tasks=len(array.__dask_graph__()), stored_bytes=stored, per_array=per_array, **counts)
-
-
-def _in_chunk(read: ChunkRead, zarray) -> list[int]:
-    """The read's frames as positions inside their chunk."""
-    first = read.lo - read.chunk * int(zarray.chunks[0])
-    return [first + w for w in read.wanted]
-
-
-def _stored_bytes(catalog, grid: FrameGrid, reads: list[ChunkRead]) -> int:
-    total = 0
-    for n, ref in enumerate(grid.arrays):
-        source = catalog.source(ref.instrument)
-        array = source.array(ref.path)
-        paths = [source.path(f"{ref.path}/{chunk_key(array, r.chunk)}") for r in reads if r.array_id == n]
-        if paths:
-            total += sum(int(s or 0) for s in source.fs.sizes(paths))
-    return total
-
-
-def chunk_keys(selection) -> list[str]:
-    """The store keys (``2010/171A/3.0.0``) of the chunks a fetch of ``selection`` reads."""
-    grid = frame_grid(selection, "nan")
-    zarrays = _open_arrays(selection.catalog, grid.arrays)
-    layout = plan_layout(grid, zarrays)
-    keys = []
-    for read in layout.reads:
-        array = zarrays[read.array_id]
-        keys.append(f"{grid.arrays[read.array_id].path}/{chunk_key(array, read.chunk)}")
-    return keys
+def read_stack(selection, downsample: int = 1, method: str = "stride",
+               missing: str = "raise") -> tuple[np.ndarray, FrameGrid]:
+    """The selection's frames read now, as ``fetch(…).compute()`` gives them (without building
+    a graph), and their frame grid."""
+    grid, layout = prepare_stack(selection, downsample, method, missing)
+    height, width = output_shape(layout.shape, downsample, method)
+    rows, columns = grid.array_ids.shape
+    shape = (rows, columns, height, width) if grid.aligned else (rows, height, width)
+    return read_frames(grid, layout, downsample, method, shape), grid
 
 
 # --- selections seen as plain frame lists -------------------------------------------------
