@@ -68,19 +68,36 @@ def today_read_chunk_frames(array, label, lo, hi, offsets, factor, method):
     return np.ascontiguousarray(downsample_frames(slab, factor, method), dtype=np.float32)
 
 
+def today_read_frames(grid, layout, factor, method, shape):
+    """How fetch().compute() and maps() read before this work: dask runs the graph (a fresh array
+    per block, then one more for their concatenation)."""
+    import dask.array as da
+
+    from sdoml_sql.fetch.graph import dask_array
+
+    return da.Array.compute(dask_array(grid, layout, factor, method, shape[-2:]))
+
+
 class Today:
-    """Within the block: every read task reads as before the frame reader (whole chunks)."""
+    """Within the block: every read task reads as before the frame reader (whole chunks), and
+    ``compute()`` and maps run the dask graph, as before."""
 
     def __enter__(self):
+        import dask.array as da
+
+        import sdoml_sql.fetch.graph as graph
         import sdoml_sql.fetch.stack as stack
 
-        self.saved = stack.read_chunk_frames
-        stack.read_chunk_frames = today_read_chunk_frames
+        self.saved = graph.read_chunk_frames, graph.FrameStack.compute, stack.read_frames
+        graph.read_chunk_frames = today_read_chunk_frames
+        graph.FrameStack.compute = da.Array.compute
+        stack.read_frames = today_read_frames
 
     def __exit__(self, *exc):
+        import sdoml_sql.fetch.graph as graph
         import sdoml_sql.fetch.stack as stack
 
-        stack.read_chunk_frames = self.saved
+        graph.read_chunk_frames, graph.FrameStack.compute, stack.read_frames = self.saved
 
 
 class Nothing:
@@ -284,7 +301,8 @@ def s3_bytes(catalog_dir: Path, stores: Path) -> None:
     from sdoml_sql.stores.source import open_store
 
     store = stores / "sdomlv2_small.zarr"
-    emulator = start_s3({"sdomlv2_small.zarr": store_subset(store, "171A")})
+    # a bucket per chunking: moto keeps its buckets for the whole process
+    emulator = start_s3({"sdomlv2_small.zarr": store_subset(store, "171A")}, bucket=f"bench-frames-{stores.name}")
     proxy = FaultProxy(emulator.endpoint)
     os.environ["SDOML_S3_ENDPOINT"] = proxy.endpoint
     try:

@@ -296,15 +296,14 @@ def _segments(array_ids: np.ndarray, chunk_of: np.ndarray) -> list[tuple[int, in
 
 def _reads(grid: FrameGrid, chunk_of: np.ndarray, chunk_t: np.ndarray):
     present = ~grid.missing
-    frame = pd.DataFrame({"array": grid.array_ids[present], "chunk": chunk_of[present],
-                          "idx": grid.idx[present]})
+    frames = np.unique(np.stack([grid.array_ids[present], chunk_of[present], grid.idx[present]], axis=1), axis=0)
     reads, number = [], {}
-    for (array_id, chunk), group in frame.groupby(["array", "chunk"], sort=True):
-        wanted = np.unique(group["idx"].to_numpy())
-        lo = int(wanted[0])
-        hi = int(wanted[-1]) + 1
-        number[int(array_id), int(chunk)] = len(reads)
-        reads.append(ChunkRead(int(array_id), int(chunk), lo, hi, tuple(int(w - lo) for w in wanted)))
+    starts = np.flatnonzero(np.r_[True, (np.diff(frames[:, :2], axis=0) != 0).any(axis=1)]) if len(frames) else []
+    for start, stop in zip(list(starts), [*list(starts[1:]), len(frames)]):
+        array_id, chunk, lo = (int(v) for v in frames[start])
+        wanted = frames[start:stop, 2]
+        number[array_id, chunk] = len(reads)
+        reads.append(ChunkRead(array_id, chunk, lo, int(wanted[-1]) + 1, tuple((wanted - lo).tolist())))
     return reads, number
 
 

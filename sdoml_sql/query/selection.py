@@ -34,6 +34,7 @@ class Selection:
         self.sql = sql
         #: Why an empty result may be empty (see :meth:`Catalog.empty_result_hints`).
         self.hints = list(hints)
+        self._locators: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         hints = "".join(f" hint={h!r}" for h in self.hints)
@@ -162,8 +163,14 @@ class Selection:
         ``idx`` (nullable ``Int64``; NA for a grid time without a frame), in row order.
 
         For an ``aligned`` result: one row per (grid time, channel), channels in query
-        order, with the extra columns ``row`` (grid row number) and ``time``.
+        order, with the extra columns ``row`` (grid row number) and ``time``.  Worked out once
+        per selection (its rows do not change); each call returns a fresh copy.
         """
+        if self._locators is None:
+            self._locators = self._make_locators()
+        return self._locators.copy()
+
+    def _make_locators(self) -> pd.DataFrame:
         import pandas as pd
 
         kind = self.kind
