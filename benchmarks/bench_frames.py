@@ -167,17 +167,18 @@ def one_frame(catalog, repeat: int) -> None:
 
 def fixed_costs(catalog, sql: str, repeat: int) -> dict[str, float]:
     """The one-frame fetch's and map's costs beside the read, in ms (medians)."""
+    from sdoml_sql.fetch.graph import dask_array
     from sdoml_sql.fetch.headers import clear_row_group_cache, header_records
     from sdoml_sql.fetch.maps import load_frames, make_map, map_header
     from sdoml_sql.fetch.stack import prepare_stack
 
     selection = catalog.query(sql)
+    fresh = iter([catalog.query(sql) for _ in range(repeat)])
     costs = {"query": timed_median(lambda: catalog.query(sql), repeat),
-             "locators": timed_median(lambda: catalog.query(sql).locators(), repeat)}
-    costs["locators"] -= costs["query"]
-    costs["layout"] = timed_median(lambda: prepare_stack(selection, 1, "stride", "raise"), repeat)
-    costs["graph"] = timed_median(lambda: selection.fetch(), repeat) - costs["layout"]
-    grid, _ = prepare_stack(selection, 1, "stride", "raise")
+             "locators": timed_median(lambda: next(fresh).locators(), repeat),
+             "layout": timed_median(lambda: prepare_stack(selection, 1, "stride", "raise"), repeat)}
+    grid, layout = prepare_stack(selection, 1, "stride", "raise")
+    costs["graph"] = timed_median(lambda: dask_array(grid, layout, 1, "stride", layout.shape), repeat)
     clear_row_group_cache()
     costs["headers_cold"] = timed_median(lambda: header_records(catalog, grid.table), 1)
     costs["headers"] = timed_median(lambda: header_records(catalog, grid.table), repeat)
