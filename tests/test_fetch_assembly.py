@@ -186,3 +186,16 @@ def test_locators_are_worked_out_once_per_selection(chunked, monkeypatch):
     one.maps()
     assert len(made) == 2
     assert selection.locators()["idx"].iloc[0] != -5
+
+
+def test_locators_need_no_query_to_name_instruments(chunked, monkeypatch):
+    catalog, _ = chunked
+    selection = catalog.query(HOURLY)  # no instrument column: channels name it
+    expected = dict(catalog._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall())
+    assert catalog.channels() == expected
+
+    def no_query(*args, **kwargs):
+        raise AssertionError("a DuckDB query")
+
+    monkeypatch.setattr(type(catalog), "_cursor", no_query)
+    assert set(selection.locators()["instrument"]) == {"aia"}

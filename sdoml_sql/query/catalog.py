@@ -345,9 +345,11 @@ class Catalog(CatalogViews):
         return tuple(self.tables() + self.macros())
 
     def channels(self) -> dict[str, str]:
-        """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
-        rows = self._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall()
-        return dict(rows)
+        """``{channel: instrument}`` of the catalogued AIA and HMI arrays: the ``partitions``
+        view's, read from the manifest (no query: every selection without an ``instrument``
+        column asks for it)."""
+        entries = self._present.frame_partitions(("aia", "hmi")).values()
+        return {entry["channel"]: entry["instrument"] for entry in entries if entry.get("year") is not None}
 
     # --- DuckDB shell -----------------------------------------------------------------
 
