@@ -199,3 +199,23 @@ def test_locators_need_no_query_to_name_instruments(chunked, monkeypatch):
 
     monkeypatch.setattr(type(catalog), "_cursor", no_query)
     assert set(selection.locators()["instrument"]) == {"aia"}
+
+
+def test_a_big_output_gets_its_pages_at_once_and_the_same_pixels(chunked, monkeypatch):
+    import mmap
+
+    from sdoml_sql.fetch import assemble
+
+    catalog, store = chunked
+    selection = catalog.query(HOURLY)
+    monkeypatch.setattr(assemble, "POPULATE_BYTES", 1)  # the sample's hourly fetch is 47 MB, under the real limit
+    direct = selection.fetch().compute()
+    owner = direct
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    owner = owner.obj if isinstance(owner, memoryview) else owner
+    if hasattr(mmap, "MAP_POPULATE"):
+        assert isinstance(owner, mmap.mmap)
+    assert direct.flags.writeable and direct.flags.c_contiguous
+    np.testing.assert_array_equal(direct, zarr_frames(store, selection.locators()))
+    direct[0] = 0  # the caller's own memory

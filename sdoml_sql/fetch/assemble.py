@@ -10,6 +10,7 @@ the reads on a 15-frame store).
 
 from __future__ import annotations
 
+import mmap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,13 +19,16 @@ import numpy as np
 from sdoml_sql.fetch.frames import FrameReader
 
 SYNCHRONOUS = ("sync", "synchronous", "single-threaded")
+#: Outputs at least this big get all their pages at once (Linux ``MAP_POPULATE``): measured here,
+#: 480 MB took 1.3–2.5 s that way against 4.3–5.8 s faulted in page by page (load ~12).
+POPULATE_BYTES = 64 * 2**20
 
 
 def read_frames(grid, layout, factor: int, method: str, shape: tuple[int, ...]) -> np.ndarray:
     """The frames of ``grid`` (laid out as ``layout``) as one float32 array of ``shape``:
     ``(rows, H, W)``, or ``(rows, channels, H, W)`` for aligned grids; NaN where a cell has no
     frame.  Pixels are those of the dask graph's blocks (the same reads, the same reader)."""
-    out = np.empty(shape, dtype=np.float32)
+    out = _output(shape)
     cells = out.reshape(-1, *shape[-2:])
     absent = grid.array_ids.reshape(-1) < 0
     if absent.any():
@@ -51,6 +55,15 @@ def read_frames(grid, layout, factor: int, method: str, shape: tuple[int, ...]) 
             for _ in pool.map(fill, jobs):
                 pass
     return out
+
+
+def _output(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float32 array of ``shape``; a big one with its pages already mapped."""
+    nbytes = int(np.prod(shape)) * np.dtype(np.float32).itemsize
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if nbytes < POPULATE_BYTES or not populate:
+        return np.empty(shape, dtype=np.float32)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | populate), np.float32).reshape(shape)
 
 
 def _jobs(grid, layout) -> list[tuple]:
