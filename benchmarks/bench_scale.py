@@ -321,8 +321,8 @@ def main(argv=None):
     results = {name: measure(path, year, start, stop, args.repeat) for name, path in
                (("small", small), ("mission", mission))}
     for name, figures in results.items():
-        print(f"{name} catalog: {figures['files']} partition files; headline ({start} to {stop}) {figures['rows_a']} rows, "
-              f"nearest {figures['found_b']} frames found")
+        print(f"{name} catalog: {figures['files']} partition files; "
+              f"headline ({start} to {stop}) {figures['rows_a']} rows, nearest {figures['found_b']} frames found")
     assert results["small"]["rows_a"] == results["mission"]["rows_a"], "the week lies in a built year"
     print(f"{'':46} {'18 AIA+6 HMI':>13} {'168 files':>10} {'ratio':>6} {'target':>8}")
     for key, label in LABELS.items():

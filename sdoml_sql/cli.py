@@ -61,7 +61,8 @@ def main():
 
     \b
     Example:
-      make demo, then: sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
+      make demo, then:
+      sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
     """
 
 
@@ -582,8 +583,8 @@ def stats(catalog, years, channels, full, workers, progress, scheduler):
 @click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
 @click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
 @click.option("--bucket", default=None,
-              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … giving at most "
-                   "240 buckets; a chosen one may give up to 2,000).")
+              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … "
+                   "giving at most 240 buckets; a chosen one may give up to 2,000).")
 @click.option("--gap", default=None,
               help="A step between frames longer than this (a positive interval) is a gap (default: 30 minutes).")
 def plot_quality_command(output, catalog, start, stop, bucket, gap):

@@ -213,7 +213,8 @@ def rebuild_catalog(
                            f"{', '.join(sorted(known)) or 'none'}")
     moved = {name: absolute_local(url) for name, url in (sources or {}).items()}
     plan = {
-        name: {"url": moved.get(name, entry["url"]), "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
+        name: {"url": moved.get(name, entry["url"]),
+               "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
         for name, entry in known.items()
     }
@@ -328,7 +329,8 @@ def stale_statistics(directory: Path, manifest: dict[str, Any]) -> list[str]:
                 stale.append(key)
     if not stale:
         return []
-    return [f"frame_stats of {len(stale)} partition(s) ({', '.join(sorted(stale)[:3])}{', …' if len(stale) > 3 else ''}) "
+    named = ", ".join(sorted(stale)[:3]) + (", …" if len(stale) > 3 else "")
+    return [f"frame_stats of {len(stale)} partition(s) ({named}) "
             "were computed from other headers or pixels: their frames count as has_stats=false until "
             "`sdoml-sql stats` runs again"]
 
@@ -367,7 +369,8 @@ def plan_sources(plan: dict[str, dict], sources: dict[str, Source]) -> dict[str,
         wanted.update(plan[name]["filters"].get("channels") or ())
     if wanted and listed:
         held = [a for name in listed for arrays in listed[name].values() for a in arrays]
-        where = (f"the {' and '.join(listed)} stores have" if len(listed) > 1 else f"the {next(iter(listed))} store has")
+        where = (f"the {' and '.join(listed)} stores have" if len(listed) > 1
+                 else f"the {next(iter(listed))} store has")
         message = unknown_names("channel", sorted(wanted), sorted(set(held), key=_channel_order), where)
         if message:
             raise StoreError(message)

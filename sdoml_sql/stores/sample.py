@@ -168,12 +168,12 @@ def write_sample(
 
     ``aia_frames`` is the number of frames per channel and year (an int, or a mapping
     channel → count, missing channels getting 8; by default 8, except 125 for 171A of the
-    first year so that it crosses a 120-frame chunk boundary).  Each channel drops 0–2 frames so the channels of a year differ in
-    length.  ``hmi_frames`` is per component and year, ``eve_samples`` the EVE length (about
-    one per minute, starting on the first AIA day).  When ``years`` has more than one year,
-    the last carries the 2020 quirks and
-    the :data:`SEEDED_DEFECTS`.  ``hmi_years`` containing 2012 (or 2015) gets frames
-    across that year's leap second.  ``images=False`` writes metadata and headers only (all
+    first year so that it crosses a 120-frame chunk boundary).  Each channel drops 0–2 frames
+    so the channels of a year differ in length.  ``hmi_frames`` is per component and year,
+    ``eve_samples`` the EVE length (about one per minute, starting on the first AIA day).
+    When ``years`` has more than one year, the last carries the 2020 quirks and the
+    :data:`SEEDED_DEFECTS`.  ``hmi_years`` containing 2012 (or 2015) gets frames across that
+    year's leap second.  ``images=False`` writes metadata and headers only (all
     chunks left unwritten, reading as 0).  The same ``seed`` gives byte-identical stores.
     ``progress`` shows a tqdm bar on stderr (default: only for big image writes).
     ``chunk_frames`` is the frames per chunk of the AIA and HMI arrays (15, as in the real
@@ -967,7 +967,8 @@ def _write_eve(path, n, first_day, seed, flare_ms: int | None = None, flat: bool
     prefix = "" if flat else EVE_GROUP + "/"
     chunks = (min(n, 2**17),)
     minutes = (times - times[0]) / 60_000
-    peak = (flare_ms - times[0]) / 60_000 if flare_ms is not None and times[0] <= flare_ms <= times[-1] else minutes[n // 3]
+    in_range = flare_ms is not None and times[0] <= flare_ms <= times[-1]
+    peak = (flare_ms - times[0]) / 60_000 if in_range else minutes[n // 3]
     flare = np.exp(-0.5 * ((minutes - peak) / 20) ** 2)
     for number, (name, (ion, log_t, wavelength)) in enumerate(EVE_LINE_INFO.items()):
         base = 10 ** rng.uniform(-6, -4)
