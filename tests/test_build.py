@@ -290,13 +290,14 @@ def test_a_second_build_at_once_is_refused(own_catalog):
 KILLABLE_BUILD = """
 import sys, time
 import sdoml_sql.catalog_builder.build as build
-real = build._harvest_partition
+import sdoml_sql.catalog_builder.partition_files as partition_files
+real = partition_files.harvest_partition
 def slow(*args):
     result = real(*args)
     print("harvested", args[1].key, flush=True)
     time.sleep(60)
     return result
-build._harvest_partition = slow
+partition_files.harvest_partition = slow
 build.rebuild_catalog(sys.argv[1], full=True, progress=False, read_ahead=1)
 """
 
