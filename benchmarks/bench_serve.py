@@ -90,10 +90,11 @@ def workload(catalog_dir: Path):
         year = int(rng.choice(years))
         start = day(rng, year)
         week = f"'{start}' AND '{start + np.timedelta64(7, 'D')}'"
+        hmi_day = day(rng, hmi_year)
         choices = [
             f"SELECT year, channel, idx, T_OBS, EXPTIME FROM aia WHERE channel = '171A' AND EXPTIME < 2 "
             f"AND T_OBS BETWEEN {week} ORDER BY T_OBS",
-            f"SELECT * FROM nearest('hmi', 'Bz', '{day(rng, hmi_year)}', '{day(rng, hmi_year) + np.timedelta64(1, 'D')}', "
+            f"SELECT * FROM nearest('hmi', 'Bz', '{hmi_day}', '{hmi_day + np.timedelta64(1, 'D')}', "
             "INTERVAL 12 minutes, INTERVAL 3 minutes)",
             f"SELECT channel, count(*) AS frames, min(T_OBS) AS first FROM aia WHERE T_OBS BETWEEN {week} "
             "GROUP BY channel ORDER BY channel",

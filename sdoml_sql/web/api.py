@@ -55,7 +55,6 @@ class Frame:
     year: int
     channel: str
     idx: int
-    fingerprint: str = ""
 
     def locator(self) -> dict[str, Any]:
         return {"instrument": self.instrument, "year": self.year, "channel": self.channel, "idx": self.idx}
@@ -83,7 +82,7 @@ def check_frame(catalog, instrument: str, year: str, channel: str, idx: str) -> 
     rows = int(entry.get("rows") or 0)
     if not idx.isdigit() or int(idx) >= rows:
         raise NotFound(f"no frame {idx!r} in {instrument} {year}/{channel}: idx runs from 0 to {rows - 1}")
-    return Frame(instrument, int(year), channel, int(idx), str(entry.get("fingerprint") or ""))
+    return Frame(instrument, int(year), channel, int(idx))
 
 
 def page_bounds(offset: str | None, limit: str | None) -> tuple[int, int]:
