@@ -117,43 +117,60 @@ def workload(catalog_dir: Path):
             "frame page": frame_page}
 
 
-def load(url: str, makers, clients: int, seconds: float, seed: int = 0) -> dict:
-    """Run ``clients`` threads for ``seconds``; return latencies and errors per kind."""
-    import requests
+def load(url: str, makers, clients: int, seconds: float, seed: int = 0, think_s: float = 0.0) -> dict:
+    """Run ``clients`` threads for ``seconds`` (each waits ``think_s`` between requests);
+    return latencies and errors per kind, and this process's CPU seconds over the run."""
+    import http.client
+    from urllib.parse import urlsplit
 
+    host = urlsplit(url)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()  # paths asked before: the most the server's kept answers can serve
+    repeats: dict[str, int] = defaultdict(int)
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-    kinds, weights = list(KINDS), list(KINDS.values())
+    kinds, weights = list(KINDS), np.cumsum(list(KINDS.values()))
 
     def client(n: int) -> None:
         rng = np.random.default_rng(seed + n)
-        with requests.Session() as session:
-            while time.monotonic() < stop_at:
-                kind = kinds[int(rng.choice(len(kinds), p=weights))]
-                started = time.perf_counter()
-                problem = None
-                for path in makers[kind](rng):
-                    try:
-                        response = session.get(url + path, timeout=120)
-                        if response.status_code != 200:
-                            problem = f"{response.status_code} {response.text[:160].strip()}"
-                    except requests.RequestException as error:
-                        problem = f"no answer: {type(error).__name__}"
-                    if problem:
-                        break
-                elapsed = time.perf_counter() - started
-                with lock:
-                    (errors[kind].append(problem) if problem else latencies[kind].append(elapsed))
+        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+        while time.monotonic() < stop_at:
+            kind = kinds[int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))]
+            started = time.perf_counter()
+            problem = None
+            paths = makers[kind](rng)
+            repeat = any(path in seen for path in paths)
+            seen.update(paths)
+            for path in paths:
+                try:
+                    connection.request("GET", path)
+                    response = connection.getresponse()
+                    body = response.read()
+                    if response.status != 200:
+                        problem = f"{response.status} {body[:160].decode(errors='replace').strip()}"
+                except (OSError, http.client.HTTPException) as error:
+                    problem = f"no answer: {type(error).__name__}"
+                    connection.close()
+                    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+                if problem:
+                    break
+            elapsed = time.perf_counter() - started
+            with lock:
+                (errors[kind].append(problem) if problem else latencies[kind].append(elapsed))
+                repeats[kind] += repeat
+            if think_s:
+                time.sleep(think_s)
+        connection.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started,
+            "client_cpu": time.process_time() - cpu_before, "repeats": repeats}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,10 +179,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(process, url: str, makers, clients: int, seconds: float, seed: int) -> dict:
+def measured(process, url: str, makers, clients: int, seconds: float, seed: int, think_s: float = 0.0) -> dict:
     """:func:`load`, plus the server process's CPU seconds over the run."""
     before = cpu_seconds(process.pid)
-    result = load(url, makers, clients, seconds, seed)
+    result = load(url, makers, clients, seconds, seed, think_s)
     result["server_cpu"] = cpu_seconds(process.pid) - before
     return result
 
@@ -179,14 +196,19 @@ def report(title: str, result: dict) -> dict:
         print(f"  server CPU: {result['server_cpu']:.1f} s in all, {1000 * result['server_cpu'] / (done + failed):.0f} ms "
               f"a request (load-independent: 2 free cores would serve ~{2 * (done + failed) / result['server_cpu']:.0f} "
               "requests/s of this mix)")
-    print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    if "client_cpu" in result and done + failed:
+        print(f"  load generator CPU (this process, same cores): {result['client_cpu']:.1f} s in all, "
+              f"{1000 * result['client_cpu'] / (done + failed):.1f} ms a request")
+    print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'repeats':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     summary = {}
     for kind in KINDS:
         values = np.array(result["latencies"].get(kind, [])) * 1000
         p50, p95, p99 = (np.percentile(values, [50, 95, 99]) if len(values) else (float("nan"),) * 3)
         summary[kind] = {"p50": p50, "p95": p95, "p99": p99, "answered": len(values),
                          "errors": len(result["errors"].get(kind, []))}
-        print(f"  {kind:<11} {len(values):>8} {summary[kind]['errors']:>6} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}")
+        repeats = result.get("repeats", {}).get(kind, 0)
+        print(f"  {kind:<11} {len(values):>8} {summary[kind]['errors']:>6} {repeats:>7} {p50:>8.1f} {p95:>8.1f} "
+              f"{p99:>8.1f}")
     for kind, problems in result["errors"].items():
         for problem, count in sorted(_counts(problems).items(), key=lambda item: -item[1])[:3]:
             print(f"  {kind} error x{count}: {problem}")
@@ -265,6 +287,7 @@ def main(argv=None):
     catalog_arguments(parser)
     parser.add_argument("--clients", default=16, type=int)
     parser.add_argument("--seconds", default=30.0, type=float)
+    parser.add_argument("--think-ms", default=0.0, type=float, help="each client's pause between requests")
     parser.add_argument("--faults", action="store_true", help="a second run through the fault proxy")
     args = parser.parse_args(argv)
 
@@ -277,7 +300,8 @@ def main(argv=None):
     process, url = start_server(catalog_dir)
     try:
         load(url, makers, 4, 5.0, seed=1000)  # warm-up: imports, footers, first maps
-        summary = report("local stores", result := measured(process, url, makers, args.clients, args.seconds, 0))
+        result = measured(process, url, makers, args.clients, args.seconds, 0, args.think_ms / 1000)
+        summary = report(f"local stores ({args.think_ms:g} ms between a client's requests)", result)
         check_targets(summary, sum(len(v) for v in result["errors"].values()))
     finally:
         process.terminate()
@@ -292,7 +316,7 @@ def main(argv=None):
         # the first matching rule wins: 10 % fail, and 11 % of the other 90 % (10 % of all) are slow
         proxy.inject(Sometimes("error", CHUNK_KEY, 0.10, seed=1),
                      Sometimes("slow", CHUNK_KEY, 0.11, seed=2, delay=2.0))
-        result = measured(process, url, makers, args.clients, args.seconds, 3000)
+        result = measured(process, url, makers, args.clients, args.seconds, 3000, args.think_ms / 1000)
         chunk_reads = proxy.count(CHUNK_KEY)
         report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",

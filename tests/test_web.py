@@ -188,6 +188,22 @@ def test_coverage_counts_frames_per_channel_and_bucket(server, http, catalog):
     assert all(len(c["buckets"]) == 48 for c in data["channels"]) and data["bucket_seconds"] == 3600
 
 
+@pytest.mark.parametrize("bucket,seconds", [("1 month", 30 * 86400), ("1 week", 7 * 86400), ("90 minutes", 5400)])
+def test_coverage_takes_every_interval_duckdb_reads(server, http, bucket, seconds):
+    response = http.get(f"{server}/api/coverage", params={"start": "2010-08-01", "stop": "2010-10-01",
+                                                          "bucket": bucket}, timeout=60)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["bucket"] == bucket and data["bucket_seconds"] == seconds
+    assert sum(b["frames"] for c in data["channels"] for b in c["buckets"]) > 0
+
+
+def test_a_bucket_that_is_not_an_interval_is_one_line_400(server, http):
+    response = http.get(f"{server}/api/coverage", params={"bucket": "banana"}, timeout=60)
+    assert response.status_code == 400 and response.json() == {
+        "error": "bucket 'banana' is not a positive interval: give one such as '12 minutes' or '1 day'"}
+
+
 # --- hostile input -------------------------------------------------------------------------------
 
 HOSTILE_SQL = ["SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1) TO '/tmp/x.csv'", "ATTACH 'x.db'",

@@ -25,7 +25,7 @@ from sdoml_sql.fetch import images
 from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import header
 from sdoml_sql.fetch.output import fits_frames, write_fits
-from sdoml_sql.quality.plot import FLAGS, bucket_width, channel_order, quality_counts
+from sdoml_sql.quality.plot import FLAGS, channel_order, quality_counts
 from sdoml_sql.query.sqlfiles import example, example_names
 from sdoml_sql.query.text import plain
 
@@ -242,15 +242,9 @@ def coverage(catalog, start: str | None = None, stop: str | None = None, bucket:
              gap: str | None = None, timeout: float | None = None) -> dict:
     """Per channel, frames and gaps per time bucket and flagged frames (from
     ``frame_quality`` when statistics exist): the data of ``sdoml-sql plot-quality``."""
-    if bucket:
-        try:
-            bucket_width(bucket)
-        except ValueError:
-            raise BadRequest(f"bucket {bucket[:40]!r} is not a length such as '1 hour' or '12 minutes'") from None
     counts, flags, params, frames, checked = quality_counts(catalog, start=start or None, stop=stop or None,
                                                             bucket=bucket or None, gap=gap or None,
                                                             query_timeout=timeout)
-    width = bucket_width(params["bucket"])
     flagged: dict[tuple, dict[str, int]] = {}
     for row in flags.itertuples(index=False):
         flagged.setdefault((row.instrument, row.channel, pd.Timestamp(row.bucket)), {})[row.flag] = int(row.frames)
@@ -261,5 +255,5 @@ def coverage(catalog, start: str | None = None, stop: str | None = None, bucket:
             {"start": plain(pd.Timestamp(b).to_pydatetime()), "frames": int(n), "gaps": int(g),
              "flagged": flagged.get((instrument, channel, pd.Timestamp(b)), {})}
             for b, n, g in zip(rows["bucket"], rows["frames"], rows["gaps"])]})
-    return {**params, "bucket_seconds": width.total_seconds(), "frames": frames, "checked": checked,
+    return {**params, "frames": frames, "checked": checked,
             "flags": list(FLAGS), "channels": channels}
