@@ -20,7 +20,7 @@ from sdoml_sql import Catalog
 from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import maps
 from sdoml_sql.web import Settings, get
-from web_helpers import running_server, timed_get
+from web_helpers import png_pixels, running_server, timed_get
 
 QUERIES = {
     "frames": "SELECT year, channel, idx, T_OBS, EXPTIME, \"DATE-OBS\" FROM aia WHERE channel IN ('171A', '193A') "
@@ -114,12 +114,6 @@ def imshow_rgba(solar_map) -> np.ndarray:
                 norm=copy.deepcopy(solar_map.plot_settings["norm"]), interpolation="nearest")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())
-
-
-def png_pixels(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
 
 
 @pytest.mark.parametrize("frame,thumbnail", [(("aia", 2010, "171A", 3), False), (("aia", 2010, "193A", 2), True),

@@ -36,7 +36,6 @@ import functools
 import json
 import queue
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
