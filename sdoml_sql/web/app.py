@@ -40,6 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from importlib import resources
+from string import Template
 from typing import Any
 
 from starlette.applications import Starlette
@@ -53,7 +54,10 @@ from sdoml_sql.web.cache import MISSING, Answers, LiveCatalog, etag, repeatable
 
 #: The files of ``static/`` the server answers, by name, with their content types.
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
-PAGES = {"sql": "sql.html", "frame": "frame.html", "timeline": "timeline.html"}
+#: The pages: title and the file of their ``<main>``, each put in ``static/page.html`` (:func:`page_html`).
+PAGES = {"sql": ("SQL", "sql.html"), "frame": ("frame", "frame.html"), "timeline": ("timeline", "timeline.html")}
+#: The links of every page's navigation bar: page, path, label.
+NAV_LINKS = (("sql", "/sql", "SQL"), ("timeline", "/timeline", "Timeline"))
 #: The longest SQL text the API takes (the Python API parses anything; a URL or form this long is abuse).
 MAX_SQL_CHARS = 1_000_000
 
@@ -144,6 +148,15 @@ def static_text(name: str) -> str:
     return (resources.files("sdoml_sql.web") / "static" / name).read_text(encoding="utf-8")
 
 
+def page_html(name: str) -> str:
+    """A page: the common head and navigation bar of ``static/page.html`` around its ``<main>``."""
+    title, file = PAGES[name]
+    links = "".join(f'<a href="{path}"' + (' class="here"' if page == name else "") + f">{label}</a>"
+                    for page, path, label in NAV_LINKS)
+    return Template(static_text("page.html")).substitute(title=title, page=name, links=links,
+                                                        main=static_text(file).strip())
+
+
 def status_of(error: BaseException) -> int:
     """The HTTP status of an error raised on purpose."""
     if isinstance(error, api.NotFound):
@@ -184,7 +197,7 @@ def _answer_size(value: Any) -> int:
 def create_app(catalog, settings: Settings | None = None) -> Starlette:
     """The explorer over ``catalog`` (a :class:`~sdoml_sql.query.Catalog`)."""
     settings = settings or Settings()
-    pages = {name: static_text(file) for name, file in PAGES.items()}
+    pages = {name: page_html(name) for name in PAGES}
     assets = {name: static_text(name) for name in STATIC_FILES}
     pools: dict[str, Pool] = {}
     live = LiveCatalog(catalog)
