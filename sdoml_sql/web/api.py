@@ -196,7 +196,8 @@ previous AS (SELECT 'previous' AS side, s.year, s.idx, s.T_OBS FROM same s, this
 following AS (SELECT 'next' AS side, s.year, s.idx, s.T_OBS FROM same s, this t
               WHERE s.T_OBS > t.T_OBS OR (s.T_OBS = t.T_OBS AND (s.year > $year OR (s.year = $year AND s.idx > $idx)))
               ORDER BY s.T_OBS, s.year, s.idx LIMIT 1)
-SELECT side, $instrument AS instrument, $channel AS channel, year, idx, T_OBS FROM previous
+SELECT 'this' AS side, $instrument AS instrument, $channel AS channel, $year AS year, $idx AS idx, T_OBS FROM this
+UNION ALL SELECT side, $instrument, $channel, year, idx, T_OBS FROM previous
 UNION ALL SELECT side, $instrument, $channel, year, idx, T_OBS FROM following
 """
 
@@ -216,15 +217,17 @@ def frame_info(catalog, frame: Frame, timeout: float | None = None) -> dict:
     """The frame page's data: the frame, its time, the previous and next frame of its channel
     in time, and each other channel's frame nearest in time (within a day)."""
     params = {"instrument": frame.instrument, "year": frame.year, "channel": frame.channel, "idx": frame.idx}
-    time_row = catalog.query("SELECT T_OBS FROM frame_times WHERE instrument = $instrument AND year = $year "
-                             "AND channel = $channel AND idx = $idx", params, query_timeout=timeout).to_arrow()
-    when = time_row.column("T_OBS")[0].as_py() if time_row.num_rows else None
-    info: dict[str, Any] = {**frame.locator(), "T_OBS": plain(when), "previous": None, "next": None, "others": []}
-    if when is None:
-        return info
+    info: dict[str, Any] = {**frame.locator(), "T_OBS": None, "previous": None, "next": None, "others": []}
+    when = None
     for row in catalog.query(NEIGHBOURS_SQL, params, query_timeout=timeout):
         side = row.pop("side")
-        info[side] = {k: plain(v) for k, v in row.items()}
+        if side == "this":
+            when = row["T_OBS"]
+            info["T_OBS"] = plain(when)
+        else:
+            info[side] = {k: plain(v) for k, v in row.items()}
+    if when is None:
+        return info
     window = f"{int(NEIGHBOUR_WINDOW.total_seconds())} seconds"
     others = catalog.query(OTHER_CHANNELS_SQL, {"time": str(when), "window": window, "instrument": frame.instrument,
                                                 "channel": frame.channel}, query_timeout=timeout)
