@@ -2,9 +2,11 @@
 
 Serves the ``bench_query`` catalog (headers-only sample stores, built the real way and cached
 in ``--dir``; see ``bench_query.py``; ``--aia-frames``/``--hmi-frames`` choose its size) with
-``sdoml-sql serve`` in its own process (uvicorn, default settings), then runs ``--clients``
-threads for ``--seconds`` seconds, each with its own HTTP connection, each request drawn at
-random:
+``sdoml-sql serve`` in its own process (uvicorn, default settings), warms it up as a server that
+has run a while (one thumbnail per channel and year: each channel's colour style comes from one
+frame's map; then 4 clients for 5 s), then runs ``--clients`` threads for ``--seconds`` seconds,
+each with its own keep-alive HTTP connection (``http.client``: ~1 ms of this process's CPU a
+request, printed), each request drawn at random:
 
 * ``query`` (40 %): a page (100 rows) of one of four queries with a random week or day —
   short exposures of one channel in a week (``EXPTIME < 2 AND T_OBS BETWEEN``), a day of
@@ -14,13 +16,15 @@ random:
 * ``frame page`` (20 %): a random frame's page and its data (``/frame/…`` then ``/api/frames/…``:
   previous, next and the other channels nearest in time).
 
-It prints requests/s, p50/p95/p99 latency per kind and the errors (any status but 200, or
-no answer).  Targets: 0 errors, thumbnail p50 ≤ 50 ms, query p50 ≤ 100 ms.
+A client sends its next request as soon as it has its answer (``--think-ms 0``) or after a pause.
+It prints requests/s, p50/p95/p99 latency per kind, the errors (any status but 200, or no
+answer) and the repeats (requests for a path asked before in the run: the most the server's kept
+answers can serve).  Targets: 0 errors, thumbnail p50 ≤ 50 ms, query p50 ≤ 100 ms.
 
 The stores of this catalog hold headers only: their image chunks were never written and read
-as zeros (the store answers "no such object"), so a thumbnail here costs the request, the
-header, the map and the PNG, not a chunk decode (a 120-frame AIA chunk takes 0.2-1 s to
-decode).  Frames are random over ~1 M, so the server's PNG cache rarely helps (hits counted).
+as zeros (the store answers "no such object"), so a thumbnail here costs the request, the frame
+read, the colours and the PNG, not a chunk decode (1-2 ms with partial Blosc reads).  Frames are
+random over ~400,000, so kept pictures rarely help.
 
 ``--faults`` adds a second run with the stores served over HTTP (Python's ``http.server`` in its
 own process) through the fault proxy of ``tests/emulators.py``, the catalog's sources pointed
@@ -29,7 +33,7 @@ files hard-linked): 10 % of chunk reads fail (HTTP 503) and 10 % answer after 2 
 queries and pages, and nothing may hang; frames whose reads fail after the retries are errors
 of that request only.  Run:
 
-    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] [--faults]
+    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] [--think-ms 0] [--faults]
 """
 
 from __future__ import annotations
