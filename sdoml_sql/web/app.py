@@ -185,13 +185,14 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, default=str).encode()
 
 
-def json_response(value: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(value if isinstance(value, bytes) else json_bytes(value), 200, media_type="application/json",
-                    headers=headers)
+def json_response(value: Any) -> Response:
+    """``value`` as JSON (bytes already encoded go as they are)."""
+    return Response(value if isinstance(value, bytes) else json_bytes(value), 200, media_type="application/json")
 
 
-def _answer_size(value: Any) -> int:
-    return len(value) if isinstance(value, bytes) else len(json_bytes(value))
+def as_json(function: Callable) -> Callable[..., bytes]:
+    """``function`` whose answer is encoded as JSON (in the worker, and kept encoded)."""
+    return lambda *args: json_bytes(function(*args))
 
 
 def create_app(catalog, settings: Settings | None = None) -> Starlette:
@@ -201,7 +202,7 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
     assets = {name: static_text(name) for name in STATIC_FILES}
     pools: dict[str, Pool] = {}
     live = LiveCatalog(catalog)
-    answers = Answers(settings.cache_bytes, _answer_size)
+    answers = Answers(settings.cache_bytes)
 
     def pool(kind: str) -> Pool:  # made inside the server's event loop
         if kind not in pools:
@@ -271,8 +272,8 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
         catalog, version = live.current()
         if not repeatable(sql):
             return json_response(await queries(api.run_query, catalog, sql, offset, limit, settings.query_timeout))
-        return json_response(await kept((version, "query", sql, offset, limit), queries, api.run_query, catalog, sql,
-                                        offset, limit, settings.query_timeout))
+        return json_response(await kept((version, "query", sql, offset, limit), queries, as_json(api.run_query),
+                                        catalog, sql, offset, limit, settings.query_timeout))
 
     def download(format: str, media_type: str):
         async def endpoint(request: Request) -> Response:
@@ -317,8 +318,8 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
         q = request.query_params
         catalog, version = live.current()
         bounds = tuple(q.get(name) for name in ("start", "stop", "bucket", "gap"))
-        return json_response(await kept((version, "coverage", *bounds), queries, api.coverage, catalog, *bounds,
-                                        settings.query_timeout))
+        return json_response(await kept((version, "coverage", *bounds), queries, as_json(api.coverage), catalog,
+                                        *bounds, settings.query_timeout))
 
     frame_path = "/{instrument}/{year}/{channel}/{idx}"
     routes = [

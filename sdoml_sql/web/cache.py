@@ -86,7 +86,8 @@ MISSING = object()
 
 
 class Answers:
-    """Answers by key, least recently used out first, bounded in bytes (``size(answer)``)."""
+    """Answers by key, least recently used out first, bounded in bytes (``size(answer)``, by
+    default ``len``: answers are kept encoded)."""
 
     def __init__(self, capacity: int, size: Callable[[Any], int] = len):
         self.capacity, self.used, self.size_of = capacity, 0, size
