@@ -88,6 +88,7 @@ class Catalog(CatalogViews):
         self._store_access: dict[str, Any] = {}
         self._copies: dict[str, str] = {}  # {view: copy file}; the live views while copies are written
         self._known: dict[str, list] | None = None
+        self._channels: dict[str, str] | None = None
 
     @classmethod
     def pending(cls, location, manifest: dict[str, Any]) -> Catalog:
@@ -358,7 +359,9 @@ class Catalog(CatalogViews):
 
     def channels(self) -> dict[str, str]:
         """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
-        return dict(self._catalog_rows("SELECT DISTINCT channel, instrument FROM partitions"))
+        if self._channels is None:  # kept: the manifest is fixed
+            self._channels = dict(self._catalog_rows("SELECT DISTINCT channel, instrument FROM partitions"))
+        return dict(self._channels)
 
     # --- DuckDB shell -----------------------------------------------------------------
 
