@@ -33,7 +33,8 @@ files hard-linked): 10 % of chunk reads fail (HTTP 503) and 10 % answer after 2 
 queries and pages, and nothing may hang; frames whose reads fail after the retries are errors
 of that request only.  Run:
 
-    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] [--think-ms 0] [--faults]
+    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] \
+        [--think-ms 0] [--faults]
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ def report(title: str, result: dict) -> dict:
     print(f"\n{title}: {done + failed:,} requests in {result['seconds']:.1f} s = "
           f"{(done + failed) / result['seconds']:.1f} requests/s; errors: {failed}; load: {load_average()}")
     if "server_cpu" in result and done + failed:
-        print(f"  server CPU: {result['server_cpu']:.1f} s in all, {1000 * result['server_cpu'] / (done + failed):.0f} ms "
-              f"a request (load-independent: 2 free cores would serve ~{2 * (done + failed) / result['server_cpu']:.0f} "
-              "requests/s of this mix)")
+        cpu, requests = result["server_cpu"], done + failed
+        print(f"  server CPU: {cpu:.1f} s in all, {1000 * cpu / requests:.0f} ms a request "
+              f"(load-independent: 2 free cores would serve ~{2 * requests / cpu:.0f} requests/s of this mix)")
     if "client_cpu" in result and done + failed:
         print(f"  load generator CPU (this process, same cores): {result['client_cpu']:.1f} s in all, "
               f"{1000 * result['client_cpu'] / (done + failed):.1f} ms a request")
@@ -311,8 +312,8 @@ def main(argv=None):
 
     catalog_dir = prepare(args.dir, args.aia_frames, args.hmi_frames, tuple(args.years))
     makers = workload(catalog_dir)
-    frames = sum(e.get("rows", 0) for e in json.loads((catalog_dir / "manifest.json").read_text())["partitions"].values()
-                 if e.get("instrument") in ("aia", "hmi"))
+    partitions = json.loads((catalog_dir / "manifest.json").read_text())["partitions"].values()
+    frames = sum(e.get("rows", 0) for e in partitions if e.get("instrument") in ("aia", "hmi"))
     print(f"catalog {catalog_dir}: {frames:,} frames; {args.clients} clients for {args.seconds:g} s; "
           f"{os.cpu_count()} cores; load before: {load_average()}")
     process, url = start_server(catalog_dir)
@@ -339,7 +340,8 @@ def main(argv=None):
         report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",
                result)
-        print(f"  the longest answered request took {max((max(v) for v in result['latencies'].values() if v), default=0):.1f} s")
+        longest = max((max(v) for v in result["latencies"].values() if v), default=0)
+        print(f"  the longest answered request took {longest:.1f} s")
     finally:
         process.terminate()
         process.wait(timeout=30)
