@@ -13,6 +13,7 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -115,24 +116,42 @@ class EpochStream(IterableDataset):
             ds.fill_unit(schedule, start, images)
             return _batch(ds, torch.from_numpy(images), [step.sample for step in schedule.steps[start:start + size]])
 
-        units = self.units()
-        if not self.threads:
-            for unit in units:
-                yield build(unit)
-            return
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sdoml-loader")
-        pending: deque = deque()
-        try:
-            for unit in units:
-                pending.append(pool.submit(build, unit))
-                if len(pending) > self.threads * self.ahead:
+        with blosc_shared_context():
+            if not self.threads:
+                yield from map(build, self.units())
+                return
+            pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sdoml-loader")
+            pending: deque = deque()
+            try:
+                for unit in self.units():
+                    pending.append(pool.submit(build, unit))
+                    if len(pending) > self.threads * self.ahead:
+                        yield pending.popleft().result()
+                while pending:
                     yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+            finally:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
+
+
+@contextmanager
+def blosc_shared_context():
+    """Within the block, Blosc decodes from any thread through its shared context (one decode at
+    a time, on Blosc's own threads, the GIL released).  Off the main thread numcodecs otherwise
+    makes a context per call and frees it after: 3-5x slower per frame here, its fresh buffers
+    faulting their pages in.  A choice the user made (``numcodecs.blosc.use_threads`` set to
+    True or False) is kept."""
+    import numcodecs.blosc
+
+    if numcodecs.blosc.use_threads is not None:
+        yield
+        return
+    numcodecs.blosc.use_threads = True
+    try:
+        yield
+    finally:
+        numcodecs.blosc.use_threads = None
 
 
 class BatchBuffers:
