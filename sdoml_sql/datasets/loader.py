@@ -3,8 +3,10 @@
 :func:`make_loader` wraps a :class:`~sdoml_sql.datasets.samples.FrameDataset` in an
 ``IterableDataset`` whose worker ``w`` serves shard ``w`` of an
 :class:`~sdoml_sql.datasets.shuffle.EpochPlan`, and returns a plain
-``torch.utils.data.DataLoader`` over it.  :func:`uniform_loader` is the plain uniform shuffle
-an export's one-sample chunks allow.
+``torch.utils.data.DataLoader`` over it.  The workers are torch's processes, or, for a uniform
+shuffle, threads of the calling process that build the same batches (no start-up, frames
+decoded straight into reused batch arrays).  :func:`uniform_loader` is the plain uniform
+shuffle an export's one-sample chunks allow.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class EpochStream(IterableDataset):
     Without a ``transform`` a worker builds whole batches (``options["group"]`` samples) in
     shared memory, each frame copied once from its decoded chunk into its batch, which the
     DataLoader then hands to the main process without another copy; with a ``transform`` it
-    yields samples and the DataLoader batches them.
+    yields samples and the DataLoader batches them.  With ``threads`` (not None) the DataLoader
+    has no workers: ``threads`` threads of this process build the batches (see :meth:`_threaded`).
     """
 
     def __init__(self, dataset, options: dict, drop_last: bool = False, threads: int | None = None,

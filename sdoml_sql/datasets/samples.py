@@ -243,8 +243,8 @@ class FrameDataset:
 
         Images live in units of ``schedule.group`` consecutive samples, arrays of
         ``(size, C, H, W)`` float32 (numpy, or anything ``np.asarray`` views without a copy)
-        made by ``new_unit(size)``; each decoded frame is copied once, straight from the
-        decoded chunk into the samples waiting for it.
+        made by ``new_unit(size)``; each frame goes from its chunk straight into the samples
+        waiting for it (decoded into the first where the reader can, see :meth:`read_frames_into`).
         """
         units: dict[int, tuple[Any, np.ndarray]] = {}
         group, count = schedule.group, len(schedule.steps)
