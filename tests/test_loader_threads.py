@@ -106,6 +106,8 @@ def test_kept_batches_keep_their_pixels_and_dropped_ones_are_reused(mixed):
     addresses = set()
     for batch in loader:
         addresses.add(batch["image"].data_ptr())
+        i = int(np.flatnonzero(mixed.rows == batch["row"][-1].item())[0])
+        np.testing.assert_array_equal(batch["image"][-1].numpy(), mixed[i]["image"])  # nothing left from before
         del batch  # dropped before the next is asked for
     assert len(addresses) <= 2 * 2 + 2 + 1  # the pool's arrays (plus the last, shorter batch)
 
