@@ -285,8 +285,9 @@ def training(catalog, batch_size: int, peer_samples: int, repeat: int = 3) -> No
     print(f"  (c) {n} aligned 9-channel samples (12-minute grid), one epoch, 2 workers, {repeat} rounds, samples/s "
           f"median (range): uniform (threads) {spread(rates['uniform'])}, uniform in worker processes "
           f"{spread(rates['processes'])}, block shuffle {spread(rates['block'])}, chunk-decode bound "
-          f"{spread(rates['bound'])}; median of the rounds' ratios: uniform = {median_ratio(rates, 'uniform', 'bound'):.2f}x "
-          f"the bound, {median_ratio(rates, 'uniform', 'block'):.2f}x blocks; batch spread {spread_u:.1f} h uniform "
+          f"{spread(rates['bound'])}; median of the rounds' ratios: uniform = "
+          f"{median_ratio(rates, 'uniform', 'bound'):.2f}x the bound, "
+          f"{median_ratio(rates, 'uniform', 'block'):.2f}x blocks; batch spread {spread_u:.1f} h uniform "
           f"vs {spread_b:.1f} h blocks")
     print(f"  (e) the peers' per-sample zarr reads, 2 processes: {spread(rates['peers'])} samples/s; uniform loader "
           f"{median_ratio(rates, 'uniform', 'peers'):.1f}x")
