@@ -13,10 +13,11 @@ each (6-minute cadence, about 2 days for 480), with 15-frame chunks (the real st
   header records warm — the frame's row group cached, as in the repeats — and cold);
 * (b) an hourly cadence (the first frame of every hour, 1 frame in 10) of all 9 channels:
   ``fetch().compute()`` against today's, pixels compared;
-* (c) training: one epoch of ``ds.loader(shuffle="uniform")`` on 9-channel aligned samples
-  (12-minute grid) against the chunk-decode bound (each distinct chunk read and decoded once,
-  two processes) and against the block-shuffle loader; on the hourly selection, uniform
-  against the block shuffle;
+* (c) training: one epoch of ``ds.loader(shuffle="uniform", num_workers=2)`` (thread workers)
+  on 9-channel aligned samples (12-minute grid) against the chunk-decode bound (each distinct
+  chunk read and decoded once, two processes started before the clock), against the same
+  shuffle in worker processes and against the block-shuffle loader, alternated in rounds; on
+  the hourly selection, uniform against the block shuffle;
 * (d) bytes the S3 emulator's proxy passes for (b) (one channel), partial against whole;
 * (e) the uniform loader against the per-sample way of the peers (``zarr_array[idx]`` per
   channel per sample, random order, two processes).
@@ -273,15 +274,33 @@ def distinct_chunks(ds):
     return sorted(jobs)
 
 
-def epoch_rate(ds, shuffle, batch_size: int) -> float:
-    loader = ds.loader(batch_size, shuffle=shuffle, seed=0, epoch=0, num_workers=2)
+def epoch_rate(ds, shuffle, batch_size: int, workers: str = "auto") -> float:
+    loader = ds.loader(batch_size, shuffle=shuffle, seed=0, epoch=0, num_workers=2, workers=workers)
     start = time.perf_counter()
     served = sum(len(batch["row"]) for batch in loader)
     assert served == len(ds), (served, len(ds))
     return served / (time.perf_counter() - start)
 
 
-def training(catalog, batch_size: int, peer_samples: int) -> None:
+def rounds(ways: dict, repeat: int) -> dict[str, list[float]]:
+    """``repeat`` rounds of every way (samples/s), the ways alternated within each round."""
+    rates = {name: [] for name in ways}
+    for _ in range(repeat):
+        for name, way in ways.items():
+            rates[name].append(way())
+    return rates
+
+
+def median_ratio(rates: dict, a: str, b: str) -> float:
+    """The median over rounds of ``a / b`` measured in the same round."""
+    return statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+
+
+def spread(rates: list[float]) -> str:
+    return f"{statistics.median(rates):.1f} ({min(rates):.1f}–{max(rates):.1f})"
+
+
+def training(catalog, batch_size: int, peer_samples: int, repeat: int = 3) -> None:
     from sdoml_sql.datasets.shuffle import batch_time_spread
 
     start, stop = catalog.query("SELECT min(T_OBS)::DATE, max(T_OBS)::DATE + 1 FROM aia").to_pandas().iloc[0]
@@ -289,28 +308,32 @@ def training(catalog, batch_size: int, peer_samples: int) -> None:
     ds = catalog.query(f"SELECT * FROM aligned([{channels}], '{start}', '{stop}', INTERVAL 12 minutes, "
                        "INTERVAL 6 minutes)").dataset()
     n = len(ds)
-    uniform = epoch_rate(ds, "uniform", batch_size)
-    block = epoch_rate(ds, True, batch_size)
-    bound = n / in_two_processes(_read_chunk, distinct_chunks(ds))
+    jobs = distinct_chunks(ds)
     order = np.random.default_rng(0).permutation(n)[:peer_samples]
-    peers = len(order) / in_two_processes(_peer_sample, [sample_frames(ds, int(i)) for i in order])
-    uniform_again = epoch_rate(ds, "uniform", batch_size)
-    uniform = max(uniform, uniform_again)
+    peer_jobs = [sample_frames(ds, int(i)) for i in order]
+    rates = rounds({"uniform": lambda: epoch_rate(ds, "uniform", batch_size),
+                    "bound": lambda: n / in_two_processes(_read_chunk, jobs),
+                    "peers": lambda: len(peer_jobs) / in_two_processes(_peer_sample, peer_jobs),
+                    "processes": lambda: epoch_rate(ds, "uniform", batch_size, "processes"),
+                    "block": lambda: epoch_rate(ds, True, batch_size)}, repeat)
     spread_b = np.mean([batch_time_spread(ds.times, s.samples, batch_size) for s in ds.plan(num_workers=2).schedules])
     spread_u = np.mean([batch_time_spread(ds.times, s.samples, batch_size)
                         for s in ds.plan(shuffle="uniform", num_workers=2).schedules])
-    print(f"  (c) {n} aligned 9-channel samples (12-minute grid), one epoch, 2 workers: uniform "
-          f"{uniform:.1f} samples/s, block shuffle {block:.1f}, chunk-decode bound {bound:.1f} "
-          f"(uniform = {uniform / bound:.2f}x the bound, {uniform / block:.2f}x blocks); batch spread "
-          f"{spread_u:.1f} h uniform vs {spread_b:.1f} h blocks")
-    print(f"  (e) the peers' per-sample zarr reads, 2 processes: {peers:.2f} samples/s; uniform loader "
-          f"{uniform / peers:.1f}x")
+    print(f"  (c) {n} aligned 9-channel samples (12-minute grid), one epoch, 2 workers, {repeat} rounds, samples/s "
+          f"median (range): uniform (threads) {spread(rates['uniform'])}, uniform in worker processes "
+          f"{spread(rates['processes'])}, block shuffle {spread(rates['block'])}, chunk-decode bound "
+          f"{spread(rates['bound'])}; median of the rounds' ratios: uniform = "
+          f"{median_ratio(rates, 'uniform', 'bound'):.2f}x the bound, "
+          f"{median_ratio(rates, 'uniform', 'block'):.2f}x blocks; batch spread {spread_u:.1f} h uniform "
+          f"vs {spread_b:.1f} h blocks")
+    print(f"  (e) the peers' per-sample zarr reads, 2 processes: {spread(rates['peers'])} samples/s; uniform loader "
+          f"{median_ratio(rates, 'uniform', 'peers'):.1f}x")
     hourly_ds = catalog.query(f"SELECT * FROM aligned([{channels}], '{start}', '{stop}', INTERVAL 1 hour, "
                               "INTERVAL 6 minutes)").dataset()
-    uniform_h = epoch_rate(hourly_ds, "uniform", batch_size)
-    block_h = epoch_rate(hourly_ds, True, batch_size)
-    print(f"  (c) hourly grid, {len(hourly_ds)} samples: uniform {uniform_h:.1f} samples/s vs block shuffle "
-          f"{block_h:.1f} ({uniform_h / block_h:.1f}x)")
+    hourly_rates = rounds({"uniform": lambda: epoch_rate(hourly_ds, "uniform", batch_size),
+                           "block": lambda: epoch_rate(hourly_ds, True, batch_size)}, repeat)
+    print(f"  (c) hourly grid, {len(hourly_ds)} samples: uniform {spread(hourly_rates['uniform'])} samples/s vs "
+          f"block shuffle {spread(hourly_rates['block'])} ({median_ratio(hourly_rates, 'uniform', 'block'):.1f}x)")
 
 
 # --- (d) ------------------------------------------------------------------------------------
@@ -396,7 +419,7 @@ def main() -> None:
         if "b" in args.only:
             hourly(catalog, max(3, args.repeat // 2))
         if "c" in args.only or "e" in args.only:
-            training(catalog, args.batch_size, args.peer_samples)
+            training(catalog, args.batch_size, args.peer_samples, max(1, args.repeat // 2))
         if "d" in args.only and not args.skip_s3:
             s3_bytes(catalog_dir, args.workdir / f"stores-{chunk_frames}")
         print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}", flush=True)

@@ -3,11 +3,19 @@
 :func:`make_loader` wraps a :class:`~sdoml_sql.datasets.samples.FrameDataset` in an
 ``IterableDataset`` whose worker ``w`` serves shard ``w`` of an
 :class:`~sdoml_sql.datasets.shuffle.EpochPlan`, and returns a plain
-``torch.utils.data.DataLoader`` over it.  :func:`uniform_loader` is the plain uniform shuffle
-an export's one-sample chunks allow.
+``torch.utils.data.DataLoader`` over it.  The workers are torch's processes, or, for a uniform
+shuffle, threads of the calling process that build the same batches (no start-up, frames
+decoded straight into reused batch arrays).  :func:`uniform_loader` is the plain uniform
+shuffle an export's one-sample chunks allow.
 """
 
 from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -23,13 +31,17 @@ class EpochStream(IterableDataset):
     Without a ``transform`` a worker builds whole batches (``options["group"]`` samples) in
     shared memory, each frame copied once from its decoded chunk into its batch, which the
     DataLoader then hands to the main process without another copy; with a ``transform`` it
-    yields samples and the DataLoader batches them.
+    yields samples and the DataLoader batches them.  With ``threads`` (not None) the DataLoader
+    has no workers: ``threads`` threads of this process build the batches (see :meth:`_threaded`).
     """
 
-    def __init__(self, dataset, options: dict, drop_last: bool = False):
+    def __init__(self, dataset, options: dict, drop_last: bool = False, threads: int | None = None,
+                 ahead: int = 2):
         self.dataset = dataset
         self.options = options
         self.drop_last = drop_last
+        self.threads = threads
+        self.ahead = ahead
         self.plan = epoch_plan(dataset, **options)
 
     def set_epoch(self, epoch: int) -> None:
@@ -47,6 +59,9 @@ class EpochStream(IterableDataset):
         return sum(n // batch_size if drop_last else -(-n // batch_size) for n in sizes)
 
     def __iter__(self):
+        if self.threads is not None:
+            yield from self._threaded()
+            return
         info = get_worker_info()
         if info is not None and info.num_workers != len(self.plan.schedules):
             raise DatasetError(f"the plan has {len(self.plan.schedules)} shards for {info.num_workers} workers")
@@ -76,6 +91,99 @@ class EpochStream(IterableDataset):
                 if not (self.drop_last and len(unit) < schedule.group):
                     yield _batch(ds, unit, samples)
                 samples = []
+
+
+    def units(self) -> list[tuple[object, int, int]]:
+        """``(schedule, start, size)`` of each batch the epoch yields, in the order a DataLoader
+        takes them from its workers: round robin over the shards, skipping those that ran out."""
+        per_shard = []
+        for schedule in self.plan.schedules:
+            n, group = len(schedule.steps), schedule.group
+            sizes = [(start, min(group, n - start)) for start in range(0, n, group)]
+            per_shard.append([(schedule, start, size) for start, size in sizes
+                              if not (self.drop_last and size < group)])
+        return [unit for turn in range(max(map(len, per_shard), default=0))
+                for units in per_shard if turn < len(units) for unit in [units[turn]]]
+
+    def _threaded(self):
+        """The epoch's batches built by ``self.threads`` threads of this process (none: in the
+        caller's thread), each decoding frames straight into a batch array reused once no batch
+        handed out holds it (:class:`BatchBuffers`); in the order processes would yield them."""
+        ds = self.dataset
+        ds.zarrays()  # opened once, before the threads share them
+        buffers = BatchBuffers(ds.image_shape, keep=max(self.threads, 1) * self.ahead + 2)
+
+        def build(unit):
+            schedule, start, size = unit
+            images = buffers.take(size)
+            ds.fill_unit(schedule, start, images)
+            return _batch(ds, torch.from_numpy(images), [step.sample for step in schedule.steps[start:start + size]])
+
+        with blosc_shared_context():
+            if not self.threads:
+                yield from map(build, self.units())
+                return
+            pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sdoml-loader")
+            pending: deque = deque()
+            try:
+                for unit in self.units():
+                    pending.append(pool.submit(build, unit))
+                    if len(pending) > self.threads * self.ahead:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
+
+
+@contextmanager
+def blosc_shared_context():
+    """Within the block, Blosc decodes from any thread through its shared context (one decode at
+    a time, on Blosc's own threads, the GIL released).  Off the main thread numcodecs otherwise
+    makes a context per call and frees it after: 3-5x slower per frame here, its fresh buffers
+    faulting their pages in.  A choice the user made (``numcodecs.blosc.use_threads`` set to
+    True or False) is kept."""
+    import numcodecs.blosc
+
+    if numcodecs.blosc.use_threads is not None:
+        yield
+        return
+    numcodecs.blosc.use_threads = True
+    try:
+        yield
+    finally:
+        numcodecs.blosc.use_threads = None
+
+
+class BatchBuffers:
+    """Arrays to build batches in, each reused once nothing outside holds it.
+
+    A batch is handed out as ``torch.from_numpy(array)``: the tensor, and every view of it (a
+    slice, ``.numpy()``), keeps a reference to the array for as long as it lives.  An array is
+    filled again only when its reference count is back to what this pool alone holds, so a
+    batch a consumer kept is never overwritten: when every pooled array is held, a new one is
+    made (and pooled, up to ``keep``).  Reused arrays spare the page faults of fresh memory.
+    """
+
+    def __init__(self, shape: tuple[int, ...], keep: int):
+        self.shape, self.keep = tuple(shape), keep
+        self._pool: list[np.ndarray] = []
+        self._idle = 0  # the reference count of a pooled array nobody else holds
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> np.ndarray:
+        """A ``(size, *shape)`` float32 array nobody else holds (contents undefined)."""
+        with self._lock:
+            for n in range(len(self._pool)):
+                if len(self._pool[n]) == size and sys.getrefcount(self._pool[n]) == self._idle:
+                    return self._pool[n]
+            if len(self._pool) >= self.keep:
+                return np.empty((size, *self.shape), dtype=np.float32)
+            self._pool.append(np.empty((size, *self.shape), dtype=np.float32))
+            self._idle = sys.getrefcount(self._pool[-1])
+            return self._pool[-1]
 
 
 def _batch(ds, images, samples: list[int]) -> dict:
@@ -108,7 +216,7 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, mix: int = DEFAULT_MIX,
                 cache_mb: float | None = None, drop_last: bool = False, pin_memory: bool = False,
                 prefetch_factor: int | None = None, persistent_workers: bool = False,
-                multiprocessing_context=None) -> DataLoader:
+                multiprocessing_context=None, workers: str = "auto") -> DataLoader:
     """A ``DataLoader`` over one epoch of ``dataset`` with chunk-aware shuffling.
 
     Every sample of the rank's shard appears once per epoch, in an order fixed by
@@ -127,6 +235,13 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
     ``"forkserver"``: forking a process that runs threads may deadlock, and Python 3.14 no longer
     forks by default; ``"spawn"`` and ``"fork"`` work too); ``persistent_workers`` keeps them
     between epochs, as in torch.
+
+    ``workers`` says what the ``num_workers`` are: ``"processes"`` (torch's worker processes,
+    batches in shared memory), ``"threads"`` (threads of this process: no start-up, frames
+    decoded straight into batch arrays that are reused once no batch handed out holds them;
+    for ``shuffle="uniform"`` without a ``transform``) or ``"auto"`` (the default: threads
+    where they can serve — a uniform shuffle, no transform, every array read partially — else
+    processes).  Threads give the same batches in the same order as processes.
     """
     _check_batch_size(batch_size)
     if not isinstance(num_workers, int) or num_workers < 0:
@@ -135,6 +250,10 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
     options = {"shuffle": UNIFORM if shuffle == UNIFORM else bool(shuffle), "seed": int(seed), "epoch": int(epoch),
                "shards": max(num_workers, 1), "rank": rank, "world_size": world_size, "mix": mix, "cache_mb": cache_mb,
                "group": batch_size if batches_in_worker else 1}
+    if _use_threads(dataset, options["shuffle"], workers):
+        stream = EpochStream(dataset, options, drop_last, threads=num_workers, ahead=prefetch_factor or 2)
+        return ChunkLoader(stream, batch_size, drop_last, batch_size=None, num_workers=0,
+                           pin_memory=pin_memory and torch.cuda.is_available())
     stream = EpochStream(dataset, options, drop_last)
     extra = {"prefetch_factor": prefetch_factor} if prefetch_factor is not None and num_workers else {}
     if num_workers:
@@ -143,6 +262,22 @@ def make_loader(dataset, batch_size: int, shuffle: bool | str = True, seed: int 
     return ChunkLoader(stream, batch_size, drop_last, batch_size=None if batches_in_worker else batch_size,
                        num_workers=num_workers, drop_last=False if batches_in_worker else drop_last,
                        pin_memory=pin_memory and torch.cuda.is_available(), **extra)
+
+
+WORKERS = ("auto", "threads", "processes")
+
+
+def _use_threads(dataset, shuffle, workers: str) -> bool:
+    """Whether the loader's workers are threads (see :func:`make_loader`'s ``workers``)."""
+    from sdoml_sql.fetch.frames import partial_reads
+
+    if workers not in WORKERS:
+        raise DatasetError(f"workers={workers!r}: choose one of {', '.join(map(repr, WORKERS))}")
+    can = shuffle == UNIFORM and dataset.transform is None
+    if workers == "threads" and not can:
+        raise DatasetError("workers='threads' needs shuffle='uniform' and no transform (each batch built alone, "
+                           "frames decoded straight into it); use workers='processes'")
+    return workers == "threads" or (workers == "auto" and can and all(map(partial_reads, dataset.zarrays())))
 
 
 def default_context() -> str | None:

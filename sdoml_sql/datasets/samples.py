@@ -3,7 +3,7 @@
 The dataset keeps only what locates its frames (array names, frame positions, times, the
 stores' URLs), so it pickles small; it opens the stores lazily, again in each worker process,
 and reads arrays through :meth:`Source.array`, which never downloads ``.zattrs``.  Frames are
-read with the fetch stage's chunk reader (:func:`sdoml_sql.fetch.stack.read_chunk_frames`).
+read with the fetch stage's chunk reader (:func:`sdoml_sql.fetch.frames.read_chunk_frames`).
 
 Two ways to read:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -98,12 +99,23 @@ class FrameDataset:
     trace_dir: str | None = None
     _zarrays: list | None = field(default=None, repr=False)
     _last: dict = field(default_factory=dict, repr=False)
-    _reader: ChunkReader = field(default_factory=ChunkReader, repr=False)
+    _readers: threading.local = field(default_factory=threading.local, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_zarrays"], state["_last"], state["_reader"] = None, {}, ChunkReader()
+        state["_zarrays"], state["_last"], state["_readers"] = None, {}, None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _readers=threading.local())
+
+    @property
+    def _reader(self) -> ChunkReader:
+        """This thread's chunk reader (its whole-chunk buffers are not shared between threads)."""
+        reader = getattr(self._readers, "reader", None)
+        if reader is None:
+            reader = self._readers.reader = ChunkReader()
+        return reader
 
     def __len__(self) -> int:
         return len(self.array_ids)
@@ -146,6 +158,19 @@ class FrameDataset:
         if self.trace_dir:
             self._trace(array_id, lo)
         return frames
+
+    def read_frames_into(self, read, place: Callable[[int], np.ndarray]) -> None:
+        """Run one :class:`~sdoml_sql.datasets.shuffle.Read`: each frame goes into
+        ``place(q)[column]`` for each of its targets; the first target's place gets it straight
+        from the decoder where the reader can (see ``FrameReader.read_into``), the others a copy."""
+        firsts = [place(q)[column] for (q, column), *_ in read.targets]
+        self._reader.read_into(self.zarrays()[read.array_id], str(self.arrays[read.array_id]), read.lo, read.hi,
+                               read.offsets, firsts, self.downsample, self.method)
+        for first, (_, *others) in zip(firsts, read.targets):
+            for q, column in others:
+                place(q)[column] = first
+        if self.trace_dir:
+            self._trace(read.array_id, read.lo)
 
     def _trace(self, array_id: int, lo: int) -> None:
         """One line per chunk decode (for counting decodes and memory across worker processes)."""
@@ -219,8 +244,8 @@ class FrameDataset:
 
         Images live in units of ``schedule.group`` consecutive samples, arrays of
         ``(size, C, H, W)`` float32 (numpy, or anything ``np.asarray`` views without a copy)
-        made by ``new_unit(size)``; each decoded frame is copied once, straight from the
-        decoded chunk into the samples waiting for it.
+        made by ``new_unit(size)``; each frame goes from its chunk straight into the samples
+        waiting for it (decoded into the first where the reader can, see :meth:`read_frames_into`).
         """
         units: dict[int, tuple[Any, np.ndarray]] = {}
         group, count = schedule.group, len(schedule.steps)
@@ -236,14 +261,29 @@ class FrameDataset:
             for unit in step.evict:
                 units.pop(unit, None)
             for read in step.reads:
-                frames = self.read_frames(read.array_id, read.lo, read.hi, read.offsets, copy=False)
-                for frame, targets in zip(frames, read.targets):
-                    for q, column in targets:
-                        place(q)[column] = frame
+                self.read_frames_into(read, place)
             image = place(step.position)
             yield step.position, image, units[step.position // group][0]
             if step.position % group == group - 1:
                 units.pop(step.position // group, None)
+
+    def fill_unit(self, schedule, start: int, images: np.ndarray) -> None:
+        """Fill ``images`` with the samples at positions ``start …`` of a schedule whose units
+        are independent (a uniform plan: every read of a unit's steps goes into that unit), then
+        complete them (NaN for absent channels, normalisation)."""
+        stop = start + len(images)
+
+        def place(q: int) -> np.ndarray:
+            if not start <= q < stop:
+                raise DatasetError(f"position {q} is outside the unit {start}..{stop - 1}: the plan's units "
+                                   "are not independent")
+            return images[q - start]
+
+        for step in schedule.steps[start:stop]:
+            for read in step.reads:
+                self.read_frames_into(read, place)
+        for step in schedule.steps[start:stop]:
+            self.complete(step.sample, images[step.position - start])
 
     def run(self, schedule) -> Iterator[Any]:
         """Yield the sample dicts of a schedule in its order (see :meth:`fill`)."""

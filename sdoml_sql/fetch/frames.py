@@ -25,6 +25,7 @@ frames, never wrong pixels.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -115,22 +116,31 @@ class FrameReader:
         chunk = lo // t
         key = chunk_key(zarray, chunk)
         in_chunk = np.asarray(offsets, dtype=np.int64) + (lo - chunk * t)
-        try:
+        with named_errors(zarray, label, lo, hi, key):
             source = chunk_bytes(zarray, key)
             if uses_partial(zarray, in_chunk.tolist()):
                 return self._partial(zarray, source, in_chunk)
             decoded = self._whole(zarray, source)
-        except DamagedChunk as error:
-            raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: chunk {zarray.store_path.path}/{key} "
-                             f"of store {store_name(zarray)} is damaged: {error}") from None
-        except FetchError:
-            raise
-        except Exception as error:  # turned into one named line
-            raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: "
-                             f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from None
         if len(in_chunk) == t and (in_chunk == np.arange(t)).all():
             return decoded, not self.reuse_buffers
         return decoded[in_chunk], True
+
+    def read_into(self, zarray, label: str, lo: int, hi: int, offsets: tuple[int, ...], outs: list[np.ndarray],
+                  factor: int = 1, method: str = "stride") -> None:
+        """Frames ``lo + offsets`` (all inside one chunk) into ``outs[j]``: float32, C-contiguous,
+        one frame each (a sample's place in a batch, say).  A frame that is whole Blosc blocks,
+        read partially, is decoded straight into its place (no scratch buffer, no copy);
+        otherwise the frames are read as :meth:`read` gives them and copied."""
+        t = int(zarray.chunks[0])
+        chunk = lo // t
+        in_chunk = np.asarray(offsets, dtype=np.int64) + (lo - chunk * t)
+        if factor == 1 and _decodes_into(zarray, in_chunk, outs):
+            key = chunk_key(zarray, chunk)
+            with named_errors(zarray, label, lo, hi, key):
+                if _decode_frames_into(zarray, chunk_bytes(zarray, key), in_chunk, outs):
+                    return
+        for out, frame in zip(outs, self.read(zarray, label, lo, hi, offsets, factor, method, copy=False)):
+            out[...] = frame
 
     @staticmethod
     def _through_zarr(zarray, label, lo, hi, offsets) -> np.ndarray:
@@ -187,6 +197,54 @@ class FrameReader:
         if len(wanted) == len(in_chunk):
             return frames, fresh
         return frames[np.searchsorted(wanted, in_chunk)], True
+
+
+@contextmanager
+def named_errors(zarray, label: str, lo: int, hi: int, key: str):
+    """Any failure reading chunk ``key`` as one :class:`FetchError` line naming the frames (and,
+    for a damaged chunk, the chunk and its store)."""
+    try:
+        yield
+    except DamagedChunk as error:
+        raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: chunk {zarray.store_path.path}/{key} "
+                         f"of store {store_name(zarray)} is damaged: {error}") from None
+    except FetchError:
+        raise
+    except Exception as error:  # turned into one named line
+        raise FetchError(f"cannot read {label} frames {lo}..{hi - 1}: {type(error).__name__}: "
+                         f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from None
+
+
+def _decodes_into(zarray, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
+    """Whether :meth:`FrameReader.read_into` may decode these frames straight into ``outs``."""
+    frame_shape = tuple(int(s) for s in zarray.chunks[1:])
+    return (uses_partial(zarray, in_chunk.tolist()) and _dtype(zarray.metadata) == np.dtype(np.float32)
+            and all(out.dtype == np.float32 and out.flags.c_contiguous and out.shape == frame_shape for out in outs))
+
+
+def _decode_frames_into(zarray, source, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
+    """Decode each wanted frame's blocks straight into its ``out``; False (nothing written) when
+    the chunk is absent, stored uncompressed, or its frames are not whole blocks."""
+    import numcodecs.blosc
+
+    head = read_head(source, _chunk_nbytes(zarray))
+    if head is None:
+        return False
+    header, table = head
+    frame_bytes = header.nbytes // int(zarray.chunks[0])
+    if header.memcpyed or frame_bytes % header.blocksize:
+        return False
+    blocks, ranges = needed_ranges(header, table, np.unique(in_chunk), frame_bytes)
+    stored = dict(zip(blocks.tolist(), read_ranges(source, ranges, header.cbytes)))
+    per_frame = frame_bytes // header.blocksize
+    for frame, out in zip(in_chunk.tolist(), outs):
+        mine = np.arange(frame * per_frame, (frame + 1) * per_frame)
+        parts = [stored[b][:checked_block(header, b, stored[b])] for b in mine.tolist()]
+        try:
+            numcodecs.blosc.decompress(repack(header, mine, parts), out.reshape(-1).view(np.uint8))
+        except Exception as error:  # the codec's own complaint, named
+            raise DamagedChunk(f"blocks {mine[0]}..{mine[-1]} do not decode: {error}") from None
+    return True
 
 
 def _chunk_nbytes(zarray) -> int:
