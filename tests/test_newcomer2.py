@@ -394,6 +394,39 @@ def test_fido_path_templates_take_the_table_columns_and_name_the_keys(catalog_di
     assert len(again) == len(found[1]) and "Traceback" not in capfd.readouterr().err
 
 
+#: A Fido fetch on the main thread, then what a session does next: a query (its helper thread
+#: may run the garbage collector) and a child process ending (SIGCHLD, as a loader worker's).
+FETCH_THEN_GC_ELSEWHERE = """
+import gc, signal, subprocess, sys, threading, time
+import astropy.units as u
+from sunpy.net import Fido, attrs as a
+import sdoml_sql.fido
+gc.disable()  # the collector runs only where this script says
+found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:40"), a.Wavelength(171 * u.AA),
+                    a.sdoml.Catalog(sys.argv[1]))
+files = Fido.fetch(found, path=sys.argv[2] + "/{file}", progress=False)
+assert len(files) > 0 and not files.errors
+elsewhere = threading.Thread(target=gc.collect)
+elsewhere.start()
+elsewhere.join()
+signal.signal(signal.SIGCHLD, lambda *_: None)
+subprocess.run(["true"])
+time.sleep(0.2)
+print("wakeup fd", signal.set_wakeup_fd(-1))
+"""
+
+
+def test_a_fido_fetch_leaves_no_event_loop_for_another_thread_to_close(catalog_dir, tmp_path):
+    """parfive's loop, left open with its signal handlers, failed to close when collected on
+    another thread ("Exception ignored … signal only works in main thread") and left Python's
+    signal wakeup fd on a closed socket ("OSError: Bad file descriptor" at the next SIGCHLD)."""
+    done = subprocess.run([PY, "-c", FETCH_THEN_GC_ELSEWHERE, str(catalog_dir), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    assert "Exception ignored" not in done.stderr and "Bad file descriptor" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["wakeup", "fd", "-1"], done.stdout
+
+
 def test_fido_attrs_refuse_what_they_cannot_mean(catalog_dir):
     import astropy.units as u
     from sunpy.net import attrs as a
