@@ -272,6 +272,24 @@ def test_plot_quality_takes_any_duckdb_interval(small, tmp_path, bucket):
     assert result.returncode == 0 and output.stat().st_size > 10_000, result.stderr
 
 
+@pytest.mark.parametrize("bucket", ["1 week", "1 month", "1 day"])
+def test_coverage_and_flags_count_every_frame_in_buckets_of_any_interval(stats_small, bucket):
+    """Month buckets started on the 15th: time_bucket put every frame in a bucket starting on the
+    1st, which no bucket of the range did, so the plot said "no frame" everywhere."""
+    from sdoml_sql.quality.plot import quality_counts
+
+    catalog = Catalog(stats_small)
+    window = {"start": "2019-06-15", "stop": "2020-06-15"}
+    counts, flags, _, frames, _ = quality_counts(catalog, bucket=bucket, **window)
+    expected = catalog.query("SELECT instrument, channel, count(*) AS n FROM frame_times WHERE T_OBS >= $start "
+                             "AND T_OBS < $stop GROUP BY ALL", window).to_pandas()
+    got = counts.groupby(["instrument", "channel"])["frames"].sum()
+    assert frames > 0 and {k: got[k] for k in got.index if got[k]} == {
+        (i, c): n for i, c, n in expected.itertuples(index=False)}
+    assert len(flags) and set(zip(flags.instrument, flags.channel, flags.bucket)) <= set(
+        zip(counts.instrument, counts.channel, counts.bucket))
+
+
 # --- 5. stale statistics ------------------------------------------------------------------------------
 
 def test_statistics_of_changed_sources_count_as_missing_until_stats_runs_again(tmp_path):

@@ -38,11 +38,12 @@ COUNTS_SQL = """
 SELECT instrument, channel, bucket, frames, gaps
 FROM coverage($start::TIMESTAMP, $stop::TIMESTAMP, $bucket::INTERVAL, $gap::INTERVAL)
 """
+#: Buckets as ``coverage`` makes them: a time's bucket is the last start at or before it.
 FLAGS_SQL = """
-SELECT instrument, channel, time_bucket($bucket::INTERVAL, T_OBS, $start::TIMESTAMP) AS bucket, flag,
-       count(*) AS frames
+SELECT instrument, channel, b.bucket, flag, count(*) AS frames
 FROM (SELECT instrument, channel, T_OBS, unnest(flags) AS flag FROM frame_quality
-      WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP)
+      WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP) f
+ASOF JOIN range($start::TIMESTAMP, $stop::TIMESTAMP, $bucket::INTERVAL) AS b(bucket) ON f.T_OBS >= b.bucket
 GROUP BY ALL
 """
 CHECKED_SQL = """
