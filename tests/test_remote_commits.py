@@ -100,7 +100,6 @@ class Reader(threading.Thread):
                     self.bad.append(str(error))
                 continue
             except Exception as error:  # a half catalog shows as a failing read
-                import traceback as _tb; print("PROBE-TB", "".join(_tb.format_exception(error))[-6000:], flush=True)
                 self.bad.append(f"{type(error).__name__}: {error}")
                 continue
             self.seen += 1
