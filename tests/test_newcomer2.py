@@ -314,6 +314,16 @@ def test_sample_takes_progress_and_quiet_as_the_other_commands_do(tmp_path):
         assert ("sample images" in result.stderr) == (flag == "--progress"), result.stderr
 
 
+def test_a_blank_time_has_its_arrays_unit():
+    """numpy 2.5 (what pip picks on Python 3.13) deprecates a NaT without a unit (it will be an error)."""
+    from sdoml_sql.fetch.output import _blank
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        blank = _blank(np.array(["2010-08-27T00:00"], dtype="datetime64[ns]"))
+    assert np.isnat(blank) and np.datetime_data(blank.dtype)[0] == "ns"
+
+
 # --- 5. stale statistics ------------------------------------------------------------------------------
 
 def test_statistics_of_changed_sources_count_as_missing_until_stats_runs_again(tmp_path):
