@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_fetch.py [--frames 3000] [--workdir DIR]
 
 Writes (once, kept in DIR) a sample store with real images: FRAMES frames of AIA 171A in
-one year (``--chunk-frames``: 15 as the real stores, or 120; zstd/bitshuffle like SDOML v2), builds its catalog, then times
+one year (``--chunk-frames``: 15 as the real stores, or 120; zstd/bitshuffle like SDOML v2),
+builds its catalog, then times
 two selections:
 
 * day: one day on a 12-minute grid (``nearest``; grid times without a frame dropped);
@@ -42,8 +43,8 @@ def prepare(workdir: Path, frames: int, chunk_frames: int = 15):
     stores, catalog = workdir / "stores", workdir / "catalog"
     if not (catalog / "manifest.json").exists():
         print(f"writing {frames} frames of 171A with images into {stores} (once) …", flush=True)
-        paths = write_sample(stores, aia_frames={"171A": frames}, channels=("171A",), years=(2010,), chunk_frames=chunk_frames,
-                             hmi_frames=1, hmi_years=(2010,), eve=False, progress=True)
+        paths = write_sample(stores, aia_frames={"171A": frames}, channels=("171A",), years=(2010,),
+                             chunk_frames=chunk_frames, hmi_frames=1, hmi_years=(2010,), eve=False, progress=True)
         build_catalog(aia=str(paths["aia"]), hmi=str(paths["hmi"]), catalog=catalog, progress=False)
     return catalog
 

@@ -105,7 +105,8 @@ def search_speed(catalog_dir: Path, repeat: int) -> None:
     print(f"Fido.search on {catalog_dir} (best of {repeat} after the first):")
     for name, attrs in cases.items():
         runs = [timed(lambda attrs=attrs: Fido.search(*attrs, a.sdoml.Catalog(catalog_dir))) for _ in range(repeat + 1)]
-        print(f"  {name:<32} {len(runs[0][1][0]):>6} rows  first {runs[0][0]:.2f} s, then {min(t for t, _ in runs[1:]):.2f} s")
+        later = min(t for t, _ in runs[1:])
+        print(f"  {name:<32} {len(runs[0][1][0]):>6} rows  first {runs[0][0]:.2f} s, then {later:.2f} s")
 
 
 def pixels(paths) -> list[np.ndarray]:

@@ -148,7 +148,8 @@ def one_frame(catalog, repeat: int) -> None:
     headers = timed_median(lambda: header_records(catalog, table), repeat)
     new, old = alternated(lambda: selection.maps(), lambda: selection.maps(), repeat)
     print(f"  (a) maps() of it: {new * 1e3:.1f} ms vs today's {old * 1e3:.1f} ms ({old / new:.1f}x); "
-          f"its header records {headers * 1e3:.1f} ms ({cold * 1e3:.1f} ms cold: row group not cached); map beyond the read: {(new - partial) * 1e3:.1f} ms")
+          f"its header records {headers * 1e3:.1f} ms ({cold * 1e3:.1f} ms cold: row group not cached); "
+          f"map beyond the read: {(new - partial) * 1e3:.1f} ms")
 
 
 def decode_bound_one_frame(array, frame: int, repeat: int) -> float:

@@ -93,8 +93,8 @@ def workload(catalog_dir: Path):
         choices = [
             f"SELECT year, channel, idx, T_OBS, EXPTIME FROM aia WHERE channel = '171A' AND EXPTIME < 2 "
             f"AND T_OBS BETWEEN {week} ORDER BY T_OBS",
-            f"SELECT * FROM nearest('hmi', 'Bz', '{day(rng, hmi_year)}', '{day(rng, hmi_year) + np.timedelta64(1, 'D')}', "
-            "INTERVAL 12 minutes, INTERVAL 3 minutes)",
+            f"SELECT * FROM nearest('hmi', 'Bz', '{day(rng, hmi_year)}', "
+            f"'{day(rng, hmi_year) + np.timedelta64(1, 'D')}', INTERVAL 12 minutes, INTERVAL 3 minutes)",
             f"SELECT channel, count(*) AS frames, min(T_OBS) AS first FROM aia WHERE T_OBS BETWEEN {week} "
             "GROUP BY channel ORDER BY channel",
             f"SELECT instrument, year, channel, idx, T_OBS FROM frames WHERE T_OBS BETWEEN '{start}' AND "
@@ -175,9 +175,9 @@ def report(title: str, result: dict) -> dict:
     print(f"\n{title}: {done + failed:,} requests in {result['seconds']:.1f} s = "
           f"{(done + failed) / result['seconds']:.1f} requests/s; errors: {failed}; load: {load_average()}")
     if "server_cpu" in result and done + failed:
-        print(f"  server CPU: {result['server_cpu']:.1f} s in all, {1000 * result['server_cpu'] / (done + failed):.0f} ms "
-              f"a request (load-independent: 2 free cores would serve ~{2 * (done + failed) / result['server_cpu']:.0f} "
-              "requests/s of this mix)")
+        cpu, requests = result["server_cpu"], done + failed
+        print(f"  server CPU: {cpu:.1f} s in all, {1000 * cpu / requests:.0f} ms a request "
+              f"(load-independent: 2 free cores would serve ~{2 * requests / cpu:.0f} requests/s of this mix)")
     print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     summary = {}
     for kind in KINDS:
@@ -269,8 +269,8 @@ def main(argv=None):
 
     catalog_dir = prepare(args.dir, args.aia_frames, args.hmi_frames, tuple(args.years))
     makers = workload(catalog_dir)
-    frames = sum(e.get("rows", 0) for e in json.loads((catalog_dir / "manifest.json").read_text())["partitions"].values()
-                 if e.get("instrument") in ("aia", "hmi"))
+    partitions = json.loads((catalog_dir / "manifest.json").read_text())["partitions"].values()
+    frames = sum(e.get("rows", 0) for e in partitions if e.get("instrument") in ("aia", "hmi"))
     print(f"catalog {catalog_dir}: {frames:,} frames; {args.clients} clients for {args.seconds:g} s; "
           f"{os.cpu_count()} cores; load before: {load_average()}")
     process, url = start_server(catalog_dir)
@@ -296,7 +296,8 @@ def main(argv=None):
         report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",
                result)
-        print(f"  the longest answered request took {max((max(v) for v in result['latencies'].values() if v), default=0):.1f} s")
+        longest = max((max(v) for v in result["latencies"].values() if v), default=0)
+        print(f"  the longest answered request took {longest:.1f} s")
     finally:
         process.terminate()
         process.wait(timeout=30)

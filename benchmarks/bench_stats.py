@@ -2,8 +2,8 @@
 its peak memory, and ``frame_quality WHERE NOT good`` on the bench_query catalog.
 
 (1) Writes a sample with images (``--channels`` AIA channels x ``--frames`` frames of one
-    year, ``--chunk-frames`` 15 (default, the real stores) or 120; cached in ``--dir``) and builds its catalog.  Then, each in a
-    fresh Python (peak memory = that process's VmHWM):
+    year, ``--chunk-frames`` 15 (default, the real stores) or 120; cached in ``--dir``) and builds its
+    catalog.  Then, each in a fresh Python (peak memory = that process's VmHWM):
     - decode bound: every chunk read and decoded once (the fetch stage's read function), on
       ``--workers`` threads, nothing computed;
     - ``compute_frame_stats(full=True)`` on the same threads: every chunk read once and reduced
@@ -73,7 +73,8 @@ yy, xx = np.mgrid[:512, :512]
 started = time.perf_counter()
 for i in range(n):
     img = array[i]  # one frame costs its whole chunk
-    disk = (xx - attrs["CRPIX1"][i] + 1) ** 2 + (yy - attrs["CRPIX2"][i] + 1) ** 2 <= (attrs["RSUN_OBS"][i] / attrs["CDELT1"][i]) ** 2
+    radius = attrs["RSUN_OBS"][i] / attrs["CDELT1"][i]
+    disk = (xx - attrs["CRPIX1"][i] + 1) ** 2 + (yy - attrs["CRPIX2"][i] + 1) ** 2 <= radius**2
     row = (np.isnan(img).sum(), (img == 0).sum(), np.nanmin(img), np.nanmax(img), np.nanmean(img), np.nanstd(img),
            *np.nanpercentile(img, [1, 50, 99]), np.nanmean(img[disk]), np.nanmean(img[~disk]))
 print(time.perf_counter() - started, n, peak_kb())

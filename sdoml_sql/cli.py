@@ -61,7 +61,8 @@ def main():
 
     \b
     Example:
-      make demo, then: sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
+      make demo, then:
+      sdoml-sql query "SELECT channel, count(*) FROM aia GROUP BY channel" --catalog demo-output/catalog
     """
 
 
@@ -436,6 +437,19 @@ missing_option = click.option("--missing", type=click.Choice(["raise", "nan", "d
                               show_default=True, help="Rows without a frame: fail, fill NaN frames, or drop them.")
 
 
+def frames_into(output_type: click.Path):
+    """The head shared by the commands that write the frames SQL selects into OUTPUT (movie,
+    export): the SQL and OUTPUT arguments, --catalog, --downsample and --method."""
+
+    def decorate(function):
+        for decorator in (method_option, downsample_option, catalog_option,
+                          click.argument("output", type=output_type), click.argument("sql")):
+            function = decorator(function)
+        return function
+
+    return decorate
+
+
 @main.command(cls=_SqlCommand)
 @click.argument("sql")
 @catalog_option
@@ -468,11 +482,7 @@ def fetch(sql, catalog, output, output_format, downsample, method, missing, prog
 
 
 @main.command(cls=_SqlCommand)
-@click.argument("sql")
-@click.argument("output", type=click.Path(dir_okay=False))
-@catalog_option
-@downsample_option
-@method_option
+@frames_into(click.Path(dir_okay=False))
 @click.option("--missing", type=click.Choice(["raise", "drop"]), default="raise", show_default=True,
               help="Rows without a frame: fail or leave them out.")
 @click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Frames per second.")
@@ -501,11 +511,7 @@ def movie(sql, output, catalog, downsample, method, missing, fps, scaling, sortb
 
 
 @main.command(cls=_SqlCommand)
-@click.argument("sql")
-@click.argument("output", type=click.Path(file_okay=False))
-@catalog_option
-@downsample_option
-@method_option
+@frames_into(click.Path(file_okay=False))
 @click.option("--missing", type=click.Choice(["drop", "nan", "raise"]), default="drop", show_default=True,
               help="Samples with a channel missing: leave out, NaN frame, or fail.")
 @click.option("--normalize", type=click.Choice(["none", "sdoml"]), default="none", show_default=True,
@@ -583,8 +589,8 @@ def stats(catalog, years, channels, full, workers, progress, scheduler):
 @click.option("--start", default=None, help="First time (default: the catalog's first frame's day).")
 @click.option("--stop", default=None, help="End time, excluded (default: the day after the last frame).")
 @click.option("--bucket", default=None,
-              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … giving at most "
-                   "240 buckets; a chosen one may give up to 2,000).")
+              help="Bucket length, e.g. '1 hour', '1 week' (default: the first of 1 minute, 6 minutes, … "
+                   "giving at most 240 buckets; a chosen one may give up to 2,000).")
 @click.option("--gap", default=None,
               help="A step between frames longer than this (a positive interval) is a gap (default: 30 minutes).")
 def plot_quality_command(output, catalog, start, stop, bucket, gap):

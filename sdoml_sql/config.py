@@ -8,16 +8,19 @@ one command) or else from its ``SDOML_*`` environment variable, read here and no
 | setting | argument | option | environment |
 |---|---|---|---|
 | catalog | ``catalog=`` | ``--catalog`` | ``SDOML_CATALOG`` |
-| store-read timeout (s per object, retries included) | ``store_timeout=`` | ``--store-timeout`` (``--timeout``) | ``SDOML_TIMEOUT`` |
+| store-read timeout (s)¹ | ``store_timeout=`` | ``--store-timeout`` (``--timeout``) | ``SDOML_TIMEOUT`` |
 | store-read retries | ``retries=`` | ``--retries`` | ``SDOML_RETRIES`` |
 | chunk cache directory | ``cache_dir=`` | ``--cache-dir`` | ``SDOML_CACHE`` |
-| object-store endpoint | ``storage_options`` | ``--endpoint-url`` | ``SDOML_ENDPOINT_URL`` (``SDOML_S3_ENDPOINT``, ``AWS_ENDPOINT_URL``, ``STORAGE_EMULATOR_HOST``) |
+| object-store endpoint | ``storage_options`` | ``--endpoint-url`` | ``SDOML_ENDPOINT_URL``² |
 | GCS billing project | ``billing_project=`` | ``--billing-project`` | ``SDOML_BILLING_PROJECT`` |
 | mirror of preset names | ``mirror=`` | ``--mirror`` | ``SDOML_MIRROR`` |
 | query time limit (s) | ``query_timeout=`` (``timeout=``) | ``--query-timeout`` | ``SDOML_QUERY_TIMEOUT`` |
-| DuckDB spill directory (a per-process one is made under it) | | | ``SDOML_DUCKDB_TEMP`` (``~/.cache/sdoml-sql/duckdb-tmp``) |
+| DuckDB spill directory³ | | | ``SDOML_DUCKDB_TEMP`` (``~/.cache/sdoml-sql/duckdb-tmp``) |
 | DuckDB spill limit per connection | | | ``SDOML_DUCKDB_MAX_TEMP`` (``4GB``) |
 | DuckDB memory limit per connection | | | ``SDOML_DUCKDB_MEMORY`` (``25%`` of the RAM) |
+
+¹ seconds per object, retries included.  ² or ``SDOML_S3_ENDPOINT``, ``AWS_ENDPOINT_URL``,
+``STORAGE_EMULATOR_HOST``.  ³ a per-process directory is made under it.
 """
 
 from __future__ import annotations

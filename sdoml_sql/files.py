@@ -59,11 +59,14 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> Path:
 
 def move_into_place(staged: str | os.PathLike, final: str | os.PathLike) -> None:
     """Rename a complete file (or directory) ``staged`` onto ``final`` in one step, creating
-    ``final``'s parents; a directory at ``final`` is removed first (a rename cannot replace one)."""
+    ``final``'s parents; a directory at ``final``, or a file or link in a staged directory's way,
+    is removed first (a rename cannot replace those)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.is_dir() and not final.is_symlink():
         shutil.rmtree(final)
+    elif Path(staged).is_dir() and (final.exists() or final.is_symlink()):
+        final.unlink()
     os.replace(staged, final)
 
 

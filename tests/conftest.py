@@ -37,36 +37,6 @@ def _built(paths, directory):
     return directory
 
 
-@pytest.fixture(scope="session")
-def catalog_dir(sample_paths, tmp_path_factory):
-    """A catalog built from the sample stores. Tests must not modify it (copy it first)."""
-    return _built(sample_paths, tmp_path_factory.mktemp("catalog") / "catalog")
-
-
-@pytest.fixture(scope="module")
-def catalog(catalog_dir):
-    """The session catalog opened for SQL (one per test module)."""
-    from sdoml_sql import Catalog
-
-    return Catalog(catalog_dir)
-
-
-@pytest.fixture(scope="module")
-def source(sample_paths):
-    """Every AIA/HMI frame of the sample read straight from the stores' attrs (brute force)."""
-    import sql_brute
-
-    return sql_brute.source_frames(sample_paths)
-
-
-@pytest.fixture(scope="module")
-def eve_source(sample_paths):
-    """The sample's EVE samples read straight from the store (brute force)."""
-    import sql_brute
-
-    return sql_brute.source_eve(sample_paths)
-
-
 # --- SDOMLv2a twins: a test that takes `layout` (or a `layout_*` fixture) runs on both layouts ---
 
 LAYOUTS = ("v2", "v2a")
@@ -83,32 +53,41 @@ def v2a_sample_paths(tmp_path_factory):
     return write_sample(tmp_path_factory.mktemp("sample-v2a"), layout="v2a", aia_frames=V2A_FRAMES)
 
 
-@pytest.fixture(scope="session")
-def v2a_catalog_dir(v2a_sample_paths, tmp_path_factory):
-    """A catalog built from the v2a sample stores. Tests must not modify it (copy it first)."""
-    return _built(v2a_sample_paths, tmp_path_factory.mktemp("catalog-v2a") / "catalog")
+def _fixtures_of_a_sample(prefix: str):
+    """The fixtures of one sample layout, built from its ``{prefix}sample_paths``:
+    ``{prefix}catalog_dir`` (its catalog; tests must not modify it, copy it first),
+    ``{prefix}catalog`` (opened for SQL, one per test module), ``{prefix}source`` (every
+    AIA/HMI frame read straight from the stores' attrs, brute force) and ``{prefix}eve_source``
+    (its EVE samples read straight from the store)."""
+
+    @pytest.fixture(scope="session", name=f"{prefix}catalog_dir")
+    def catalog_dir(request, tmp_path_factory):
+        paths = request.getfixturevalue(f"{prefix}sample_paths")
+        return _built(paths, tmp_path_factory.mktemp(f"{prefix}catalog") / "catalog")
+
+    @pytest.fixture(scope="module", name=f"{prefix}catalog")
+    def catalog(request):
+        from sdoml_sql import Catalog
+
+        return Catalog(request.getfixturevalue(f"{prefix}catalog_dir"))
+
+    @pytest.fixture(scope="module", name=f"{prefix}source")
+    def source(request):
+        import sql_brute
+
+        return sql_brute.source_frames(request.getfixturevalue(f"{prefix}sample_paths"))
+
+    @pytest.fixture(scope="module", name=f"{prefix}eve_source")
+    def eve_source(request):
+        import sql_brute
+
+        return sql_brute.source_eve(request.getfixturevalue(f"{prefix}sample_paths"))
+
+    return catalog_dir, catalog, source, eve_source
 
 
-@pytest.fixture(scope="module")
-def v2a_catalog(v2a_catalog_dir):
-    """The v2a catalog opened for SQL; ``v2a_source`` and ``v2a_eve_source`` as ``source``, ``eve_source``."""
-    from sdoml_sql import Catalog
-
-    return Catalog(v2a_catalog_dir)
-
-
-@pytest.fixture(scope="module")
-def v2a_source(v2a_sample_paths):
-    import sql_brute
-
-    return sql_brute.source_frames(v2a_sample_paths)
-
-
-@pytest.fixture(scope="module")
-def v2a_eve_source(v2a_sample_paths):
-    import sql_brute
-
-    return sql_brute.source_eve(v2a_sample_paths)
+catalog_dir, catalog, source, eve_source = _fixtures_of_a_sample("")
+v2a_catalog_dir, v2a_catalog, v2a_source, v2a_eve_source = _fixtures_of_a_sample("v2a_")
 
 
 @pytest.fixture(params=LAYOUTS)
@@ -117,38 +96,21 @@ def layout(request):
     return request.param
 
 
-def _of_layout(request, layout: str, name: str):
-    return request.getfixturevalue(name if layout == "v2" else f"v2a_{name}")
+def _of_the_layout(name: str):
+    """The fixture ``layout_{name}``: fixture ``name`` of the twinned test's layout."""
+
+    @pytest.fixture(name=f"layout_{name.removeprefix('sample_')}")
+    def of_the_layout(request, layout):
+        return request.getfixturevalue(name if layout == "v2" else f"v2a_{name}")
+
+    return of_the_layout
 
 
-@pytest.fixture
-def layout_paths(request, layout):
-    """``sample_paths`` of the layout."""
-    return _of_layout(request, layout, "sample_paths")
-
-
-@pytest.fixture
-def layout_catalog_dir(request, layout):
-    """``catalog_dir`` of the layout."""
-    return _of_layout(request, layout, "catalog_dir")
-
-
-@pytest.fixture
-def layout_catalog(request, layout):
-    """``catalog`` of the layout."""
-    return _of_layout(request, layout, "catalog")
-
-
-@pytest.fixture
-def layout_source(request, layout):
-    """``source`` (brute-force frames) of the layout."""
-    return _of_layout(request, layout, "source")
-
-
-@pytest.fixture
-def layout_eve_source(request, layout):
-    """``eve_source`` of the layout."""
-    return _of_layout(request, layout, "eve_source")
+layout_paths = _of_the_layout("sample_paths")
+layout_catalog_dir = _of_the_layout("catalog_dir")
+layout_catalog = _of_the_layout("catalog")
+layout_source = _of_the_layout("source")
+layout_eve_source = _of_the_layout("eve_source")
 
 
 # Object-store emulators on 127.0.0.1 (GCS, S3) and the fault-injecting proxy: tests/emulators.py.

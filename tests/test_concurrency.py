@@ -87,13 +87,14 @@ def test_readers_see_whole_partitions_while_rebuild_swaps_them(live_catalog):
 HOLD_THE_LOCK = """
 import sys, time
 import sdoml_sql.catalog_builder.build as build
-real = build._harvest_partition
+import sdoml_sql.catalog_builder.partition_files as partition_files
+real = partition_files.harvest_partition
 def slow(*args, **kwargs):
     result = real(*args, **kwargs)
     print("harvesting", flush=True)
     time.sleep(60)
     return result
-build._harvest_partition = slow
+partition_files.harvest_partition = slow
 build.rebuild_catalog(sys.argv[1], full=True, progress=False)
 """
 

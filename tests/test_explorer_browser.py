@@ -103,7 +103,8 @@ def test_an_error_shows_the_line_the_cli_prints(browser, server, catalog_dir):
 
 
 def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog):
-    frames = catalog.query("SELECT year, idx, T_OBS FROM hmi WHERE channel = 'Bz' ORDER BY T_OBS, year, idx").to_pandas()
+    frames = catalog.query("SELECT year, idx, T_OBS FROM hmi WHERE channel = 'Bz' "
+                           "ORDER BY T_OBS, year, idx").to_pandas()
     browser.get(f"{server}/sql?q={quote(SQL)}")
     wait_for(browser, lambda d: rows_shown(d) > 3, "rows")
     browser.find_element("css selector", "#results tbody tr:nth-child(2) a").click()
@@ -116,7 +117,8 @@ def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog):
     at = frames.index[(frames.year == 2010) & (frames.idx == idx)][0]
     browser.find_element("id", "next").click()
     following = frames.iloc[at + 1]
-    wait_for(browser, lambda d: d.current_url.endswith(f"/frame/hmi/{following.year}/Bz/{following.idx}"), "the next frame")
+    next_url = f"/frame/hmi/{following.year}/Bz/{following.idx}"
+    wait_for(browser, lambda d: d.current_url.endswith(next_url), "the next frame")
     wait_for(browser, lambda d: str(following.T_OBS)[:19] in d.find_element("id", "time").text, "its time")
 
 

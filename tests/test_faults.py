@@ -116,7 +116,8 @@ def test_a_chunk_that_keeps_failing_names_the_object(proxied_catalog, monkeypatc
     monkeypatch.setenv("SDOML_TIMEOUT", "4")
     proxy.inject(Fault("error", CHUNK_0, times=None))
     started = time.perf_counter()
-    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.5: StoreError: store .*: cannot read 2010/171A/0\.0\.0 after"):
+    with pytest.raises(FetchError, match=r"aia 2010/171A frames 0\.\.5: StoreError: store .*: "
+                                         r"cannot read 2010/171A/0\.0\.0 after"):
         Catalog(catalog).query(FRAMES_SQL).fetch().compute()
     assert time.perf_counter() - started < TIMEOUT_S + 2
 

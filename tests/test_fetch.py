@@ -195,7 +195,8 @@ def test_aligned_grid_fetches_time_by_channel(any_catalog):
         if pd.isna(r.idx):
             assert np.isnan(frame).all()
         else:
-            np.testing.assert_array_equal(frame, direct_frame(catalog, r.instrument, int(r.year), r.channel, int(r.idx)))
+            direct = direct_frame(catalog, r.instrument, int(r.year), r.channel, int(r.idx))
+            np.testing.assert_array_equal(frame, direct)
     kept = selection.fetch(missing="drop")
     complete = table.groupby("row")["idx"].apply(lambda s: s.notna().all())
     assert kept.shape[0] == int(complete.sum()) > 0

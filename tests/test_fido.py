@@ -61,7 +61,8 @@ def locators(table) -> list[tuple]:
 
 def sql_locators(selection) -> list[tuple]:
     frame = selection.locators()
-    return [(i, int(y), c, int(n)) for i, y, c, n in frame[["instrument", "year", "channel", "idx"]].itertuples(index=False)]
+    rows = frame[["instrument", "year", "channel", "idx"]].itertuples(index=False)
+    return [(i, int(y), c, int(n)) for i, y, c, n in rows]
 
 
 def sql_locators_with_misses(selection) -> list[tuple]:
@@ -99,7 +100,8 @@ def test_wavelengths_match_as_sunpy_does(catalog, catalog_dir):
     assert set(single["Channel"]) == {"171A"}
     ranged = search(catalog_dir, DAY, a.Wavelength(150 * u.AA, 200 * u.AA))
     sql = catalog.query("SELECT year, channel, idx FROM frames WHERE channel IN ('171A', '193A') "
-                        "AND T_OBS BETWEEN '2010-08-27' AND '2010-08-28' ORDER BY T_OBS, instrument, channel, year, idx")
+                        "AND T_OBS BETWEEN '2010-08-27' AND '2010-08-28' "
+                        "ORDER BY T_OBS, instrument, channel, year, idx")
     assert locators(ranged) == sql_locators(sql)
     assert set(ranged["Channel"]) == {"171A", "193A"}
     hmi = search(catalog_dir, DAY, a.Wavelength(6173 * u.AA))
@@ -176,7 +178,8 @@ def test_a_missing_catalog_or_time_is_a_one_line_error(catalog_dir, tmp_path):
     assert fido_error(DAY, a.sdoml.Catalog(tmp_path / "none")) == \
         f"CatalogError: no catalog at {tmp_path / 'none'}: build one with `sdoml-sql build`"
     with pytest.raises(SdomlError, match=r"needs a time range: add a.Time"):
-        SDOMLClient().search(a.sdoml.Channel("171A"), a.sdoml.Catalog(catalog_dir))  # Fido itself never routes a query without a.Time here
+        # Fido itself never routes a query without a.Time here
+        SDOMLClient().search(a.sdoml.Channel("171A"), a.sdoml.Catalog(catalog_dir))
 
 
 # --- routing -----------------------------------------------------------------------------------

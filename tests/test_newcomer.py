@@ -67,7 +67,8 @@ def _equal_to_arrow(column: pa.ChunkedArray, values: list) -> None:
         if want is None:
             assert got is None or got == "" or (isinstance(got, float) and np.isnan(got)), (got, want)
         elif pa.types.is_floating(column.type):
-            assert np.array(float(got), dtype=column.type.to_pandas_dtype()) == np.array(want, dtype=column.type.to_pandas_dtype())
+            dtype = column.type.to_pandas_dtype()
+            assert np.array(float(got), dtype=dtype) == np.array(want, dtype=dtype)
         elif pa.types.is_timestamp(column.type):
             assert pd.Timestamp(got) == pd.Timestamp(want), (got, want)
         elif pa.types.is_integer(column.type):
@@ -202,7 +203,8 @@ def test_demo_help_prints_usage_and_creates_nothing(tmp_path):
 # --- 7-10. silent empty or wrong results ----------------------------------------------------
 
 def test_fetch_of_no_frame_names_the_range_and_the_catalog(catalog, catalog_dir, tmp_path):
-    result = run("fetch", NEAREST_2015, "--missing", "drop", "--catalog", str(catalog_dir), "-o", str(tmp_path / "e.npy"))
+    result = run("fetch", NEAREST_2015, "--missing", "drop", "--catalog", str(catalog_dir),
+                 "-o", str(tmp_path / "e.npy"))
     message = assert_one_error_line(result, "2015-01-01 00:00:00", "2015-01-01 23:48:00", "aia 171A from 2010")
     assert "no frames" in message and not (tmp_path / "e.npy").exists()
     selection = catalog.query(NEAREST_2015)
@@ -433,7 +435,8 @@ def test_selection_verbs_have_real_signatures_that_match_the_functions():
     export = inspect.signature(Selection.export).parameters
     assert all(p.kind != inspect.Parameter.VAR_KEYWORD for p in export.values())
     assert {n: export[n].default for n in ("downsample", "method", "missing", "normalize")} == {
-        n: p.default for n, p in inspect.signature(datasets.dataset).parameters.items() if n not in ("selection", "transform")}
+        n: p.default for n, p in inspect.signature(datasets.dataset).parameters.items()
+        if n not in ("selection", "transform")}
 
 
 def test_plan_and_fetch_agree_on_missing_rows(catalog):

@@ -110,7 +110,8 @@ def test_plot_quality_caps_a_chosen_bucket(small):
 
     catalog = Catalog(small["catalog"])
     started = time.perf_counter()
-    with pytest.raises(QueryError, match=r"bucket '1 second' gives [\d,]+ buckets .* more than 2,000: choose '6 minutes' or longer"):
+    with pytest.raises(QueryError, match=r"bucket '1 second' gives [\d,]+ buckets .* more than 2,000: "
+                                         r"choose '6 minutes' or longer"):
         plot_quality(catalog, start="2010-08-27", stop="2010-08-29", bucket="1 second")
     assert time.perf_counter() - started < 10
     with pytest.raises(QueryError, match="2,880 buckets"):
@@ -382,8 +383,9 @@ def test_len_of_a_loader_is_its_batches(ml_dir, options):
     batches = list(loader)
     assert len(loader) == len(batches) > 0 and loader.batch_size == options["batch_size"]
     sizes = [len(b["row"]) for b in batches]
-    assert max(sizes) <= options["batch_size"] and sum(sizes) == sum(len(s.steps) for s in loader.dataset.plan.schedules) - \
-        (sum(len(s.steps) % options["batch_size"] for s in loader.dataset.plan.schedules) if options.get("drop_last") else 0)
+    schedules = loader.dataset.plan.schedules
+    dropped = sum(len(s.steps) % options["batch_size"] for s in schedules) if options.get("drop_last") else 0
+    assert max(sizes) <= options["batch_size"] and sum(sizes) == sum(len(s.steps) for s in schedules) - dropped
     if options.get("drop_last"):
         assert set(sizes) == {options["batch_size"]}
     transformed = _aia_dataset(ml_dir, transform=lambda item: item).loader(**options)
@@ -433,14 +435,15 @@ def test_fido_path_templates_take_the_table_columns_and_name_the_keys(catalog_di
 
     import sdoml_sql.fido  # noqa: F401 - registers the client
 
-    found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:40"), a.Wavelength(171 * u.AA) | a.sdoml.Channel("Bz"),
-                        a.sdoml.Catalog(catalog_dir))
+    found = Fido.search(a.Time("2010-08-27 00:00", "2010-08-27 00:40"),
+                        a.Wavelength(171 * u.AA) | a.sdoml.Channel("Bz"), a.sdoml.Catalog(catalog_dir))
     capfd.readouterr()
     files = Fido.fetch(found, path=tmp_path / "{Instrument}" / "{Channel}" / "{file}")
     assert not files.errors and len(files) == len(found[0]) + len(found[1]) > 2
     assert {Path(f).parent.relative_to(tmp_path).as_posix() for f in files} == {"AIA/171A", "HMI/Bz"}
     assert "Files Downloaded" not in capfd.readouterr().err  # parfive downloaded nothing: no "0file" bar
-    with pytest.raises(InputError, match=r"path template '.*\{chanel\}.*': no key 'chanel'; the keys are .*\{channel\}"):
+    with pytest.raises(InputError,
+                       match=r"path template '.*\{chanel\}.*': no key 'chanel'; the keys are .*\{channel\}"):
         Fido.fetch(found, path=str(tmp_path / "{chanel}" / "{file}"))
     again = Fido.fetch(found[1], path=tmp_path / "again" / "{file}")  # a later fetch works, and says nothing
     assert len(again) == len(found[1]) and "Traceback" not in capfd.readouterr().err
@@ -614,7 +617,8 @@ def test_start_after_stop_and_misspelt_macro_parameters_name_the_problem(catalog
         catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-28', '2010-08-27', '12 minutes', '6 minutes')")
     with pytest.raises(QueryError, match=r"stop .* is before start"):
         catalog.query("SELECT * FROM nearest_eve('2010-08-28', '2010-08-27', '12 minutes', '6 minutes')")
-    with pytest.raises(QueryError, match=r"^macro nearest\(\) has no parameter goodonly: its parameters are .*good_only; "
+    with pytest.raises(QueryError, match=r"^macro nearest\(\) has no parameter goodonly: "
+                                         r"its parameters are .*good_only; "
                                          r"did you mean good_only\?"):
         catalog.query("SELECT * FROM nearest('aia', '171A', '2010-08-27', '2010-08-28', '12 minutes', '6 minutes', "
                       "goodonly := true)")
@@ -662,8 +666,8 @@ def test_sample_stores_are_written_without_deprecation_warnings(tmp_path):
 
 
 def test_make_test_runs_the_oldest_and_the_newest_python_and_make_demo_installs_no_test_tools():
-    dry = subprocess.run(["make", "-n", "-B", "test", "demo", "PYTHON_NEWEST=python3.13"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    dry = subprocess.run(["make", "-n", "-B", "test", "demo", "PYTHON_NEWEST=python3.13"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     runs = [line for line in lines if "-m pytest" in line]

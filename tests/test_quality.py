@@ -345,7 +345,8 @@ def test_big_catalogs_read_frame_quality_and_frame_times_from_materialized_copie
     assert not live._copies and not any((directory / c.file).exists() for c in copies.COPIES)
     queries = ["SELECT * FROM frame_quality ORDER BY instrument, channel, year, idx",
                "SELECT * FROM frame_times ORDER BY instrument, channel, year, idx",
-               "SELECT * FROM frame_times WHERE T_OBS BETWEEN '2010-08-27' AND '2010-08-27 12:00' ORDER BY channel, idx",
+               "SELECT * FROM frame_times WHERE T_OBS BETWEEN '2010-08-27' AND '2010-08-27 12:00' "
+               "ORDER BY channel, idx",
                "SELECT * FROM nearest_frames(['171A', 'Bz'], '2010-08-27', '2010-08-28', '12 minutes', '6 minutes')",
                "SELECT * FROM coverage('2010-08-26', '2010-08-29', INTERVAL 6 hours, INTERVAL 1 hour)"]
     monkeypatch.setattr(copies, "MIN_FRAMES", 0)  # as if the catalog were big

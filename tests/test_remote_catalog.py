@@ -20,10 +20,12 @@ from sdoml_sql.files import PARTIAL_MARK
 from sdoml_sql.query.catalog import Catalog
 
 QUERIES = [
-    "SELECT year, channel, count(*) AS n, min(T_OBS) AS first, max(EXPTIME) AS longest FROM aia GROUP BY ALL ORDER BY ALL",
+    "SELECT year, channel, count(*) AS n, min(T_OBS) AS first, max(EXPTIME) AS longest FROM aia "
+    "GROUP BY ALL ORDER BY ALL",
     "SELECT channel, count(*) AS n FROM hmi GROUP BY ALL ORDER BY ALL",
     "SELECT count(*) AS n, max(\"Fe XX_2\") AS peak FROM eve",
-    "SELECT year, channel, idx, T_OBS FROM aia WHERE T_OBS BETWEEN '2010-08-27 01:00' AND '2010-08-27 02:00' ORDER BY ALL",
+    "SELECT year, channel, idx, T_OBS FROM aia WHERE T_OBS BETWEEN '2010-08-27 01:00' AND '2010-08-27 02:00' "
+    "ORDER BY ALL",
     "SELECT * FROM nearest('hmi', 'Bz', '2010-08-27', '2010-08-28', INTERVAL 12 minutes, INTERVAL 3 minutes)",
 ]
 

@@ -29,7 +29,8 @@ TRIALS = 20
 START_GAP_S = 0.005
 #: What each builder adds: different source frames (one channel of each instrument, to keep trials short).
 BUILDS = {"aia": {"channels": ["171A"]}, "hmi": {"channels": ["Bz"]}}
-ROWS_SQL = {"aia": "SELECT * FROM aia ORDER BY year, channel, idx", "hmi": "SELECT * FROM hmi ORDER BY year, channel, idx"}
+ROWS_SQL = {"aia": "SELECT * FROM aia ORDER BY year, channel, idx",
+            "hmi": "SELECT * FROM hmi ORDER BY year, channel, idx"}
 COUNTS_SQL = "SELECT instrument, count(*) AS n FROM frames GROUP BY ALL ORDER BY ALL"
 
 

@@ -339,6 +339,33 @@ def test_same_seed_same_store(tmp_path):
     assert (first["aia"] / "2010/171A/0.0.0").read_bytes() != (other["aia"] / "2010/171A/0.0.0").read_bytes()
 
 
+def tree_bytes(directory: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_sample_that_fails_part_way_leaves_the_old_stores_whole(tmp_path, monkeypatch):
+    import sdoml_sql.stores.sample as sample
+
+    options = {"aia_frames": 3, "hmi_frames": 2, "eve_samples": 5, "channels": "171A", "years": 2010,
+               "hmi_years": 2010, "images": False}
+    paths = write_sample(tmp_path, **options)
+    paths["eve"].rename(tmp_path / "eve-elsewhere")
+    paths["eve"].symlink_to(tmp_path / "eve-elsewhere")  # a store may be a link: it is replaced, not followed
+    before = tree_bytes(tmp_path)
+
+    def disk_full(*args, **kwargs):  # AIA and HMI are complete by then, in the staging directory
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(sample, "_write_eve", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_sample(tmp_path, seed=4, overwrite=True, **options)
+    assert tree_bytes(tmp_path) == before and not list(tmp_path.glob(".sample-*"))
+    monkeypatch.undo()
+    write_sample(tmp_path, seed=4, overwrite=True, **options)
+    assert paths["eve"].is_dir() and not paths["eve"].is_symlink() and tree_bytes(tmp_path) != before
+    assert (tmp_path / "eve-elsewhere" / ".zmetadata").is_file()  # the link's target was not written into
+
+
 def test_unknown_channel_is_refused(tmp_path):
     with pytest.raises(ValueError, match="4500A"):
         write_sample(tmp_path, channels=("4500A",))

@@ -28,8 +28,10 @@ QUERIES = {
     "aligned": "SELECT * FROM aligned(['171A', 'Bz'], '2010-08-27', '2010-08-27 06:00', INTERVAL 1 hour, "
                "INTERVAL 6 minutes)",
     "eve": 'SELECT time, "Fe XX_2", "He II" FROM eve ORDER BY time LIMIT 45',
-    "table": "SELECT channel, count(*) AS n, min(T_OBS) AS first FROM frames GROUP BY channel ORDER BY channel",
-    "nearest": "SELECT * FROM nearest('hmi', 'Bz', '2010-08-27', '2010-08-28', INTERVAL 12 minutes, INTERVAL 3 minutes)",
+    "table": "SELECT channel, count(*) AS n, min(T_OBS) AS first FROM frames "
+             "GROUP BY channel ORDER BY channel",
+    "nearest": "SELECT * FROM nearest('hmi', 'Bz', '2010-08-27', '2010-08-28', "
+               "INTERVAL 12 minutes, INTERVAL 3 minutes)",
 }
 TIMEOUT_S = 1.0
 
@@ -168,8 +170,8 @@ def test_frame_data_neighbours_and_header(server, http, catalog):
     assert (info["next"]["year"], info["next"]["idx"]) == (day.year[at + 1], day.idx[at + 1])
     others = {o["channel"]: o for o in info["others"]}
     assert "171A" not in others and {"193A", "Bz"} <= set(others)
-    bz = catalog.query("SELECT idx, T_OBS FROM hmi WHERE channel = 'Bz' ORDER BY abs(epoch(T_OBS) - epoch($t::TIMESTAMP)) "
-                       "LIMIT 1", {"t": info["T_OBS"]}).to_pandas()
+    bz = catalog.query("SELECT idx, T_OBS FROM hmi WHERE channel = 'Bz' "
+                       "ORDER BY abs(epoch(T_OBS) - epoch($t::TIMESTAMP)) LIMIT 1", {"t": info["T_OBS"]}).to_pandas()
     assert others["Bz"]["idx"] == bz.idx[0]
     header = http.get(f"{server}/api/frames/aia/2010/171A/3/header", timeout=60).json()["header"]
     expected = one_frame(catalog, "aia", 2010, "171A", 3)
@@ -232,8 +234,8 @@ def test_huge_or_malformed_limit_and_offset_are_refused(server, http, params, wo
 
 def test_a_runaway_query_stops_at_the_limit_and_the_server_stays_up(server, http):
     started = time.perf_counter()
-    response = http.get(f"{server}/api/query", params={"sql": "SELECT count(*) FROM range(100000000000) a, range(10) b"},
-                        timeout=60)
+    response = http.get(f"{server}/api/query",
+                        params={"sql": "SELECT count(*) FROM range(100000000000) a, range(10) b"}, timeout=60)
     assert response.status_code == 400
     assert response.json()["error"].startswith(f"query stopped at its time limit of {TIMEOUT_S:g} s")
     assert time.perf_counter() - started < TIMEOUT_S + 5

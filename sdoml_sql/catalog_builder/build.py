@@ -9,11 +9,8 @@ failed or interrupted build leaves the previous catalog as it was.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import datetime as dt
 import fcntl
-import hashlib
 import os
 import shutil
 import time
@@ -23,18 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sdoml_sql import config
 from sdoml_sql.catalog_builder import remote
-from sdoml_sql.catalog_builder.harvest import (
-    eve_array_path,
-    eve_groups,
-    harvest_array,
-    harvest_eve,
-)
 from sdoml_sql.catalog_builder.layout import (
     DATA_FILE,
     FRAME_INSTRUMENTS,
@@ -44,11 +34,7 @@ from sdoml_sql.catalog_builder.layout import (
     STATS_DIR,
     STATS_FINGERPRINT_KEY,
     Manifest,
-    eve_group_name,
-    eve_key,
-    identity,
     open_source,
-    partition_key,
     per_array_key,
     side_keys,
 )
@@ -61,31 +47,32 @@ from sdoml_sql.catalog_builder.location import (
     parse_manifest,
     read_manifest,
 )
+from sdoml_sql.catalog_builder.partition_files import (
+    ROW_GROUP_ROWS,
+    harvest_all,
+    harvest_distributed,
+    now_utc,
+    time_index,
+    write_parquet,
+    write_partition_file,
+)
+from sdoml_sql.catalog_builder.plan import (
+    STORE_CHANNELS,
+    Partition,
+    fingerprint,
+    plan_sources,
+    split_changed,
+    store_kind,
+)
 from sdoml_sql.catalog_builder.variants import source_variant, variant_changes
 from sdoml_sql.config import default_catalog_dir
-from sdoml_sql.exceptions import CatalogError, StoreError, items, unknown_names, years_list
+from sdoml_sql.exceptions import CatalogError, items, years_list
 from sdoml_sql.files import move_into_place, write_atomically
-from sdoml_sql.stores.sample import AIA_CHANNELS, HMI_COMPONENTS
-from sdoml_sql.stores.source import Source, open_store, resolve_url
+from sdoml_sql.stores.source import resolve_url
 from sdoml_sql.version import __version__
 
 SCHEMA_VERSION = 1
-#: The arrays of a year group that tell an AIA store from an HMI store.
-STORE_CHANNELS = {"aia": AIA_CHANNELS, "hmi": HMI_COMPONENTS}
 SECRET_OPTION_WORDS = ("secret", "token", "key", "password", "credential")
-
-
-@dataclass
-class Partition:
-    """One unit of the catalog: a source array (or EVE group) and where its rows go."""
-
-    key: str  # "aia/year=2010/channel=171A"
-    instrument: str
-    array_path: str  # "2010/171A" or "MEGS-A"
-    year: int | None = None
-    channel: str | None = None
-    fingerprint: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -213,7 +200,8 @@ def rebuild_catalog(
                            f"{', '.join(sorted(known)) or 'none'}")
     moved = {name: absolute_local(url) for name, url in (sources or {}).items()}
     plan = {
-        name: {"url": moved.get(name, entry["url"]), "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
+        name: {"url": moved.get(name, entry["url"]),
+               "storage_options": {**entry.get("storage_options", {}), **(storage_options or {})},
                "billing_project": billing_project, "mirror": None, "filters": entry.get("filters") or {}}
         for name, entry in known.items()
     }
@@ -243,16 +231,16 @@ def _run_remote_build(location: CatalogLocation, plan: dict[str, dict], *, full:
         old = old or Manifest.empty()
         sources = {name: open_source(name, entry) for name, entry in plan.items()}
         planned = plan_sources(plan, sources)
-        todo, keep = _split_changed(planned, old.partitions, full)
+        todo, keep = split_changed(planned, old.partitions, full)
         report.skipped = sorted(keep)
         build_id = remote.new_build_id()
         if client is not None:
             publish = (location.url, location.source.storage_options, build_id)
-            results = _harvest_distributed(client, sources, todo, None, progress, publish)
+            results = harvest_distributed(client, sources, todo, None, progress, publish)
         else:
             staging = remote.private_staging()
             try:
-                results = _harvest_all(sources, todo, staging, progress, read_ahead)
+                results = harvest_all(sources, todo, staging, progress, read_ahead)
                 for partition in results:
                     remote.upload_partition(location, staging, partition, side_keys(partition.key), build_id,
                                             DATA_FILE)
@@ -290,12 +278,12 @@ def _run_build(directory: Path, plan: dict[str, dict], *, full: bool, progress: 
         staging = directory / STAGING_DIR / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
-            todo, keep = _split_changed(planned, old.partitions, full)
+            todo, keep = split_changed(planned, old.partitions, full)
             report.skipped = sorted(keep)
             if client is not None:
-                results = _harvest_distributed(client, sources, todo, staging, progress)
+                results = harvest_distributed(client, sources, todo, staging, progress)
             else:
-                results = _harvest_all(sources, todo, staging, progress, read_ahead)
+                results = harvest_all(sources, todo, staging, progress, read_ahead)
             new_manifest = _next_manifest(old, plan, sources, results, keep)
             report.removed = sorted(set(old.partitions) - set(new_manifest.partitions))
             report.notes = _variant_notes(old, new_manifest, results, report.removed, keep)
@@ -328,7 +316,8 @@ def stale_statistics(directory: Path, manifest: dict[str, Any]) -> list[str]:
                 stale.append(key)
     if not stale:
         return []
-    return [f"frame_stats of {len(stale)} partition(s) ({', '.join(sorted(stale)[:3])}{', …' if len(stale) > 3 else ''}) "
+    named = ", ".join(sorted(stale)[:3]) + (", …" if len(stale) > 3 else "")
+    return [f"frame_stats of {len(stale)} partition(s) ({named}) "
             "were computed from other headers or pixels: their frames count as has_stats=false until "
             "`sdoml-sql stats` runs again"]
 
@@ -355,319 +344,6 @@ def exclusive(directory: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-def plan_sources(plan: dict[str, dict], sources: dict[str, Source]) -> dict[str, list[Partition]]:
-    """The partitions of every planned source, after checking that each store holds what its
-    instrument's stores hold (an HMI store given as ``aia`` is refused) and that every channel
-    of the filter is an array of one of them (``171`` is refused, with a did-you-mean)."""
-    listed = {name: _list_arrays(name, sources[name], plan[name]["filters"]) for name in plan if name != "eve"}
-    wanted = set()
-    for name in plan:
-        wanted.update(plan[name]["filters"].get("channels") or ())
-    if wanted and listed:
-        held = [a for name in listed for arrays in listed[name].values() for a in arrays]
-        where = (f"the {' and '.join(listed)} stores have" if len(listed) > 1 else f"the {next(iter(listed))} store has")
-        message = unknown_names("channel", sorted(wanted), sorted(set(held), key=_channel_order), where)
-        if message:
-            raise StoreError(message)
-    return {name: _plan_eve(sources[name]) if name == "eve" else
-            _plan_partitions(name, sources[name], listed[name], plan[name]["filters"]) for name in plan}
-
-
-def _channel_order(name: str):
-    digits = "".join(c for c in name if c.isdigit())
-    return (not digits, int(digits or 0), name)
-
-
-def _list_arrays(instrument: str, source: Source, filters: dict) -> dict[str, list[str]]:
-    """``{year: arrays}`` of the store's year groups chosen by the filter; the store's kind,
-    told from its array names, must be ``instrument``."""
-    years = filters.get("years")
-    groups, _ = source.children()
-    year_names = sorted(g for g in groups if g.isdigit() and (not years or int(g) in years))
-    if not year_names:
-        if any(g.isdigit() for g in groups) or not groups:
-            raise StoreError(f"store {source.url} has no year groups" + (f" among {years}" if years else ""))
-        raise StoreError(f"{instrument}: store {source.url} is not an {instrument.upper()} store: it has groups "
-                         f"{', '.join(sorted(groups)[:5])} and no year groups (an EVE store? use --eve)")
-    listed = {year: source.children(year)[1] for year in year_names}
-    kind = store_kind(a for arrays in listed.values() for a in arrays)
-    if kind is not None and kind != instrument:
-        raise StoreError(f"{instrument}: store {source.url} is an {kind.upper()} store (its arrays are "
-                         f"{', '.join(sorted({a for v in listed.values() for a in v}, key=_channel_order)[:9])}); "
-                         f"give it as --{kind}")
-    return listed
-
-
-def store_kind(array_names) -> str | None:
-    """``"aia"`` or ``"hmi"`` when every array name is one of that instrument's channels,
-    else None (a store of another layout: the build reads it as given)."""
-    names = set(array_names)
-    for kind, channels in STORE_CHANNELS.items():
-        if names and names <= set(channels):
-            return kind
-    return None
-
-
-def _plan_partitions(instrument: str, source: Source, listed: dict[str, list[str]], filters: dict) -> list[Partition]:
-    wanted_channels = set(filters.get("channels") or ())
-    partitions = []
-    for year, arrays in listed.items():
-        chosen = [a for a in arrays if a in wanted_channels] if wanted_channels & set(arrays) else arrays
-        for channel in chosen:
-            path = f"{year}/{channel}"
-            partitions.append(Partition(
-                key=partition_key(instrument, year, channel), instrument=instrument,
-                array_path=path, year=int(year), channel=channel, fingerprint=fingerprint(source, [path]),
-            ))
-    return partitions
-
-
-def _plan_eve(source: Source) -> list[Partition]:
-    """One partition per place holding EVE lines, found by content (:func:`eve_groups`): the
-    ``MEGS-A`` group of SDOML v2, or the root of SDOMLv2a's flat EVE_legacy (``group=root``)."""
-    groups, _ = source.children()
-    if groups and all(g.isdigit() for g in groups):
-        kind = store_kind(source.children(groups[0])[1])
-        raise StoreError(f"eve: store {source.url} is not an EVE store: it has year groups "
-                         f"{', '.join(sorted(groups)[:5])}; give it as " + (f"--{kind}" if kind else "--aia or --hmi"))
-    partitions = []
-    for group in eve_groups(source):
-        _, arrays = source.children(group)
-        paths = [eve_array_path(group, a) for a in arrays]
-        partitions.append(Partition(key=eve_key(eve_group_name(group)), instrument="eve", array_path=group,
-                                    fingerprint=fingerprint(source, paths)))
-    return partitions
-
-
-def fingerprint(source: Source, array_paths: list[str]) -> str:
-    """A digest of the arrays' ``.zarray`` and of their ``.zattrs`` identity.
-
-    The attributes are identified by size plus what the backend offers (ETag, md5,
-    generation, mtime) so that an unchanged year costs a metadata request, not a 221 MB
-    download; backends that offer none are hashed by content.
-    """
-    digest = hashlib.sha256()
-    for path in array_paths:
-        digest.update(orjson.dumps(source.zarray(path), option=orjson.OPT_SORT_KEYS))
-        digest.update(_attrs_identity(source, f"{path}/.zattrs"))
-    return digest.hexdigest()[:32]
-
-
-def _attrs_identity(source: Source, key: str) -> bytes:
-    try:
-        info = source.info(key)
-    except FileNotFoundError:
-        attrs = (source.consolidated or {}).get(key)
-        return orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS) if attrs is not None else b"-"
-    stamp = identity(info)
-    if len(stamp) == 1:  # the size alone: the backend offers no content identity
-        stamp["sha256"] = hashlib.sha256(source.read_bytes(key)).hexdigest()
-    return orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS)
-
-
-def _split_changed(planned: dict[str, list[Partition]], old: dict[str, dict], full: bool):
-    todo, keep = [], []
-    for partitions in planned.values():
-        for partition in partitions:
-            previous = old.get(partition.key)
-            if not full and previous and previous.get("fingerprint") == partition.fingerprint:
-                keep.append(partition.key)
-            else:
-                todo.append(partition)
-    return todo, keep
-
-
-def _harvest_all(sources, todo: list[Partition], staging: Path, progress: bool,
-                 read_ahead: int | None) -> list[Partition]:
-    """Harvest partitions one at a time while the next ``read_ahead`` sources download.
-
-    Parsing holds the GIL, so parsing two arrays at once gains nothing and doubles peak
-    memory; overlapping remote downloads with parsing is what pays.  By default local
-    stores read nothing ahead (there is no latency to hide) and remote ones read one array
-    ahead.
-    """
-    if read_ahead is None:
-        read_ahead = 0 if all(s.is_local for s in sources.values()) else 1
-    bar = _ProgressBar(len(todo), progress)
-    done = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
-        downloads: dict[int, concurrent.futures.Future] = {}
-        try:
-            for position, partition in enumerate(todo):
-                for ahead in range(position + 1, min(position + 1 + read_ahead, len(todo))):
-                    if ahead not in downloads:
-                        downloads[ahead] = pool.submit(_download, sources[todo[ahead].instrument], todo[ahead])
-                source = sources[partition.instrument]
-                future = downloads.pop(position, None)
-                downloaded = future.result() if future else _download(source, partition)
-                done.append(_harvest_partition(source, partition, staging, downloaded))
-                del downloaded, future
-                bar.advance(done[-1])
-        finally:
-            for future in downloads.values():
-                future.cancel()
-            bar.close()
-    return sorted(done, key=lambda p: p.key)
-
-
-def _harvest_distributed(client, sources, todo: list[Partition], staging: Path | None, progress: bool,
-                         publish: tuple | None = None) -> list[Partition]:
-    """Harvest each partition as a task on a dask.distributed cluster; workers reopen the stores.
-
-    ``staging`` is a shared directory the workers write into; with ``publish`` (a remote
-    catalog's URL, storage options and build id) each worker harvests into its own temporary
-    directory and uploads the partition itself."""
-    from distributed import as_completed
-
-    bar = _ProgressBar(len(todo), progress)
-    futures = [
-        client.submit(_harvest_on_worker, sources[p.instrument].url, sources[p.instrument].storage_options,
-                      p, str(staging) if staging else None, publish,
-                      key=f"harvest-{p.key}-{uuid.uuid4().hex[:8]}", pure=False)
-        for p in todo
-    ]
-    done = []
-    try:
-        for future in as_completed(futures):
-            done.append(future.result())
-            bar.advance(done[-1])
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        bar.close()
-    return sorted(done, key=lambda p: p.key)
-
-
-def _harvest_on_worker(url: str, storage_options: dict, partition: Partition, staging: str | None,
-                       publish: tuple | None = None) -> Partition:
-    source = open_store(url, storage_options=storage_options, check=False)
-    if publish is None:
-        return _harvest_partition(source, partition, Path(staging))
-    catalog_url, catalog_options, build_id = publish
-    location = open_location(catalog_url, storage_options=catalog_options)
-    private = remote.private_staging()
-    try:
-        partition = _harvest_partition(source, partition, private)
-        remote.upload_partition(location, private, partition, side_keys(partition.key), build_id, DATA_FILE)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return partition
-
-
-class _ProgressBar:
-    """Arrays done, frames and source megabytes harvested, on stderr (tqdm)."""
-
-    def __init__(self, total: int, enabled: bool):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="array", desc="harvest", disable=not enabled or not total)
-        self.frames = 0
-        self.megabytes = 0.0
-
-    def advance(self, partition: Partition) -> None:
-        self.frames += partition.meta["rows"]
-        self.megabytes += partition.meta.get("source_bytes", 0) / 1e6
-        self.bar.set_postfix(frames=f"{self.frames:,}", MB=f"{self.megabytes:,.0f}")
-        self.bar.update()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _download(source: Source, partition: Partition) -> tuple[dict, bytes | None] | None:
-    """The array's ``.zarray`` and raw ``.zattrs`` bytes (None for EVE, read while harvesting)."""
-    if partition.instrument == "eve":
-        return None
-    zarray = source.zarray(partition.array_path)
-    try:
-        return zarray, source.read_bytes(f"{partition.array_path}/.zattrs")
-    except FileNotFoundError:
-        return zarray, None
-
-
-def _harvest_partition(source: Source, partition: Partition, staging: Path, downloaded=None) -> Partition:
-    if partition.instrument == "eve":
-        return _harvest_eve_partition(source, partition, staging)
-    zarray, raw = downloaded or _download(source, partition)
-    harvest = harvest_array(source, partition.array_path, frames=int(zarray["shape"][0]), raw=raw)
-    del raw
-    write_partition_file(harvest.table, staging / partition.key / DATA_FILE)
-    if harvest.ragged:
-        write_parquet(_ragged_table(harvest.ragged), staging / side_keys(partition.key)[0] / DATA_FILE)
-    partition.meta = {
-        "instrument": partition.instrument, "year": partition.year, "channel": partition.channel,
-        "array_path": partition.array_path, "rows": harvest.table.num_rows,
-        "shape": zarray["shape"], "chunks": zarray["chunks"], "dtype": zarray["dtype"],
-        "fingerprint": partition.fingerprint, "built_at": now_utc(), "keys": harvest.keys,
-        "ragged_keys": sorted(harvest.ragged), "warnings": harvest.warnings,
-        "source_bytes": harvest.source_bytes, **time_index(harvest.table),
-    }
-    return partition
-
-
-def time_index(table: pa.Table) -> dict[str, Any]:
-    """The partition's entry in the catalog's time index: ``time_range`` (first and last
-    ``T_OBS``, ISO strings to the microsecond, or None when no frame has a time),
-    ``untimed_rows`` (frames whose ``T_OBS`` is NULL) and ``time_ordered`` (whether the timed
-    frames are in time order by ``idx``: SDOML v2's HMI is, SDOMLv2a's is not).  The query
-    views skip a partition whose range a time filter excludes without opening its file."""
-    import pyarrow.compute as pc
-
-    if "T_OBS" not in table.column_names:
-        return {"time_range": None, "untimed_rows": table.num_rows, "time_ordered": None}
-    column = table.column("T_OBS")
-    bounds = pc.min_max(column)
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    time_range = [low.isoformat(sep=" "), high.isoformat(sep=" ")] if low is not None else None
-    timed = column.drop_null()
-    ordered = len(timed) < 2 or pc.all(pc.greater_equal(timed[1:], timed[:-1])).as_py()
-    return {"time_range": time_range, "untimed_rows": column.null_count, "time_ordered": ordered}
-
-
-def _harvest_eve_partition(source: Source, partition: Partition, staging: Path) -> Partition:
-    samples, lines, warnings = harvest_eve(source, partition.array_path)
-    write_parquet(samples, staging / partition.key / DATA_FILE)
-    write_parquet(lines, staging / side_keys(partition.key)[0] / DATA_FILE)
-    partition.meta = {
-        "instrument": "eve", "group": eve_group_name(partition.array_path), "array_path": partition.array_path,
-        "rows": samples.num_rows, "lines": lines.column("name").to_pylist(),
-        "fingerprint": partition.fingerprint, "built_at": now_utc(), "warnings": warnings,
-    }
-    return partition
-
-
-def _ragged_table(ragged: dict[str, list]) -> pa.Table:
-    return pa.table({
-        "key": pa.array(list(ragged), pa.string()),
-        "n_values": pa.array([len(v) for v in ragged.values()], pa.int64()),
-        "values": pa.array([orjson.dumps(v).decode() for v in ragged.values()], pa.string()),
-    })
-
-
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write ``table`` as zstd Parquet at ``path`` (a staging path: callers rename it in)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
-
-
-#: Rows per Parquet row group of a frame partition: with rows in time order, each row group's
-#: min/max ``T_OBS`` statistics cover a few weeks, so a time filter skips the others.
-ROW_GROUP_ROWS = 8192
-
-
-def write_partition_file(table: pa.Table, path: Path) -> None:
-    """Write an AIA/HMI partition: rows sorted by ``T_OBS`` (then ``idx``; frames without a
-    time last), ``idx`` kept as a column, row groups of :data:`ROW_GROUP_ROWS` with statistics."""
-    import pyarrow.compute as pc
-
-    if "T_OBS" in table.column_names and table.num_rows:
-        order = pc.sort_indices(table, sort_keys=[("T_OBS", "ascending"), ("idx", "ascending")])  # nulls last
-        table = table.take(order)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
 
 
 def _swap_in(directory: Path, staging: Path, results: list[Partition], removed: list[str]) -> None:
@@ -741,9 +417,6 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     write_atomically(directory / MANIFEST, manifest_bytes(manifest))
 
 
-def now_utc() -> str:
-    """The current UTC time as ``2026-11-26T15:00:00Z``."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "open_source"]
+__all__ = ["build_catalog", "rebuild_catalog", "read_manifest", "fingerprint", "BuildReport", "open_source",
+           "Partition", "ROW_GROUP_ROWS", "STORE_CHANNELS", "now_utc", "plan_sources", "store_kind", "time_index",
+           "write_parquet", "write_partition_file"]

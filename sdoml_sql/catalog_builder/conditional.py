@@ -98,7 +98,8 @@ def _put_gcs(fs, path: str, data: bytes, expected: str | None) -> str:
     url = f"{fs._location}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o"
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps({'name': key})}\r\n"
-            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--".encode()
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    body += data + f"\r\n--{boundary}--".encode()
     try:  # a multipart upload: the name in its metadata part (fake-gcs-server checks preconditions only there)
         answer = fs.call("POST", url, uploadType="multipart", ifGenerationMatch=expected or "0", data=body,
                          headers={"Content-Type": f'multipart/related; boundary="{boundary}"'}, json_out=True)

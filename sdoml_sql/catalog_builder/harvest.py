@@ -150,7 +150,8 @@ def harvest_array(source: Source, array_path: str, frames: int | None = None, ra
             raise HarvestError(f"{where}: key {key} is a {type(values).__name__}, not a list of per-frame values")
         if len(values) != frames:
             ragged[key] = values
-            warnings.append(f"{where}: key {key} has {len(values)} values for {frames} frames: kept whole in array_attrs")
+            warnings.append(f"{where}: key {key} has {len(values)} values for {frames} frames: "
+                            "kept whole in array_attrs")
             continue
         if key.lower() in RESERVED_COLUMNS or key.lower() in taken:
             warnings.append(f"{where}: key {key} collides with a catalog column name: kept whole in array_attrs")
@@ -312,7 +313,8 @@ def harvest_eve(source: Source, group: str) -> tuple[pa.Table, pa.Table, list[st
     try:
         stamps, _ = parse_times(pa.array(np.asarray(times).astype(str)))
     except TimeParseError as error:
-        raise HarvestError(f"{where}: array {EVE_TIME}: sample {error.position}: unparseable time string {error.value!r}") from None
+        raise HarvestError(f"{where}: array {EVE_TIME}: sample {error.position}: "
+                           f"unparseable time string {error.value!r}") from None
     columns: dict[str, pa.Array] = {"idx": pa.array(np.arange(len(times), dtype=np.int64)), "time": stamps}
     line_rows = []
     warnings: list[str] = []

@@ -194,7 +194,8 @@ def open_source(instrument: str, entry: dict[str, Any] | None, *, catalog: str |
 
 
 __all__ = [
-    "ARRAY_ATTRS", "DATA_FILE", "FRAME_INSTRUMENTS", "IDENTITY_FIELDS", "INIT_SQL", "INSTRUMENTS", "LOCATOR_COLUMNS", "LOCK_FILE", "MANIFEST", "Manifest",
-    "STAGING_DIR", "TIME_SUFFIX", "channel_glob", "eve_key", "identity", "open_source", "parse_partition_key", "partition_file", "partition_key",
+    "ARRAY_ATTRS", "DATA_FILE", "FRAME_INSTRUMENTS", "IDENTITY_FIELDS", "INIT_SQL", "INSTRUMENTS", "LOCATOR_COLUMNS",
+    "LOCK_FILE", "MANIFEST", "Manifest", "STAGING_DIR", "TIME_SUFFIX", "channel_glob", "eve_key", "identity",
+    "open_source", "parse_partition_key", "partition_file", "partition_key",
     "per_array_key", "side_keys",
 ]

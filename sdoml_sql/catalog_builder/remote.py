@@ -8,8 +8,8 @@ PUT, atomic — naming the new files.  A reader opens the manifest and then only
 names, so it sees the old catalog or the new one, never a mix; a build killed before the
 manifest leaves the old catalog as it was.  A file a rebuild replaced is kept for
 :data:`RETIRED_GRACE_S` (15 min) for readers still on an older manifest, then deleted by a
-later build; files no manifest named (a killed build's) are deleted at the next commit.  EVE tables and ``array_attrs`` keep fixed names and are
-replaced object by object.
+later build; files no manifest named (a killed build's) are deleted at the next commit.  EVE
+tables and ``array_attrs`` keep fixed names and are replaced object by object.
 
 One build at a time: ``.lock`` holds the builder's owner and an expiry, refreshed while the
 build runs.  A live lock refuses a second builder; an expired one (its builder died) is
@@ -111,8 +111,9 @@ def _take(location: CatalogLocation, lease: Lease, break_lock: bool) -> None:
                 lease.version = location.write_if(LOCK_OBJECT, body, expected=held_version)
                 break
             except CommitConflict:
-                raise CatalogError(f"catalog {location.url} is being built by "
-                                   f"{(_read_lock(location) or {}).get('owner')}: it broke the stale lock first") from None
+                owner = (_read_lock(location) or {}).get("owner")
+                raise CatalogError(f"catalog {location.url} is being built by {owner}: "
+                                   "it broke the stale lock first") from None
     else:
         raise CatalogError(f"catalog {location.url}: its lock object keeps changing; try again")
     try:  # a store that ignores If-None-Match / ifGenerationMatch lets this second create through
@@ -309,7 +310,8 @@ def rebase(url: str, mine: dict[str, Any], base: dict[str, Any], current: dict[s
             partitions.pop(key, None)
     partitions = dict(sorted(partitions.items()))
     return {**mine, "partitions": partitions, "warnings": manifest_warnings(partitions),
-            "sources": {**(current.get("sources") or {}), **{n: mine["sources"][n] for n in sources if n in mine["sources"]}}}
+            "sources": {**(current.get("sources") or {}),
+                        **{n: mine["sources"][n] for n in sources if n in mine["sources"]}}}
 
 
 def manifest_warnings(partitions: dict[str, Any]) -> list[str]:

@@ -166,7 +166,8 @@ class FrameDataset:
         key, frames = self._last.get(column, (None, None))
         if key != (array_id, chunk):
             wanted = self.chunk_wanted(array_id, chunk)
-            data = self.read_frames(array_id, int(wanted[0]), int(wanted[-1]) + 1, tuple(int(w - wanted[0]) for w in wanted))
+            first = int(wanted[0])
+            data = self.read_frames(array_id, first, int(wanted[-1]) + 1, tuple(int(w) - first for w in wanted))
             frames = dict(zip(wanted.tolist(), data))
             self._last[column] = ((array_id, chunk), frames)
         return frames[idx]

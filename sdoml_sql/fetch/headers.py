@@ -120,8 +120,9 @@ def _rows_by_position(dataset, wanted: list[int], version: tuple):
         positions = np.flatnonzero(np.isin(idx, wanted))
         for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
             rows = positions[(positions >= starts[g]) & (positions < starts[g + 1])] - starts[g]
-            group = _cached(key + (int(g),),
-                            lambda fragment=fragment, g=g: fragment.split_by_row_group()[g].to_table(schema=dataset.schema))
+            group = _cached(
+                key + (int(g),),
+                lambda fragment=fragment, g=g: fragment.split_by_row_group()[g].to_table(schema=dataset.schema))
             pieces.append(group.take(rows))
     return pa.concat_tables(pieces) if pieces else dataset.schema.empty_table()
 

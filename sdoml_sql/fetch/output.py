@@ -299,7 +299,8 @@ def fits_frames(selection, downsample: int = 1, method: str = "stride", missing:
             locator = grid.table.iloc[i]
             meta = map_header(raw[i], rows[i], keys[i], downsample, method)
             if locator["instrument"] == "hmi" and str(meta.get("DETECTOR", "HMI")).strip().upper() == "HMI":
-                meta["DETECTOR"] = f"HMI {locator['channel']}"  # SunPy's map name: "HMI Bz magnetic", not "HMI magnetic"
+                # SunPy's map name: "HMI Bz magnetic", not "HMI magnetic"
+                meta["DETECTOR"] = f"HMI {locator['channel']}"
             yield i, locator, frame, meta
 
 

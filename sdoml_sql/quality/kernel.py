@@ -12,10 +12,10 @@ range between two cuts that holds each order statistic.  If it is one key (the c
 these images have few distinct values, so an order statistic mostly repeats the previous
 frame's) it is the answer; if it holds few keys (at most 1/8), they are gathered from the rows
 that hold some.  Otherwise (the first frame of a chunk, a frame unlike the previous one) a
-second pass adds each key's top 12 bits to a histogram, which names the bins holding the order statistics, and keeps the keys in the
-previous frame's bins (a third pass if those were others).  Radix steps over the kept keys
-narrow each order statistic down to its exact value, and ``np.percentile``'s linear
-interpolation between two of them gives each percentile.
+second pass adds each key's top 12 bits to a histogram, which names the bins holding the order
+statistics, and keeps the keys in the previous frame's bins (a third pass if those were
+others).  Radix steps over the kept keys narrow each order statistic down to its exact value,
+and ``np.percentile``'s linear interpolation between two of them gives each percentile.
 Measured per 512 x 512 frame on one thread (README, "How fast"), on the benchmark's AIA
 chunks: ~0.33 ms (the segment loop ~0.15 ms, the cut counts ~0.12 ms, the rest ~0.05 ms),
 against ~0.9 ms for the previous kernel (a histogram of every frame, a scalar loop of ~0.5 ms).

@@ -132,9 +132,9 @@ def compute_frame_stats(
 
     ``catalog`` is a catalog directory or anything with ``.directory`` (a
     :class:`~sdoml_sql.query.Catalog`); default ``$SDOML_CATALOG``.  ``years`` and
-    ``channels`` (one value or a list: ``"171A"``, ``2020``) limit the arrays; partitions whose source is unchanged since their last
-    pass are skipped unless ``full=True``.  ``client`` (a ``dask.distributed.Client``)
-    spreads the chunks over its workers; otherwise ``workers`` threads (default: one per
+    ``channels`` (one value or a list: ``"171A"``, ``2020``) limit the arrays; partitions whose
+    source is unchanged since their last pass are skipped unless ``full=True``.  ``client``
+    (a ``dask.distributed.Client``) spreads the chunks over its workers; otherwise ``workers`` threads (default: one per
     core) share them.  Raises :class:`CatalogError` (no catalog, no AIA/HMI source, an
     unknown year or channel, headers out of date) or :class:`StoreError` /
     :class:`FetchError` (a store or chunk that cannot be read); finished partitions stay.

@@ -164,7 +164,8 @@ class Catalog(CatalogViews):
         if offset < 0 or limit < 0:
             raise QueryError(f"offset {offset} and limit {limit} must be 0 or more")
         checked = check_read_only(sql)
-        result = self._run(checked, params, limit=query_timeout, read=lambda r: _rows_between(r, offset, offset + limit))
+        result = self._run(checked, params, limit=query_timeout,
+                           read=lambda r: _rows_between(r, offset, offset + limit))
         table, total = result if isinstance(result, tuple) else (result, 0)
         hints = self._warn_empty(checked) if total == 0 else []
         return Selection(table, self, checked, hints), total
@@ -188,7 +189,8 @@ class Catalog(CatalogViews):
             if values is None or value in values:
                 continue
             close = difflib.get_close_matches(str(value).upper(), [str(v).upper() for v in values], n=1)
-            guess = f"; did you mean {str(values[[str(v).upper() for v in values].index(close[0])])!r}?" if close else ""
+            upper = [str(v).upper() for v in values]
+            guess = f"; did you mean {str(values[upper.index(close[0])])!r}?" if close else ""
             hints.append(f"no {column} {value!r} in the catalog; {column}s are "
                          f"{', '.join(map(str, values)) or 'none'}{guess}")
         return list(dict.fromkeys(hints))

@@ -314,8 +314,8 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
         return error_response(f"no page {request.url.path[:200]!r}", 404)
 
     async def unexpected(request: Request, error: Exception) -> Response:
-        return error_response(f"internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-                              500)
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        return error_response(f"internal error: {type(error).__name__}: {first_line}", 500)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
