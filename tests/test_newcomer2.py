@@ -309,8 +309,8 @@ def test_plot_quality_draws_each_bar_series_as_one_collection(stats_small):
 
 def test_sample_takes_progress_and_quiet_as_the_other_commands_do(tmp_path):
     for flag in ("--quiet", "--progress"):
-        result = run_cli("sample", tmp_path / flag.strip("-"), "--frames", "2", "--hmi-frames", "1", "--eve-samples", "5",
-                         "--years", "2010", "--channels", "171A", flag)
+        result = run_cli("sample", tmp_path / flag.strip("-"), "--frames", "2", "--hmi-frames", "1",
+                         "--eve-samples", "5", "--years", "2010", "--channels", "171A", flag)
         assert result.returncode == 0, result.stderr
         assert ("sample images" in result.stderr) == (flag == "--progress"), result.stderr
 

@@ -169,7 +169,8 @@ def test_a_windowed_query_reads_only_its_years_files_of_a_remote_catalog(s3_remo
         size = sum(info["size"] for path, info in open_location(url).listing().items())
         manifest = read_manifest(url)["partitions"]
         first_file = "/".join([next(iter(manifest)), manifest[next(iter(manifest))]["file"]]).replace("=", "%3D")
-        first = Catalog(url).query("SELECT min(T_OBS) AS t FROM aia WHERE year = 2014").to_arrow().column("t")[0].as_py()
+        first_day = Catalog(url).query("SELECT min(T_OBS) AS t FROM aia WHERE year = 2014").to_arrow()
+        first = first_day.column("t")[0].as_py()
         # measured on a reader that has not read that year yet: DuckDB keeps the ranges it read of
         # remote files (its external file cache) for later queries of the same database, which
         # then GET nothing at all; each Catalog is a database of its own
