@@ -2,9 +2,11 @@
 
 Serves the ``bench_query`` catalog (headers-only sample stores, built the real way and cached
 in ``--dir``; see ``bench_query.py``; ``--aia-frames``/``--hmi-frames`` choose its size) with
-``sdoml-sql serve`` in its own process (uvicorn, default settings), then runs ``--clients``
-threads for ``--seconds`` seconds, each with its own HTTP connection, each request drawn at
-random:
+``sdoml-sql serve`` in its own process (uvicorn, default settings), warms it up as a server that
+has run a while (one thumbnail per channel and year: each channel's colour style comes from one
+frame's map; then 4 clients for 5 s), then runs ``--clients`` threads for ``--seconds`` seconds,
+each with its own keep-alive HTTP connection (``http.client``: ~1 ms of this process's CPU a
+request, printed), each request drawn at random:
 
 * ``query`` (40 %): a page (100 rows) of one of four queries with a random week or day —
   short exposures of one channel in a week (``EXPTIME < 2 AND T_OBS BETWEEN``), a day of
@@ -14,13 +16,15 @@ random:
 * ``frame page`` (20 %): a random frame's page and its data (``/frame/…`` then ``/api/frames/…``:
   previous, next and the other channels nearest in time).
 
-It prints requests/s, p50/p95/p99 latency per kind and the errors (any status but 200, or
-no answer).  Targets: 0 errors, thumbnail p50 ≤ 50 ms, query p50 ≤ 100 ms.
+A client sends its next request as soon as it has its answer (``--think-ms 0``) or after a pause.
+It prints requests/s, p50/p95/p99 latency per kind, the errors (any status but 200, or no
+answer) and the repeats (requests for a path asked before in the run: the most the server's kept
+answers can serve).  Targets: 0 errors, thumbnail p50 ≤ 50 ms, query p50 ≤ 100 ms.
 
 The stores of this catalog hold headers only: their image chunks were never written and read
-as zeros (the store answers "no such object"), so a thumbnail here costs the request, the
-header, the map and the PNG, not a chunk decode (a 120-frame AIA chunk takes 0.2-1 s to
-decode).  Frames are random over ~1 M, so the server's PNG cache rarely helps (hits counted).
+as zeros (the store answers "no such object"), so a thumbnail here costs the request, the frame
+read, the colours and the PNG, not a chunk decode (1-2 ms with partial Blosc reads).  Frames are
+random over ~400,000, so kept pictures rarely help.
 
 ``--faults`` adds a second run with the stores served over HTTP (Python's ``http.server`` in its
 own process) through the fault proxy of ``tests/emulators.py``, the catalog's sources pointed
@@ -29,7 +33,8 @@ files hard-linked): 10 % of chunk reads fail (HTTP 503) and 10 % answer after 2 
 queries and pages, and nothing may hang; frames whose reads fail after the retries are errors
 of that request only.  Run:
 
-    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] [--faults]
+    .venv/bin/python benchmarks/bench_serve.py [--dir bench-output] [--clients 16] [--seconds 30] \
+        [--think-ms 0] [--faults]
 """
 
 from __future__ import annotations
@@ -90,11 +95,12 @@ def workload(catalog_dir: Path):
         year = int(rng.choice(years))
         start = day(rng, year)
         week = f"'{start}' AND '{start + np.timedelta64(7, 'D')}'"
+        hmi_day = day(rng, hmi_year)
         choices = [
             f"SELECT year, channel, idx, T_OBS, EXPTIME FROM aia WHERE channel = '171A' AND EXPTIME < 2 "
             f"AND T_OBS BETWEEN {week} ORDER BY T_OBS",
-            f"SELECT * FROM nearest('hmi', 'Bz', '{day(rng, hmi_year)}', "
-            f"'{day(rng, hmi_year) + np.timedelta64(1, 'D')}', INTERVAL 12 minutes, INTERVAL 3 minutes)",
+            f"SELECT * FROM nearest('hmi', 'Bz', '{hmi_day}', '{hmi_day + np.timedelta64(1, 'D')}', "
+            "INTERVAL 12 minutes, INTERVAL 3 minutes)",
             f"SELECT channel, count(*) AS frames, min(T_OBS) AS first FROM aia WHERE T_OBS BETWEEN {week} "
             "GROUP BY channel ORDER BY channel",
             f"SELECT instrument, year, channel, idx, T_OBS FROM frames WHERE T_OBS BETWEEN '{start}' AND "
@@ -116,43 +122,74 @@ def workload(catalog_dir: Path):
             "frame page": frame_page}
 
 
-def load(url: str, makers, clients: int, seconds: float, seed: int = 0) -> dict:
-    """Run ``clients`` threads for ``seconds``; return latencies and errors per kind."""
-    import requests
+def warm_up(url: str, catalog_dir: Path, makers) -> None:
+    """What a server that has run a while has done: imports, Parquet footers, and one
+    thumbnail per channel and year (each channel's colour style comes from one frame's map)."""
+    import urllib.request
 
+    manifest = json.loads((catalog_dir / "manifest.json").read_text())
+    for entry in manifest["partitions"].values():
+        if entry.get("instrument") in ("aia", "hmi"):
+            path = f"/api/frames/{entry['instrument']}/{entry['year']}/{entry['channel']}/0/thumbnail.png"
+            with urllib.request.urlopen(url + path, timeout=120) as response:
+                response.read()
+    load(url, makers, 4, 5.0, seed=1000)
+
+
+def load(url: str, makers, clients: int, seconds: float, seed: int = 0, think_s: float = 0.0) -> dict:
+    """Run ``clients`` threads for ``seconds`` (each waits ``think_s`` between requests);
+    return latencies and errors per kind, and this process's CPU seconds over the run."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()  # paths asked before: the most the server's kept answers can serve
+    repeats: dict[str, int] = defaultdict(int)
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-    kinds, weights = list(KINDS), list(KINDS.values())
+    kinds, weights = list(KINDS), np.cumsum(list(KINDS.values()))
 
     def client(n: int) -> None:
         rng = np.random.default_rng(seed + n)
-        with requests.Session() as session:
-            while time.monotonic() < stop_at:
-                kind = kinds[int(rng.choice(len(kinds), p=weights))]
-                started = time.perf_counter()
-                problem = None
-                for path in makers[kind](rng):
-                    try:
-                        response = session.get(url + path, timeout=120)
-                        if response.status_code != 200:
-                            problem = f"{response.status_code} {response.text[:160].strip()}"
-                    except requests.RequestException as error:
-                        problem = f"no answer: {type(error).__name__}"
-                    if problem:
-                        break
-                elapsed = time.perf_counter() - started
-                with lock:
-                    (errors[kind].append(problem) if problem else latencies[kind].append(elapsed))
+        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+        while time.monotonic() < stop_at:
+            kind = kinds[int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))]
+            started = time.perf_counter()
+            problem = None
+            paths = makers[kind](rng)
+            repeat = any(path in seen for path in paths)
+            seen.update(paths)
+            for path in paths:
+                try:
+                    connection.request("GET", path)
+                    response = connection.getresponse()
+                    body = response.read()
+                    if response.status != 200:
+                        problem = f"{response.status} {body[:160].decode(errors='replace').strip()}"
+                except (OSError, http.client.HTTPException) as error:
+                    problem = f"no answer: {type(error).__name__}"
+                    connection.close()
+                    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+                if problem:
+                    break
+            elapsed = time.perf_counter() - started
+            with lock:
+                (errors[kind].append(problem) if problem else latencies[kind].append(elapsed))
+                repeats[kind] += repeat
+            if think_s:
+                time.sleep(think_s)
+        connection.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started,
+            "client_cpu": time.process_time() - cpu_before, "repeats": repeats}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,10 +198,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(process, url: str, makers, clients: int, seconds: float, seed: int) -> dict:
+def measured(process, url: str, makers, clients: int, seconds: float, seed: int, think_s: float = 0.0) -> dict:
     """:func:`load`, plus the server process's CPU seconds over the run."""
     before = cpu_seconds(process.pid)
-    result = load(url, makers, clients, seconds, seed)
+    result = load(url, makers, clients, seconds, seed, think_s)
     result["server_cpu"] = cpu_seconds(process.pid) - before
     return result
 
@@ -178,14 +215,19 @@ def report(title: str, result: dict) -> dict:
         cpu, requests = result["server_cpu"], done + failed
         print(f"  server CPU: {cpu:.1f} s in all, {1000 * cpu / requests:.0f} ms a request "
               f"(load-independent: 2 free cores would serve ~{2 * requests / cpu:.0f} requests/s of this mix)")
-    print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    if "client_cpu" in result and done + failed:
+        print(f"  load generator CPU (this process, same cores): {result['client_cpu']:.1f} s in all, "
+              f"{1000 * result['client_cpu'] / (done + failed):.1f} ms a request")
+    print(f"  {'kind':<11} {'answered':>8} {'errors':>6} {'repeats':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     summary = {}
     for kind in KINDS:
         values = np.array(result["latencies"].get(kind, [])) * 1000
         p50, p95, p99 = (np.percentile(values, [50, 95, 99]) if len(values) else (float("nan"),) * 3)
         summary[kind] = {"p50": p50, "p95": p95, "p99": p99, "answered": len(values),
                          "errors": len(result["errors"].get(kind, []))}
-        print(f"  {kind:<11} {len(values):>8} {summary[kind]['errors']:>6} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}")
+        repeats = result.get("repeats", {}).get(kind, 0)
+        print(f"  {kind:<11} {len(values):>8} {summary[kind]['errors']:>6} {repeats:>7} {p50:>8.1f} {p95:>8.1f} "
+              f"{p99:>8.1f}")
     for kind, problems in result["errors"].items():
         for problem, count in sorted(_counts(problems).items(), key=lambda item: -item[1])[:3]:
             print(f"  {kind} error x{count}: {problem}")
@@ -264,6 +306,7 @@ def main(argv=None):
     catalog_arguments(parser)
     parser.add_argument("--clients", default=16, type=int)
     parser.add_argument("--seconds", default=30.0, type=float)
+    parser.add_argument("--think-ms", default=0.0, type=float, help="each client's pause between requests")
     parser.add_argument("--faults", action="store_true", help="a second run through the fault proxy")
     args = parser.parse_args(argv)
 
@@ -275,8 +318,9 @@ def main(argv=None):
           f"{os.cpu_count()} cores; load before: {load_average()}")
     process, url = start_server(catalog_dir)
     try:
-        load(url, makers, 4, 5.0, seed=1000)  # warm-up: imports, footers, first maps
-        summary = report("local stores", result := measured(process, url, makers, args.clients, args.seconds, 0))
+        warm_up(url, catalog_dir, makers)
+        result = measured(process, url, makers, args.clients, args.seconds, 0, args.think_ms / 1000)
+        summary = report(f"local stores ({args.think_ms:g} ms between a client's requests)", result)
         check_targets(summary, sum(len(v) for v in result["errors"].values()))
     finally:
         process.terminate()
@@ -286,12 +330,12 @@ def main(argv=None):
     copy, proxy, store_server = faulty_catalog(catalog_dir, args.dir / "stores", args.dir)
     process, url = start_server(copy, {"SDOML_TIMEOUT": "20"})
     try:
-        load(url, makers, 4, 5.0, seed=2000)
+        warm_up(url, copy, makers)
         proxy.clear()
         # the first matching rule wins: 10 % fail, and 11 % of the other 90 % (10 % of all) are slow
         proxy.inject(Sometimes("error", CHUNK_KEY, 0.10, seed=1),
                      Sometimes("slow", CHUNK_KEY, 0.11, seed=2, delay=2.0))
-        result = measured(process, url, makers, args.clients, args.seconds, 3000)
+        result = measured(process, url, makers, args.clients, args.seconds, 3000, args.think_ms / 1000)
         chunk_reads = proxy.count(CHUNK_KEY)
         report(f"stores over HTTP through the fault proxy ({chunk_reads:,} chunk reads; "
                f"{sum(f.injected for f in proxy.faults)} faults injected: 10 % HTTP 503, 10 % answered after 2 s)",

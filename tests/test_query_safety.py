@@ -80,3 +80,14 @@ def test_syntax_error_names_the_token(catalog):
 
 def test_guard_strips_trailing_semicolon():
     assert check_read_only("SELECT 1 ;\n") == "SELECT 1"
+
+
+def test_catalog_introspection_errors_are_one_query_error_line(catalog_dir):
+    from sdoml_sql import Catalog
+
+    closed = Catalog(catalog_dir)
+    closed._connection.close()  # any DuckDB failure of the catalog's own statements
+    for call in (closed.channels, lambda: closed.empty_result_hints("SELECT * FROM aia WHERE channel = '999A'")):
+        with pytest.raises(QueryError, match=f"catalog {catalog_dir}: .*closed") as failed:
+            call()
+        assert "\n" not in str(failed.value)

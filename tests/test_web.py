@@ -20,7 +20,7 @@ from sdoml_sql import Catalog
 from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import maps
 from sdoml_sql.web import Settings, get
-from web_helpers import running_server, timed_get
+from web_helpers import png_pixels, running_server, timed_get
 
 QUERIES = {
     "frames": "SELECT year, channel, idx, T_OBS, EXPTIME, \"DATE-OBS\" FROM aia WHERE channel IN ('171A', '193A') "
@@ -118,12 +118,6 @@ def imshow_rgba(solar_map) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())
 
 
-def png_pixels(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
-
-
 @pytest.mark.parametrize("frame,thumbnail", [(("aia", 2010, "171A", 3), False), (("aia", 2010, "193A", 2), True),
                                              (("hmi", 2010, "Bz", 4), True), (("hmi", 2012, "Bx", 1), False)])
 def test_pictures_are_maps_as_imshow_draws_them(server, http, catalog, frame, thumbnail):
@@ -188,6 +182,22 @@ def test_coverage_counts_frames_per_channel_and_bucket(server, http, catalog):
     counted = {c["channel"]: sum(b["frames"] for b in c["buckets"]) for c in data["channels"]}
     assert counted == dict(zip(expected.channel, expected.n))
     assert all(len(c["buckets"]) == 48 for c in data["channels"]) and data["bucket_seconds"] == 3600
+
+
+@pytest.mark.parametrize("bucket,seconds", [("1 month", 30 * 86400), ("1 week", 7 * 86400), ("90 minutes", 5400)])
+def test_coverage_takes_every_interval_duckdb_reads(server, http, bucket, seconds):
+    response = http.get(f"{server}/api/coverage", params={"start": "2010-08-01", "stop": "2010-10-01",
+                                                          "bucket": bucket}, timeout=60)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["bucket"] == bucket and data["bucket_seconds"] == seconds
+    assert sum(b["frames"] for c in data["channels"] for b in c["buckets"]) > 0
+
+
+def test_a_bucket_that_is_not_an_interval_is_one_line_400(server, http):
+    response = http.get(f"{server}/api/coverage", params={"bucket": "banana"}, timeout=60)
+    assert response.status_code == 400 and response.json() == {
+        "error": "bucket 'banana' is not a positive interval: give one such as '12 minutes' or '1 day'"}
 
 
 # --- hostile input -------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 import time
 
+import numpy as np
 import uvicorn
 
 from emulators import free_port, wait_until
@@ -34,3 +36,10 @@ def timed_get(session, url: str, **params):
     started = time.perf_counter()
     response = session.get(url, params=params, timeout=60)
     return response, time.perf_counter() - started
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """A PNG's pixels as ``(H, W, 4)`` uint8."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -81,7 +82,7 @@ def partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[
     wanted = sorted(set(idx))
     if len(wanted) <= FEW_ROWS:
         version = (location.path(), entry.get("fingerprint"), entry.get("built_at"), entry.get("schema"))
-        table = _rows_by_position(dataset, wanted, version)
+        table = _rows_by_position(dataset, wanted, version, local=not location.remote)
     else:
         table = dataset.to_table(filter=pc.field("idx").isin(wanted))
     missing = sorted(set(wanted) - set(table.column("idx").to_pylist()))
@@ -108,14 +109,16 @@ _row_groups: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
 _row_group_lock = threading.Lock()
 
 
-def _rows_by_position(dataset, wanted: list[int], version: tuple):
+def _rows_by_position(dataset, wanted: list[int], version: tuple, local: bool = True):
     """The rows whose ``idx`` is in ``wanted`` (sorted), in file order, decoding only the row
-    groups that hold them (cached under ``version``, the partition's manifest identity)."""
+    groups that hold them (cached under ``version``, the partition's manifest identity, and
+    the file's own identity: a local file replaced under the same manifest is read anew; a
+    remote catalog's frame files are never rewritten under one name)."""
     import pyarrow as pa
 
     pieces = []
     for fragment in dataset.get_fragments():
-        key = (version, fragment.path)
+        key = (version, fragment.path, _file_identity(fragment.path) if local else None)
         idx, starts = _cached(key + ("idx",), lambda fragment=fragment: _fragment_index(fragment, dataset.schema))
         positions = np.flatnonzero(np.isin(idx, wanted))
         for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
@@ -125,6 +128,15 @@ def _rows_by_position(dataset, wanted: list[int], version: tuple):
                 lambda fragment=fragment, g=g: fragment.split_by_row_group()[g].to_table(schema=dataset.schema))
             pieces.append(group.take(rows))
     return pa.concat_tables(pieces) if pieces else dataset.schema.empty_table()
+
+
+def _file_identity(path: str) -> tuple[int, int, int] | None:
+    """A local file's inode, size and modification time (None if it cannot be read)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _fragment_index(fragment, schema):

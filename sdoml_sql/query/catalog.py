@@ -87,6 +87,8 @@ class Catalog(CatalogViews):
         self._sources: dict[str, Any] = {}
         self._store_access: dict[str, Any] = {}
         self._copies: dict[str, str] = {}  # {view: copy file}; the live views while copies are written
+        self._known: dict[str, list] | None = None
+        self._channels: dict[str, str] | None = None
 
     @classmethod
     def pending(cls, location, manifest: dict[str, Any]) -> Catalog:
@@ -196,12 +198,23 @@ class Catalog(CatalogViews):
         return list(dict.fromkeys(hints))
 
     def _known_values(self) -> dict[str, list]:
-        rows = self._cursor().execute(
-            "SELECT DISTINCT instrument, channel, year FROM partitions ORDER BY instrument, "
-            "try_cast(regexp_extract(channel, '^[0-9]+') AS INTEGER) NULLS LAST, channel, year").fetchall()
-        return {"instrument": list(dict.fromkeys(r[0] for r in rows)),
-                "channel": list(dict.fromkeys(r[1] for r in rows)),
-                "year": sorted({r[2] for r in rows})}
+        """The instruments, channels and years the catalog holds (kept: the manifest is fixed)."""
+        if self._known is None:
+            rows = self._catalog_rows(
+                "SELECT DISTINCT instrument, channel, year FROM partitions ORDER BY instrument, "
+                "try_cast(regexp_extract(channel, '^[0-9]+') AS INTEGER) NULLS LAST, channel, year")
+            self._known = {"instrument": list(dict.fromkeys(r[0] for r in rows)),
+                           "channel": list(dict.fromkeys(r[1] for r in rows)),
+                           "year": sorted({r[2] for r in rows})}
+        return self._known
+
+    def _catalog_rows(self, sql: str) -> list[tuple]:
+        """The rows of one of the catalog's own statements (introspection), a DuckDB error as
+        one :class:`QueryError` line naming the catalog."""
+        try:
+            return self._cursor().execute(sql).fetchall()
+        except duckdb.Error as error:
+            raise QueryError(f"catalog {self.directory}: {one_line(error)}") from None
 
     def sql(self, sql: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run one read-only statement and return the raw DuckDB relation (lazy; use
@@ -348,8 +361,9 @@ class Catalog(CatalogViews):
 
     def channels(self) -> dict[str, str]:
         """``{channel: instrument}`` of the catalogued AIA and HMI arrays."""
-        rows = self._cursor().execute("SELECT DISTINCT channel, instrument FROM partitions").fetchall()
-        return dict(rows)
+        if self._channels is None:  # kept: the manifest is fixed
+            self._channels = dict(self._catalog_rows("SELECT DISTINCT channel, instrument FROM partitions"))
+        return dict(self._channels)
 
     # --- DuckDB shell -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from sdoml_sql.fetch import images
 from sdoml_sql.fetch.images import one_frame
 from sdoml_sql.fetch.maps import header
 from sdoml_sql.fetch.output import fits_frames, write_fits
-from sdoml_sql.quality.plot import FLAGS, bucket_width, channel_order, quality_counts
+from sdoml_sql.quality.plot import FLAGS, channel_order, quality_counts
 from sdoml_sql.query.sqlfiles import example, example_names
 from sdoml_sql.query.text import plain
 
@@ -55,7 +55,6 @@ class Frame:
     year: int
     channel: str
     idx: int
-    fingerprint: str = ""
 
     def locator(self) -> dict[str, Any]:
         return {"instrument": self.instrument, "year": self.year, "channel": self.channel, "idx": self.idx}
@@ -83,7 +82,7 @@ def check_frame(catalog, instrument: str, year: str, channel: str, idx: str) -> 
     rows = int(entry.get("rows") or 0)
     if not idx.isdigit() or int(idx) >= rows:
         raise NotFound(f"no frame {idx!r} in {instrument} {year}/{channel}: idx runs from 0 to {rows - 1}")
-    return Frame(instrument, int(year), channel, int(idx), str(entry.get("fingerprint") or ""))
+    return Frame(instrument, int(year), channel, int(idx))
 
 
 def page_bounds(offset: str | None, limit: str | None) -> tuple[int, int]:
@@ -197,7 +196,8 @@ previous AS (SELECT 'previous' AS side, s.year, s.idx, s.T_OBS FROM same s, this
 following AS (SELECT 'next' AS side, s.year, s.idx, s.T_OBS FROM same s, this t
               WHERE s.T_OBS > t.T_OBS OR (s.T_OBS = t.T_OBS AND (s.year > $year OR (s.year = $year AND s.idx > $idx)))
               ORDER BY s.T_OBS, s.year, s.idx LIMIT 1)
-SELECT side, $instrument AS instrument, $channel AS channel, year, idx, T_OBS FROM previous
+SELECT 'this' AS side, $instrument AS instrument, $channel AS channel, $year AS year, $idx AS idx, T_OBS FROM this
+UNION ALL SELECT side, $instrument, $channel, year, idx, T_OBS FROM previous
 UNION ALL SELECT side, $instrument, $channel, year, idx, T_OBS FROM following
 """
 
@@ -217,15 +217,17 @@ def frame_info(catalog, frame: Frame, timeout: float | None = None) -> dict:
     """The frame page's data: the frame, its time, the previous and next frame of its channel
     in time, and each other channel's frame nearest in time (within a day)."""
     params = {"instrument": frame.instrument, "year": frame.year, "channel": frame.channel, "idx": frame.idx}
-    time_row = catalog.query("SELECT T_OBS FROM frame_times WHERE instrument = $instrument AND year = $year "
-                             "AND channel = $channel AND idx = $idx", params, query_timeout=timeout).to_arrow()
-    when = time_row.column("T_OBS")[0].as_py() if time_row.num_rows else None
-    info: dict[str, Any] = {**frame.locator(), "T_OBS": plain(when), "previous": None, "next": None, "others": []}
-    if when is None:
-        return info
+    info: dict[str, Any] = {**frame.locator(), "T_OBS": None, "previous": None, "next": None, "others": []}
+    when = None
     for row in catalog.query(NEIGHBOURS_SQL, params, query_timeout=timeout):
         side = row.pop("side")
-        info[side] = {k: plain(v) for k, v in row.items()}
+        if side == "this":
+            when = row["T_OBS"]
+            info["T_OBS"] = plain(when)
+        else:
+            info[side] = {k: plain(v) for k, v in row.items()}
+    if when is None:
+        return info
     window = f"{int(NEIGHBOUR_WINDOW.total_seconds())} seconds"
     others = catalog.query(OTHER_CHANNELS_SQL, {"time": str(when), "window": window, "instrument": frame.instrument,
                                                 "channel": frame.channel}, query_timeout=timeout)
@@ -243,15 +245,9 @@ def coverage(catalog, start: str | None = None, stop: str | None = None, bucket:
              gap: str | None = None, timeout: float | None = None) -> dict:
     """Per channel, frames and gaps per time bucket and flagged frames (from
     ``frame_quality`` when statistics exist): the data of ``sdoml-sql plot-quality``."""
-    if bucket:
-        try:
-            bucket_width(bucket)
-        except ValueError:
-            raise BadRequest(f"bucket {bucket[:40]!r} is not a length such as '1 hour' or '12 minutes'") from None
     counts, flags, params, frames, checked = quality_counts(catalog, start=start or None, stop=stop or None,
                                                             bucket=bucket or None, gap=gap or None,
                                                             query_timeout=timeout)
-    width = bucket_width(params["bucket"])
     flagged: dict[tuple, dict[str, int]] = {}
     for row in flags.itertuples(index=False):
         flagged.setdefault((row.instrument, row.channel, pd.Timestamp(row.bucket)), {})[row.flag] = int(row.frames)
@@ -262,5 +258,5 @@ def coverage(catalog, start: str | None = None, stop: str | None = None, bucket:
             {"start": plain(pd.Timestamp(b).to_pydatetime()), "frames": int(n), "gaps": int(g),
              "flagged": flagged.get((instrument, channel, pd.Timestamp(b)), {})}
             for b, n, g in zip(rows["bucket"], rows["frames"], rows["gaps"])]})
-    return {**params, "bucket_seconds": width.total_seconds(), "frames": frames, "checked": checked,
+    return {**params, "frames": frames, "checked": checked,
             "flags": list(FLAGS), "channels": channels}

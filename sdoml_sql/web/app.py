@@ -22,6 +22,10 @@ FITS), so a slow store delays frames only.  Each pool runs at most ``workers`` r
 lets at most ``waiting`` wait, for at most ``wait_s`` seconds; beyond that the answer is 503
 at once.  A frame read that takes longer than ``frame_timeout`` answers 504 (its thread
 finishes in the background).  Every error is one line: ``{"error": "…"}``.
+
+Answers are kept per catalog version (:mod:`sdoml_sql.web.cache`): a kept answer is served
+from the event loop without waiting for a worker; pictures, headers and frame data carry the
+version in their ``ETag`` (``Cache-Control: no-cache``: browsers ask again and get ``304``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ import functools
 import json
 import queue
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from importlib import resources
+from string import Template
 from typing import Any
 
 from starlette.applications import Starlette
@@ -46,10 +50,14 @@ from starlette.routing import Route
 
 from sdoml_sql.exceptions import FetchError, QueryError, SdomlError, StoreError
 from sdoml_sql.web import api
+from sdoml_sql.web.cache import MISSING, Answers, LiveCatalog, etag, repeatable
 
 #: The files of ``static/`` the server answers, by name, with their content types.
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
-PAGES = {"sql": "sql.html", "frame": "frame.html", "timeline": "timeline.html"}
+#: The pages: title and the file of their ``<main>``, each put in ``static/page.html`` (:func:`page_html`).
+PAGES = {"sql": ("SQL", "sql.html"), "frame": ("frame", "frame.html"), "timeline": ("timeline", "timeline.html")}
+#: The links of every page's navigation bar: page, path, label.
+NAV_LINKS = (("sql", "/sql", "SQL"), ("timeline", "/timeline", "Timeline"))
 #: The longest SQL text the API takes (the Python API parses anything; a URL or form this long is abuse).
 MAX_SQL_CHARS = 1_000_000
 
@@ -64,7 +72,7 @@ class Settings:
     frame_workers: int = 4
     waiting: int = 64
     wait_s: float = 15.0
-    png_cache_bytes: int = 64 * 1024 * 1024
+    cache_bytes: int = 128 * 1024 * 1024
 
 
 class Busy(SdomlError):
@@ -136,31 +144,17 @@ class Pool:
         self.executor.shutdown(wait=False)
 
 
-class PngCache:
-    """Rendered PNGs by frame and size, least recently used out first, bounded in bytes."""
-
-    def __init__(self, capacity: int):
-        self.capacity, self.size = capacity, 0
-        self.entries: OrderedDict[tuple, bytes] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple, make: Callable[[], bytes]) -> bytes:
-        with self.lock:
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                return self.entries[key]
-        value = make()
-        with self.lock:
-            if key not in self.entries and len(value) <= self.capacity:
-                self.entries[key] = value
-                self.size += len(value)
-                while self.size > self.capacity:
-                    self.size -= len(self.entries.popitem(last=False)[1])
-        return value
-
-
 def static_text(name: str) -> str:
     return (resources.files("sdoml_sql.web") / "static" / name).read_text(encoding="utf-8")
+
+
+def page_html(name: str) -> str:
+    """A page: the common head and navigation bar of ``static/page.html`` around its ``<main>``."""
+    title, file = PAGES[name]
+    links = "".join(f'<a href="{path}"' + (' class="here"' if page == name else "") + f">{label}</a>"
+                    for page, path, label in NAV_LINKS)
+    return Template(static_text("page.html")).substitute(title=title, page=name, links=links,
+                                                        main=static_text(file).strip())
 
 
 def status_of(error: BaseException) -> int:
@@ -187,18 +181,28 @@ def _busy_headers(status: int) -> dict[str, str]:
     return {"Retry-After": "1"} if status == 503 else {}
 
 
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, default=str).encode()
+
+
 def json_response(value: Any) -> Response:
-    return Response(json.dumps(value, ensure_ascii=False, allow_nan=False, default=str), 200,
-                    media_type="application/json")
+    """``value`` as JSON (bytes already encoded go as they are)."""
+    return Response(value if isinstance(value, bytes) else json_bytes(value), 200, media_type="application/json")
+
+
+def as_json(function: Callable) -> Callable[..., bytes]:
+    """``function`` whose answer is encoded as JSON (in the worker, and kept encoded)."""
+    return lambda *args: json_bytes(function(*args))
 
 
 def create_app(catalog, settings: Settings | None = None) -> Starlette:
     """The explorer over ``catalog`` (a :class:`~sdoml_sql.query.Catalog`)."""
     settings = settings or Settings()
-    pages = {name: static_text(file) for name, file in PAGES.items()}
+    pages = {name: page_html(name) for name in PAGES}
     assets = {name: static_text(name) for name in STATIC_FILES}
     pools: dict[str, Pool] = {}
-    cache = PngCache(settings.png_cache_bytes)
+    live = LiveCatalog(catalog)
+    answers = Answers(settings.cache_bytes)
 
     def pool(kind: str) -> Pool:  # made inside the server's event loop
         if kind not in pools:
@@ -212,9 +216,24 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
     async def frames(function: Callable, *args):
         return await pool("frame").run(function, *args, timeout=settings.frame_timeout)
 
-    def frame_of(request: Request) -> api.Frame:
+    async def kept(key: tuple, run: Callable, function: Callable, *args):
+        """The answer kept under ``key`` (no worker needed), else ``run(function, *args)``, kept."""
+        found = answers.peek(key)
+        if found is MISSING:
+            found = await run(function, *args)
+            answers.put(key, found)
+        return found
+
+    def frame_of(request: Request):
+        """``(catalog, version, frame)`` of a frame request, checked against the current manifest."""
+        catalog, version = live.current()
         p = request.path_params
-        return api.check_frame(catalog, p["instrument"], p["year"], p["channel"], p["idx"])
+        return catalog, version, api.check_frame(catalog, p["instrument"], p["year"], p["channel"], p["idx"])
+
+    def unchanged(request: Request, tag: str) -> Response | None:
+        if tag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
+        return None
 
     async def sql_of(request: Request) -> str:
         sql = request.query_params.get("sql")
@@ -250,11 +269,16 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
     async def query(request: Request) -> Response:
         offset, limit = api.page_bounds(request.query_params.get("offset"), request.query_params.get("limit"))
         sql = await sql_of(request)
-        return json_response(await queries(api.run_query, catalog, sql, offset, limit, settings.query_timeout))
+        catalog, version = live.current()
+        if not repeatable(sql):
+            return json_response(await queries(api.run_query, catalog, sql, offset, limit, settings.query_timeout))
+        return json_response(await kept((version, "query", sql, offset, limit), queries, as_json(api.run_query),
+                                        catalog, sql, offset, limit, settings.query_timeout))
 
     def download(format: str, media_type: str):
         async def endpoint(request: Request) -> Response:
             sql = await sql_of(request)
+            catalog, _ = live.current()
             text = await queries(api.query_text, catalog, sql, format, settings.query_timeout)
             return Response(text, media_type=media_type,
                             headers={"Content-Disposition": f'attachment; filename="query.{format}"'})
@@ -263,32 +287,39 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
     async def examples(request: Request) -> Response:
         return json_response(api.examples())
 
-    async def frame_info(request: Request) -> Response:
-        frame = frame_of(request)
-        return json_response(await queries(api.frame_info, catalog, frame, settings.query_timeout))
-
-    async def frame_header(request: Request) -> Response:
-        frame = frame_of(request)
-        return json_response({**frame.locator(), "header": await frames(api.frame_header, catalog, frame)})
-
-    def picture(thumbnail: bool):
+    def frame_answer(kind: str, run: Callable, answer: Callable, media_type: str):
+        """An answer about one frame, kept per catalog version and sent with its ``ETag``."""
         async def endpoint(request: Request) -> Response:
-            frame = frame_of(request)
-            key = (frame.path, frame.fingerprint, thumbnail)
-            png = await frames(cache.get, key, lambda: api.frame_png(catalog, frame, thumbnail))
-            return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+            catalog, version, frame = frame_of(request)
+            tag = etag(version, frame.path, kind)
+            if (not_modified := unchanged(request, tag)) is not None:
+                return not_modified
+            body = await kept((version, kind, frame.path), run, answer, catalog, frame)
+            return Response(body, media_type=media_type, headers={"ETag": tag, "Cache-Control": "no-cache"})
         return endpoint
 
+    def info_json(catalog, frame) -> bytes:
+        return json_bytes(api.frame_info(catalog, frame, settings.query_timeout))
+
+    def header_json(catalog, frame) -> bytes:
+        return json_bytes({**frame.locator(), "header": api.frame_header(catalog, frame)})
+
+    def picture(thumbnail: bool):
+        return frame_answer("thumbnail" if thumbnail else "png", frames,
+                            lambda catalog, frame: api.frame_png(catalog, frame, thumbnail), "image/png")
+
     async def frame_fits(request: Request) -> Response:
-        frame = frame_of(request)
+        catalog, _, frame = frame_of(request)
         name, data = await frames(api.frame_fits, catalog, frame)
         return Response(data, media_type="application/fits",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def coverage(request: Request) -> Response:
         q = request.query_params
-        return json_response(await queries(api.coverage, catalog, q.get("start"), q.get("stop"), q.get("bucket"),
-                                           q.get("gap"), settings.query_timeout))
+        catalog, version = live.current()
+        bounds = tuple(q.get(name) for name in ("start", "stop", "bucket", "gap"))
+        return json_response(await kept((version, "coverage", *bounds), queries, as_json(api.coverage), catalog,
+                                        *bounds, settings.query_timeout))
 
     frame_path = "/{instrument}/{year}/{channel}/{idx}"
     routes = [
@@ -303,8 +334,8 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
         Route("/api/frames/{instrument}/{year}/{channel}/{idx}.png", picture(False)),
         Route("/api/frames/{instrument}/{year}/{channel}/{idx}.fits", frame_fits),
         Route("/api/frames" + frame_path + "/thumbnail.png", picture(True)),
-        Route("/api/frames" + frame_path + "/header", frame_header),
-        Route("/api/frames" + frame_path, frame_info),
+        Route("/api/frames" + frame_path + "/header", frame_answer("header", frames, header_json, "application/json")),
+        Route("/api/frames" + frame_path, frame_answer("info", queries, info_json, "application/json")),
     ]
 
     async def sdoml_error(request: Request, error: SdomlError) -> Response:
@@ -326,7 +357,7 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={SdomlError: sdoml_error, 404: not_found, 405: not_found,
                                                       Exception: unexpected},
                     lifespan=lifespan, max_body_size=2 * MAX_SQL_CHARS)
-    app.state.catalog = catalog
+    app.state.catalog = live
     app.state.settings = settings
-    app.state.cache = cache
+    app.state.answers = answers
     return app
