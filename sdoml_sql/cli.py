@@ -143,8 +143,10 @@ def with_access_options(function):
               help="SDOML v2 (sdomlv2_small.zarr …) or SDOMLv2a (AIA.zarr, HMI.zarr, EVE_legacy.zarr: years "
                    "past 2020, HMI out of time order, flat EVE).")
 @click.option("--overwrite", is_flag=True, help="Replace sample stores already in DIRECTORY (refused without it).")
+@click.option("--progress/--quiet", default=None,
+              help="Show a progress bar (default: for big image writes only), or not.")
 def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_years, no_images, seed, chunk_frames,
-           layout, overwrite):
+           layout, overwrite, progress):
     """Write sample AIA, HMI and EVE stores shaped like the real SDOML v2 (or v2a) ones into DIRECTORY.
 
     \b
@@ -164,7 +166,7 @@ def sample(directory, frames, hmi_frames, eve_samples, years, channels, hmi_year
         "chunk_frames": chunk_frames,
     }
     paths = write_sample(directory, images=not no_images, seed=seed, layout=layout, overwrite=overwrite,
-                         **{k: v for k, v in options.items() if v is not None})
+                         progress=progress, **{k: v for k, v in options.items() if v is not None})
     for name, path in paths.items():
         click.echo(f"{name}\t{path}")
 

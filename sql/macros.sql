@@ -221,9 +221,11 @@ WITH
 channels AS (
     SELECT DISTINCT instrument, channel FROM partitions
 ),
+starts AS (
+    SELECT r.bucket FROM range(start::TIMESTAMP, stop::TIMESTAMP, bucket::INTERVAL) AS r(bucket)
+),
 buckets AS (
-    SELECT c.instrument, c.channel, b.bucket
-    FROM channels c CROSS JOIN range(start::TIMESTAMP, stop::TIMESTAMP, bucket::INTERVAL) AS b(bucket)
+    SELECT c.instrument, c.channel, b.bucket FROM channels c CROSS JOIN starts b
 ),
 times AS (
     SELECT f.instrument, f.channel, f.T_OBS AS t
@@ -241,14 +243,15 @@ steps AS (
            lead(t) OVER (PARTITION BY instrument, channel ORDER BY t, is_frame) AS next_t
     FROM points
 ),
+-- the bucket a time falls in is the last start at or before it (time_bucket puts month
+-- buckets on the 1st of the month, whatever the day of `start`: none would match a start)
 per_bucket AS (
-    SELECT instrument, channel,
-           time_bucket(bucket::INTERVAL, t, start::TIMESTAMP) AS bucket,
+    SELECT s.instrument, s.channel, b.bucket,
            count(*) FILTER (WHERE is_frame) AS frames,
            count(*) FILTER (WHERE epoch(next_t) - epoch(t) > epoch(gap::INTERVAL)) AS gaps,
            max(epoch(next_t) - epoch(t)) AS longest_step_s
-    FROM steps
-    WHERE t < stop::TIMESTAMP
+    FROM steps s ASOF JOIN starts b ON s.t >= b.bucket
+    WHERE s.t < stop::TIMESTAMP
     GROUP BY ALL
 )
 SELECT b.instrument, b.channel, b.bucket,

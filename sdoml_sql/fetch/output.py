@@ -165,7 +165,7 @@ def _blank(values: np.ndarray):
     if values.dtype.kind == "f":
         return np.nan
     if values.dtype.kind == "M":
-        return np.datetime64("NaT")
+        return np.datetime64("NaT", np.datetime_data(values.dtype)[0])  # a unit-less NaT is deprecated
     return None
 
 

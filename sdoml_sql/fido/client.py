@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,8 @@ class SDOMLClient(BaseClient):
 
         Chunks are read once for the whole fetch; an existing file is kept (and its frame not
         read) unless ``Fido.fetch(..., overwrite=True)``."""
+        if isinstance(downloader, parfive.Downloader):
+            downloader.download = lambda: download_in_a_closed_loop(downloader)
         results = parfive.Results()
         rows = query_results if isinstance(query_results, QueryResponseTable) else query_results.as_table()
         names = fits_names(rows)
@@ -179,6 +183,28 @@ class SDOMLClient(BaseClient):
         except (OSError, SdomlError):
             manifest = None
         return catalog_values(manifest_channels(manifest) if manifest else PUBLISHED_CHANNELS)
+
+
+def download_in_a_closed_loop(downloader: parfive.Downloader) -> parfive.Results:
+    """What ``downloader.download()`` does (Fido calls it once the clients have queued their
+    files), in an event loop that is closed when it returns.
+
+    parfive leaves its loop open, with SIGINT/SIGTERM handlers on it and Python's signal wakeup
+    fd on the loop's socket.  The garbage collector frees that loop later on whatever thread it
+    runs (a query's helper thread, a dask worker), where the close fails ("Exception ignored …
+    signal only works in main thread") and leaves the wakeup fd on a closed descriptor: the next
+    signal (a loader worker's SIGCHLD) prints "OSError: Bad file descriptor", or writes a byte
+    into a file that got that number.  Ctrl-C still cancels the download."""
+    def run():
+        with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:  # leaves the thread's loop alone
+            return runner.run(downloader.run_download())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # called under a running loop (a notebook cell)
+        return pool.submit(run).result()
 
 
 def coverage(catalog) -> str:

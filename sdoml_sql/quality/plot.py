@@ -38,11 +38,12 @@ COUNTS_SQL = """
 SELECT instrument, channel, bucket, frames, gaps
 FROM coverage($start::TIMESTAMP, $stop::TIMESTAMP, $bucket::INTERVAL, $gap::INTERVAL)
 """
+#: Buckets as ``coverage`` makes them: a time's bucket is the last start at or before it.
 FLAGS_SQL = """
-SELECT instrument, channel, time_bucket($bucket::INTERVAL, T_OBS, $start::TIMESTAMP) AS bucket, flag,
-       count(*) AS frames
+SELECT instrument, channel, b.bucket, flag, count(*) AS frames
 FROM (SELECT instrument, channel, T_OBS, unnest(flags) AS flag FROM frame_quality
-      WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP)
+      WHERE T_OBS >= $start::TIMESTAMP AND T_OBS < $stop::TIMESTAMP) f
+ASOF JOIN range($start::TIMESTAMP, $stop::TIMESTAMP, $bucket::INTERVAL) AS b(bucket) ON f.T_OBS >= b.bucket
 GROUP BY ALL
 """
 CHECKED_SQL = """
@@ -186,8 +187,8 @@ def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timed
     frames = rows["frames"].to_numpy()
     top = max(int(frames.max()) if len(frames) else 0, 1)
     empty = frames == 0
-    axis.bar(buckets[empty], np.full(empty.sum(), top), width=width, align="edge", color="#f6c9c9", linewidth=0)
-    axis.bar(buckets, frames, width=width, align="edge", color="#c8c8c8", linewidth=0)
+    _bars(axis, buckets[empty], np.full(empty.sum(), top), width, colours="#f6c9c9")
+    _bars(axis, buckets, frames, width, colours="#c8c8c8")
     gaps = rows["gaps"].to_numpy() > 0
     axis.plot(buckets[gaps] + width / 2, np.full(gaps.sum(), top * 1.08), "v", color="#d62728", markersize=3)
     bottom = pd.Series(0, index=pd.DatetimeIndex(buckets))
@@ -197,8 +198,7 @@ def _draw_channel(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Timed
             continue
         heights = chosen.set_index(pd.to_datetime(chosen["bucket"]))["frames"]
         base = bottom.reindex(heights.index).fillna(0)
-        axis.bar(heights.index, heights.to_numpy(), bottom=base.to_numpy(), width=width, align="edge",
-                 color=FLAG_COLOURS[flag], linewidth=0)
+        _bars(axis, heights.index, heights.to_numpy(), width, bottoms=base.to_numpy(), colours=FLAG_COLOURS[flag])
         bottom = bottom.add(heights, fill_value=0)
     axis.set_ylim(-(FLAG_STRIP + FLAG_STRIP_GAP) * top, top * 1.2)
     axis.set_yticks([tick for tick in axis.get_yticks() if 0 <= tick <= top])
@@ -219,8 +219,25 @@ def _draw_flag_strip(axis, rows: pd.DataFrame, flags: pd.DataFrame, width: pd.Ti
     share = per_bucket["flagged"].to_numpy() / np.maximum(frames.reindex(times).fillna(0).to_numpy(), 1)
     colours = [(*_rgb(FLAG_COLOURS[flag]), 0.45 + 0.55 * min(float(part), 1.0))
                for flag, part in zip(per_bucket["flag"], share)]
-    axis.bar(times, np.full(len(times), FLAG_STRIP * top), bottom=-(FLAG_STRIP + FLAG_STRIP_GAP) * top,
-             width=width, align="edge", color=colours, edgecolor=colours, linewidth=0.6)
+    _bars(axis, times, np.full(len(times), FLAG_STRIP * top), width, bottoms=-(FLAG_STRIP + FLAG_STRIP_GAP) * top,
+          colours=colours, edges=True)
+
+
+def _bars(axis, lefts, heights, width: pd.Timedelta, *, bottoms=0.0, colours="#c8c8c8", edges: bool = False) -> None:
+    """Bars starting at ``lefts`` as one collection: a patch per bar (``axis.bar``) cost ~2 ms
+    each, 57 s for the 12,000 bars of '1 week' over nine years.  ``edges`` outlines each bar in
+    its colour, so a bar narrower than a pixel still shows."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.dates import date2num
+
+    x0 = date2num(pd.DatetimeIndex(lefts).to_pydatetime()) if len(lefts) else np.empty(0)
+    x1 = x0 + width / pd.Timedelta(days=1)
+    y0 = np.broadcast_to(np.asarray(bottoms, dtype=float), x0.shape)
+    y1 = y0 + np.asarray(heights, dtype=float)
+    corners = np.stack([np.column_stack(xy) for xy in ((x0, y0), (x0, y1), (x1, y1), (x1, y0))], axis=1)
+    axis.add_collection(PolyCollection(corners, facecolors=colours, edgecolors=colours if edges else "none",
+                                       linewidths=0.6 if edges else 0))
+    axis.xaxis_date()
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
