@@ -225,8 +225,6 @@ def _decodes_into(zarray, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
 def _decode_frames_into(zarray, source, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
     """Decode each wanted frame's blocks straight into its ``out``; False (nothing written) when
     the chunk is absent, stored uncompressed, or its frames are not whole blocks."""
-    import numcodecs.blosc
-
     head = read_head(source, _chunk_nbytes(zarray))
     if head is None:
         return False
@@ -239,11 +237,7 @@ def _decode_frames_into(zarray, source, in_chunk: np.ndarray, outs: list[np.ndar
     per_frame = frame_bytes // header.blocksize
     for frame, out in zip(in_chunk.tolist(), outs):
         mine = np.arange(frame * per_frame, (frame + 1) * per_frame)
-        parts = [stored[b][:checked_block(header, b, stored[b])] for b in mine.tolist()]
-        try:
-            numcodecs.blosc.decompress(repack(header, mine, parts), out.reshape(-1).view(np.uint8))
-        except Exception as error:  # the codec's own complaint, named
-            raise DamagedChunk(f"blocks {mine[0]}..{mine[-1]} do not decode: {error}") from None
+        _decompress_blocks(header, mine, [stored[b] for b in mine.tolist()], out.reshape(-1).view(np.uint8))
     return True
 
 
@@ -263,19 +257,25 @@ def _scratch(nbytes: int) -> np.ndarray:
     return buffer[:nbytes]
 
 
-def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], wanted: np.ndarray,
-                   frame_bytes: int) -> tuple[np.ndarray, bool]:
-    """The wanted frames' bytes, decoding the stored ``blocks`` re-packed as one Blosc buffer
-    into this thread's scratch, and whether they are a fresh array (else a view of the scratch)."""
+def _decompress_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], out: np.ndarray) -> None:
+    """Decode the stored ``blocks`` (each checked stream by stream), re-packed as one Blosc
+    buffer, into ``out``; a block that does not decode is a :class:`DamagedChunk`."""
     import numcodecs.blosc
 
-    stored = [view[:checked_block(header, int(b), view)] for b, view in zip(blocks, stored)]
-    packed = repack(header, blocks, stored)
-    out = _scratch(sum(header.block_size(int(b)) for b in blocks))
+    parts = [view[:checked_block(header, int(b), view)] for b, view in zip(blocks, stored)]
+    packed = repack(header, blocks, parts)
     try:
         numcodecs.blosc.decompress(packed, out)
     except Exception as error:  # the codec's own complaint, named
         raise DamagedChunk(f"blocks {blocks[0]}..{blocks[-1]} do not decode: {error}") from None
+
+
+def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], wanted: np.ndarray,
+                   frame_bytes: int) -> tuple[np.ndarray, bool]:
+    """The wanted frames' bytes, decoding the stored ``blocks`` re-packed as one Blosc buffer
+    into this thread's scratch, and whether they are a fresh array (else a view of the scratch)."""
+    out = _scratch(sum(header.block_size(int(b)) for b in blocks))
+    _decompress_blocks(header, blocks, stored, out)
     place = {int(b): n for n, b in enumerate(blocks)}  # a frame starts in its first block's place
     offsets = []
     for f in wanted.tolist():
