@@ -36,10 +36,10 @@ from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.fetch.stack import (
     ArrayRef,
     _apply_missing,
-    _check_downsample,
     _check_frames,
-    _open_arrays,
+    check_downsample,
     frame_grid,
+    open_arrays,
     output_shape,
 )
 
@@ -143,7 +143,7 @@ class FrameDataset:
 
     def zarrays(self) -> list:
         if self._zarrays is None:
-            self._zarrays = _open_arrays(self.opener, self.arrays)
+            self._zarrays = open_arrays(self.opener, self.arrays)
         return self._zarrays
 
     def chunk_of(self, array_id: int, idx: int) -> int:
@@ -374,10 +374,10 @@ def dataset(selection, downsample: int = 1, method: str = "stride", missing: str
         raise DatasetError(f"the selection has no frames to make samples of ({len(keep)} rows, "
                            f"{int(grid.missing.all(axis=1).sum())} without any frame)")
     opener = StoreOpener(selection.catalog)
-    zarrays = _open_arrays(opener, grid.arrays)
+    zarrays = open_arrays(opener, grid.arrays)
     _check_frames(grid, zarrays)
     frame_shape = tuple(int(s) for s in zarrays[0].shape[1:])
-    _check_downsample(frame_shape, downsample, method)
+    check_downsample(frame_shape, downsample, method)
     times, rows = _times_and_rows(selection, grid)
     ds = FrameDataset(opener, grid.arrays, grid.array_ids[keep].astype(np.int32), grid.idx[keep],
                       list(grid.columns) if grid.aligned else _frame_column(grid),

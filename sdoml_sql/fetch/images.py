@@ -33,7 +33,7 @@ import pandas as pd
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch.frames import read_chunk_frames
 from sdoml_sql.fetch.maps import maps, style_hmi
-from sdoml_sql.fetch.stack import LOCATOR_COLUMNS, ArrayRef, FlatSelection, _check_downsample, _open_arrays
+from sdoml_sql.fetch.stack import LOCATOR_COLUMNS, ArrayRef, FlatSelection, check_downsample, open_arrays
 
 #: A thumbnail keeps the mean of 4×4 pixel blocks: 512×512 frames give 128×128 pictures.
 THUMBNAIL_DOWNSAMPLE = 4
@@ -113,8 +113,8 @@ def frame_pixels(catalog, instrument: str, year: int, channel: str, idx: int, do
                  method: str = "stride") -> np.ndarray:
     """One frame's ``(H, W)`` float32 pixels as ``fetch()`` gives them, read from its chunk."""
     ref = ArrayRef(instrument, int(year), channel)
-    zarray = _open_arrays(catalog, [ref])[0]
-    _check_downsample(tuple(zarray.shape[1:]), downsample, method)
+    zarray = open_arrays(catalog, [ref])[0]
+    check_downsample(tuple(zarray.shape[1:]), downsample, method)
     if not 0 <= idx < zarray.shape[0]:
         raise FetchError(f"{ref} has {zarray.shape[0]} frames; no frame idx {idx}")
     return read_chunk_frames(zarray, str(ref), idx, idx + 1, (0,), downsample, method)[0]

@@ -9,7 +9,7 @@ import numpy as np
 
 from sdoml_sql.fetch.chunkbytes import chunk_key
 from sdoml_sql.fetch.frames import partial_read_bytes, uses_partial
-from sdoml_sql.fetch.stack import ChunkRead, FrameGrid, _open_arrays, build_stack, frame_grid, plan_layout
+from sdoml_sql.fetch.stack import ChunkRead, FrameGrid, build_stack, frame_grid, open_arrays, plan_layout
 
 
 @dataclass
@@ -118,7 +118,7 @@ def _stored_bytes(catalog, grid: FrameGrid, reads: list[ChunkRead]) -> int:
 def chunk_keys(selection) -> list[str]:
     """The store keys (``2010/171A/3.0.0``) of the chunks a fetch of ``selection`` reads."""
     grid = frame_grid(selection, "nan")
-    zarrays = _open_arrays(selection.catalog, grid.arrays)
+    zarrays = open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
     keys = []
     for read in layout.reads:

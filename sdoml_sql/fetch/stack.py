@@ -223,7 +223,9 @@ class Layout:
     zarrays: list[Any] = field(default_factory=list)  #: the opened arrays, as ``grid.arrays``
 
 
-def _open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
+def open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
+    """The Zarr arrays ``arrays`` names, opened through the catalog's stores (one line naming
+    the array when one cannot be opened)."""
     opened = []
     for ref in arrays:
         try:
@@ -253,7 +255,7 @@ def _store_frame_shape(catalog, locators: pd.DataFrame) -> tuple[int, int]:
         for found_instrument, year, found_channel in filter(None, arrays):
             if (found_instrument, found_channel) == (instrument, channel):
                 ref = ArrayRef(instrument, year, channel)
-                return tuple(_open_arrays(catalog, [ref])[0].shape[1:])
+                return tuple(open_arrays(catalog, [ref])[0].shape[1:])
     raise FetchError(f"catalog {catalog.directory} has no array of "
                      f"{', '.join(sorted(set(locators['channel'].astype(str))))}: the frame size is unknown")
 
@@ -312,7 +314,8 @@ def output_shape(shape: tuple[int, int], downsample: int, method: str) -> tuple[
     return downsampled_size(shape[0], downsample, method), downsampled_size(shape[1], downsample, method)
 
 
-def _check_downsample(shape: tuple[int, int], downsample: int, method: str) -> None:
+def check_downsample(shape: tuple[int, int], downsample: int, method: str) -> None:
+    """Refuse, in one line, a ``downsample`` factor or ``method`` that cannot apply to frames of ``shape``."""
     if method not in DOWNSAMPLE_METHODS:
         raise FetchError(f"method={method!r}: choose one of {', '.join(DOWNSAMPLE_METHODS)}")
     if not isinstance(downsample, (int, np.integer)) or downsample < 1:
@@ -369,11 +372,11 @@ def prepare_stack(selection, downsample: int, method: str, missing: str) -> tupl
     """What :func:`build_stack` checks and plans, without the dask graph: the frame grid and
     its chunk layout."""
     grid = frame_grid(selection, missing)
-    zarrays = _open_arrays(selection.catalog, grid.arrays)
+    zarrays = open_arrays(selection.catalog, grid.arrays)
     layout = plan_layout(grid, zarrays)
     if not zarrays:  # every row is a NaN frame: the frame size still comes from the store
         layout.shape = _store_frame_shape(selection.catalog, grid.table)
-    _check_downsample(layout.shape, downsample, method)
+    check_downsample(layout.shape, downsample, method)
     return grid, layout
 
 
