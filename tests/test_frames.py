@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch import frames as frames_module
-from sdoml_sql.fetch.blosc import BloscHeader, block_bounds, needed_ranges
+from sdoml_sql.fetch.blosc import BloscHeader, block_bounds, chunk_table, needed_ranges, table_end
 from sdoml_sql.fetch.chunkbytes import chunk_key
 from sdoml_sql.fetch.frames import FrameReader, read_chunk_frames, uses_partial
 from sdoml_sql.stores.source import open_store
@@ -228,8 +228,8 @@ def frame_blocks_bytes(local, frame: int) -> int:
     t = int(local.chunks[0])
     raw = open(os.path.join(str(local.store_path.store.root), local.store_path.path, chunk_key(local, frame // t)),
                "rb").read()
-    header = BloscHeader.parse(raw, int(np.prod(local.chunks)) * 4)
-    _, ranges = needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    table = chunk_table(raw[:table_end(raw)], int(np.prod(local.chunks)) * 4)
+    _, ranges = needed_ranges(table, [frame % t], table.header.nbytes // t)
     return sum(b - a for a, b in ranges)
 
 
