@@ -144,6 +144,21 @@ def test_reused_buffer_reads_are_views_only_when_asked(tmp_path):
     np.testing.assert_array_equal(whole, data[15:30])  # the view followed the buffer
 
 
+def test_a_chunk_rewritten_in_place_reads_its_new_pixels(tmp_path):
+    compressor = numcodecs.Blosc(cname="zstd", shuffle=2, blocksize=4096)
+    array, data = write_array(tmp_path / "s.zarr", compressor)
+    reader = FrameReader()
+    np.testing.assert_array_equal(reader.read(array, "x", 3, 4, (0,)), data[3:4])
+    chunk = tmp_path / "s.zarr/x/0.0.0"
+    newer = data[:CHUNK][::-1].copy()
+    with open(chunk, "r+b") as handle:  # same file, same inode: only the bytes tell
+        handle.truncate(0)
+        handle.write(compressor.encode(newer))
+    for frames in ([3], [2, 9]):
+        got = reader.read(array, "x", frames[0], frames[-1] + 1, tuple(f - frames[0] for f in frames))
+        np.testing.assert_array_equal(got, newer[frames])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunk=st.integers(0, 2), picks=st.lists(st.integers(0, CHUNK - 1), min_size=1, max_size=CHUNK))
 def test_any_frame_set_reads_like_zarr(threaded_store, chunk, picks):
