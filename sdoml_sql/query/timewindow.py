@@ -65,9 +65,11 @@ def time_window(connection, sql: str, views: dict[str, tuple[str, ...]] = TIMED_
 
 
 def may_narrow(sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS) -> bool:
-    """A cheap first look: whether ``sql`` names one of ``views`` and ``T_OBS`` at all."""
+    """A cheap first look: whether ``sql`` names one of ``views``, and ``T_OBS`` after a
+    ``WHERE`` (a window's bounds are in the top-level ``WHERE``, after the first one)."""
     text = sql.lower()
-    return "t_obs" in text and any(view in text for view in views)
+    where = text.find("where")
+    return where >= 0 and "t_obs" in text[where:] and any(view in text for view in views)
 
 
 def _single_view(tree: dict[str, Any]) -> str | None:
