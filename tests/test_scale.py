@@ -46,7 +46,8 @@ def test_a_narrowed_view_has_the_full_views_columns_and_types_for_any_year(catal
     connection = catalog.connect()
     for instrument in ("aia", "hmi"):
         full = list(catalog.columns(instrument).items())
-        years = sorted({e["year"] for e in catalog.manifest["partitions"].values() if e.get("instrument") == instrument})
+        partitions = catalog.manifest["partitions"].values()
+        years = sorted({e["year"] for e in partitions if e.get("instrument") == instrument})
         for chosen in [{year} for year in years] + [set(years)]:
             scan = catalog._years_scan(instrument, chosen)
             described = connection.execute(f"DESCRIBE {scan}").fetchall()
