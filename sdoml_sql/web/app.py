@@ -20,10 +20,10 @@ fixed list: no request path reaches the file system) that draw themselves from t
 Work runs in threads, three pools: queries (the SQL page's DuckDB work), frame pages' data
 (their neighbours in time: DuckDB too, but a backlog of frame pages must not hold up the SQL
 page) and frames (store reads, maps, PNG and FITS), so a slow store delays frames only.  Each
-pool runs at most ``workers`` requests and
-lets at most ``waiting`` wait, for at most ``wait_s`` seconds; beyond that the answer is 503
-at once.  A frame read that takes longer than ``frame_timeout`` answers 504 (its thread
-finishes in the background).  Every error is one line: ``{"error": "…"}``.
+pool runs at most ``workers`` requests and lets at most ``waiting`` wait, for at most
+``wait_s`` seconds; beyond that the answer is 503 at once.  A frame read that takes longer
+than ``frame_timeout`` answers 504 (its thread finishes in the background).  Every error is
+one line: ``{"error": "…"}``.
 
 Answers are kept per catalog version (:mod:`sdoml_sql.web.cache`): a kept answer is served
 from the event loop without waiting for a worker; pictures, headers and frame data carry the
@@ -209,8 +209,8 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
 
     def pool(kind: str) -> Pool:  # made inside the server's event loop
         if kind not in pools:
-            workers = {"query": settings.query_workers, "frame page": settings.page_workers}.get(kind,
-                                                                                         settings.frame_workers)
+            workers = {"query": settings.query_workers, "frame page": settings.page_workers,
+                       "frame": settings.frame_workers}[kind]
             pools[kind] = Pool(kind, workers, settings.waiting, settings.wait_s)
         return pools[kind]
 
