@@ -98,18 +98,30 @@ def years_list(value, what: str = "years") -> list[int] | None:
     return years
 
 
+def closest_names(wanted, known, n: int = 1) -> list[str]:
+    """The names of ``known`` a user most likely meant by ``wanted``, case-insensitively.  A name
+    with digits (a wavelength such as ``171``) only matches names with the same digits, so
+    ``4500A`` suggests nothing rather than ``1700A``."""
+    import difflib
+
+    def digits(text: str) -> str:
+        return "".join(ch for ch in text if ch.isdigit())
+
+    upper = {str(k).upper(): str(k) for k in known}
+    text = str(wanted).upper()
+    candidates = [k for k in upper if digits(k) == digits(text)] if digits(text) else list(upper)
+    return [upper[c] for c in difflib.get_close_matches(text, candidates, n=n, cutoff=0.5)]
+
+
 def unknown_names(what: str, wanted, known, holder: str) -> str | None:
     """The one-line message for names of ``wanted`` not in ``known``, ``holder`` saying whose
     they are (``unknown channel 171: the catalog has 94A, 131A, …; did you mean 171A?`` for
     ``holder="the catalog has"``), or None."""
-    import difflib
-
     known = list(dict.fromkeys(known))
     unknown = [w for w in dict.fromkeys(wanted) if w not in known]
     if not unknown:
         return None
-    upper = {str(k).upper(): str(k) for k in known}
-    close = [upper[c] for u in unknown for c in difflib.get_close_matches(str(u).upper(), list(upper), n=1, cutoff=0.5)]
+    close = [c for u in unknown for c in closest_names(u, known)]
     guess = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
     return (f"unknown {what} {', '.join(map(str, unknown))}: {holder} "
             f"{', '.join(map(str, known)) or 'none'}{guess}")

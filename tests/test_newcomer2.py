@@ -121,6 +121,17 @@ def test_plot_quality_caps_a_chosen_bucket(small):
 
 # --- 2, 3. build: unknown channels, a store of another instrument -------------------------------
 
+def test_did_you_mean_keeps_a_wavelength_s_digits():
+    from sdoml_sql.exceptions import closest_names
+
+    channels = ["94A", "131A", "171A", "193A", "1600A", "1700A", "Bx", "By", "Bz"]
+    assert closest_names("171", channels) == ["171A"]
+    assert closest_names("1700a", channels) == ["1700A"]
+    assert closest_names("bz", channels) == ["Bz"]
+    assert closest_names("4500A", channels) == []
+    assert closest_names("170A", channels) == []
+
+
 def test_build_refuses_unknown_channels_with_a_did_you_mean_and_leaves_the_catalog(small, tmp_path):
     catalog = copy_catalog(small["catalog"], tmp_path / "catalog")
     before = tree_bytes(catalog)
@@ -129,6 +140,7 @@ def test_build_refuses_unknown_channels_with_a_did_you_mean_and_leaves_the_catal
     result = run_cli("build", "--aia", small["aia"], "--hmi", small["hmi"], "--catalog", catalog,
                      "--channels", "4500A,Bz", "--quiet")
     assert_one_line_error(result, "unknown channel 4500A", "the aia and hmi stores have 171A, 193A, Bx, By, Bz")
+    assert "did you mean" not in result.stderr  # 4500A is no typo of 1700A: no wavelength shares its digits
     assert tree_bytes(catalog) == before
     fresh = run_cli("build", "--aia", small["aia"], "--catalog", tmp_path / "new", "--channels", "171A", "--quiet")
     assert fresh.returncode == 0, fresh.stderr

@@ -17,7 +17,6 @@ columns (``idx``, ``T_OBS``, ``T_OBS_STR``, ``year``, ``channel``; EVE: ``idx``,
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import subprocess
 import threading
@@ -39,7 +38,7 @@ from sdoml_sql.config import (
     duckdb_config,
     query_time_limit,
 )
-from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError
+from sdoml_sql.exceptions import CatalogError, EmptyResultWarning, QueryError, closest_names
 from sdoml_sql.query import copies, scans, timewindow
 from sdoml_sql.query.connection import (
     _empty_arrow,
@@ -190,9 +189,8 @@ class Catalog(CatalogViews):
             values = known.get(column)
             if values is None or value in values:
                 continue
-            close = difflib.get_close_matches(str(value).upper(), [str(v).upper() for v in values], n=1)
-            upper = [str(v).upper() for v in values]
-            guess = f"; did you mean {str(values[upper.index(close[0])])!r}?" if close else ""
+            close = closest_names(value, values)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
             hints.append(f"no {column} {value!r} in the catalog; {column}s are "
                          f"{', '.join(map(str, values)) or 'none'}{guess}")
         return list(dict.fromkeys(hints))
