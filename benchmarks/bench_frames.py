@@ -201,11 +201,13 @@ def decode_bound_one_frame(array, frame: int, repeat: int) -> float:
     t = int(array.chunks[0])
     key = chunk_key(array, frame // t)
     raw = open(os.path.join(str(array.store_path.store.root), array.store_path.path, key), "rb").read()
-    header = blosc.BloscHeader.parse(raw, int(np.prod(array.chunks)) * 4)
-    blocks, ranges = blosc.needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
-    stored = [memoryview(raw)[a:b] for a, b in ranges]
-    packed = blosc.repack(header, blocks, stored)
-    out = np.empty(sum(header.block_size(int(b)) for b in blocks), np.uint8)
+    table = blosc.chunk_table(raw[:blosc.table_end(raw)], int(np.prod(array.chunks)) * 4)
+    pack = blosc.BlockPack.plan(table, table.frame_blocks([frame % t], table.header.nbytes // t))
+    packed = memoryview(bytearray(pack.cbytes))
+    for view, (a, b) in zip(pack.views(packed), pack.ranges):
+        view[:] = raw[a:b]
+    pack.seal(table, packed)
+    out = np.empty(pack.nbytes, np.uint8)
     return timed_median(lambda: numcodecs.blosc.decompress(packed, out), repeat)
 
 

@@ -173,7 +173,7 @@ def test_plan_counts_chunks_and_bytes_before_reading(catalog):
     assert 0 < plan.stored_bytes < plan.read_bytes
     assert plan.output_bytes == 120 * frame
     assert f"{plan.chunks} chunks: {plan.whole_chunks} whole" in str(plan)
-    assert f"{plan.partial_frames} frames of {plan.chunks - plan.whole_chunks} partially" in str(plan)
+    assert f"{plan.partial_frames} frames from {plan.chunks - plan.whole_chunks} chunks, partially" in str(plan)
 
 
 def test_aligned_grid_fetches_time_by_channel(any_catalog):

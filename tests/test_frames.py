@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sdoml_sql.exceptions import FetchError
 from sdoml_sql.fetch import frames as frames_module
-from sdoml_sql.fetch.blosc import BloscHeader, block_bounds, needed_ranges
+from sdoml_sql.fetch.blosc import BloscHeader, block_bounds, chunk_table, needed_ranges, table_end
 from sdoml_sql.fetch.chunkbytes import chunk_key
 from sdoml_sql.fetch.frames import FrameReader, read_chunk_frames, uses_partial
 from sdoml_sql.stores.source import open_store
@@ -144,6 +144,21 @@ def test_reused_buffer_reads_are_views_only_when_asked(tmp_path):
     np.testing.assert_array_equal(whole, data[15:30])  # the view followed the buffer
 
 
+def test_a_chunk_rewritten_in_place_reads_its_new_pixels(tmp_path):
+    compressor = numcodecs.Blosc(cname="zstd", shuffle=2, blocksize=4096)
+    array, data = write_array(tmp_path / "s.zarr", compressor)
+    reader = FrameReader()
+    np.testing.assert_array_equal(reader.read(array, "x", 3, 4, (0,)), data[3:4])
+    chunk = tmp_path / "s.zarr/x/0.0.0"
+    newer = data[:CHUNK][::-1].copy()
+    with open(chunk, "r+b") as handle:  # same file, same inode: only the bytes tell
+        handle.truncate(0)
+        handle.write(compressor.encode(newer))
+    for frames in ([3], [2, 9]):
+        got = reader.read(array, "x", frames[0], frames[-1] + 1, tuple(f - frames[0] for f in frames))
+        np.testing.assert_array_equal(got, newer[frames])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunk=st.integers(0, 2), picks=st.lists(st.integers(0, CHUNK - 1), min_size=1, max_size=CHUNK))
 def test_any_frame_set_reads_like_zarr(threaded_store, chunk, picks):
@@ -228,8 +243,8 @@ def frame_blocks_bytes(local, frame: int) -> int:
     t = int(local.chunks[0])
     raw = open(os.path.join(str(local.store_path.store.root), local.store_path.path, chunk_key(local, frame // t)),
                "rb").read()
-    header = BloscHeader.parse(raw, int(np.prod(local.chunks)) * 4)
-    _, ranges = needed_ranges(header, raw, np.array([frame % t]), header.nbytes // t)
+    table = chunk_table(raw[:table_end(raw)], int(np.prod(local.chunks)) * 4)
+    _, ranges = needed_ranges(table, [frame % t], table.header.nbytes // t)
     return sum(b - a for a, b in ranges)
 
 

@@ -145,6 +145,18 @@ def test_plot_map_png(catalog, tmp_path):
         assert image.size[0] > 300 and len(np.unique(np.asarray(image.convert("L")))) > 50
 
 
+def test_header_records_from_the_row_cache_are_fresh_dicts(catalog):
+    from sdoml_sql.fetch import headers as headers_module
+
+    locators = catalog.query("SELECT channel, year, idx FROM frames WHERE idx = 5 AND year = 2010 "
+                             "AND channel = '171A'").locators()
+    raw, rows, _ = headers_module.header_records(catalog, locators)
+    exposure = rows[0]["EXPTIME"]
+    raw[0]["EXPTIME"] = rows[0]["EXPTIME"] = -1.0  # a caller changing what it got
+    again_raw, again_rows, _ = headers_module.header_records(catalog, locators)
+    assert again_rows[0]["EXPTIME"] == exposure == again_raw[0]["EXPTIME"] != -1.0
+
+
 def test_maps_reject_nan_mode(catalog):
     selection = catalog.query(PICK_SQL)
     with pytest.raises(FetchError, match="maps need a frame per row"):

@@ -1,9 +1,9 @@
 """A fetch read straight into one preallocated output (what ``fetch().compute()`` and maps use).
 
 The chunk reads of a layout (see :mod:`sdoml_sql.fetch.stack`) run on a few threads; each
-copies its frames into their rows of one ``np.empty`` output.  Whole chunks decode into a
-buffer each thread keeps for the call and partial reads into the frame reader's scratch, so
-the only fresh memory is the output itself: dask's way gives every block a fresh array and
+puts its frames into their rows of one ``np.empty`` output.  Partial reads decode straight
+into those rows; whole chunks decode into a buffer each thread keeps for the call and are
+copied, so the only fresh memory is the output itself: dask's way gives every block a fresh array and
 then copies them all into another (two passes of page faults over the result, as costly as
 the reads on a 15-frame store).
 """
@@ -41,10 +41,12 @@ def read_frames(grid, layout, factor: int, method: str, shape: tuple[int, ...]) 
         reader = getattr(local, "reader", None)
         if reader is None:
             reader = local.reader = FrameReader()
-        frames = reader.read(layout.zarrays[read.array_id], str(grid.arrays[read.array_id]), read.lo, read.hi,
-                             read.wanted, factor, method, copy=False)
+        first = dict(zip(positions[::-1], rows[::-1]))  # each frame's first cell, where it is decoded
+        reader.read_into(layout.zarrays[read.array_id], str(grid.arrays[read.array_id]), read.lo, read.hi,
+                         read.wanted, [cells[first[p]] for p in range(len(read.wanted))], factor, method)
         for row, position in zip(rows, positions):
-            cells[row] = frames[position]
+            if row != first[position]:  # a frame asked for again
+                cells[row] = cells[first[position]]
 
     workers = min(len(jobs), _threads())
     if workers <= 1:

@@ -10,16 +10,22 @@ are stored in any order: a block ends where the next stored block starts.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
+INT32 = struct.Struct("<i")  # a block's offset, a stream's length
 BLOSC_VERSIONS = (1, 2)  # c-blosc 1.x chunk formats
 MEMCPYED, DONT_SPLIT = 0x02, 0x10  # header flags: stored uncompressed; blocks not split into streams
 MAX_SPLITS, MIN_SPLIT_BYTES = 16, 128  # c-blosc's rule for splitting a block into typesize streams
 #: Ranges of one chunk closer than this are fetched as one.
 MERGE_GAP_BYTES = 1024
+#: Parsed chunk heads kept (:func:`chunk_table`), keyed by the head's own bytes: a few hundred
+#: bytes each, so a reader going back to a chunk skips parsing and checking its offset table.
+TABLE_CACHE_SIZE = 8192
 
 
 class DamagedChunk(Exception):
@@ -96,26 +102,64 @@ def block_bounds(header: BloscHeader, table: bytes) -> tuple[np.ndarray, np.ndar
     return starts, ends
 
 
-def blocks_of_frames(frames: np.ndarray, frame_bytes: int, blocksize: int) -> np.ndarray:
-    """The sorted blocks holding any byte of the given frames (frames may straddle blocks)."""
-    first = frames * frame_bytes // blocksize
-    last = ((frames + 1) * frame_bytes - 1) // blocksize
-    return np.unique(np.concatenate([np.arange(a, b + 1) for a, b in zip(first.tolist(), last.tolist())]))
+@dataclass(frozen=True)
+class ChunkTable:
+    """A chunk's header and each block's ``(start, end)``, parsed and checked once."""
+
+    header: BloscHeader
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def frame_blocks(self, frames: list[int], frame_bytes: int) -> list[int]:
+        """The sorted blocks to decode for ``frames`` (sorted, distinct): every block holding a
+        byte of them, plus the neighbour of a lone short last block (c-blosc refuses a buffer
+        smaller than its block size)."""
+        size = self.header.blocksize
+        blocks = []
+        for frame in frames:
+            first = max(frame * frame_bytes // size, blocks[-1] + 1 if blocks else 0)
+            blocks.extend(range(first, ((frame + 1) * frame_bytes - 1) // size + 1))
+        if len(blocks) == 1 and blocks[0] > 0 and self.header.block_size(blocks[0]) < size:
+            blocks.insert(0, blocks[0] - 1)
+        return blocks
 
 
-def checked_block(header: BloscHeader, block: int, data: memoryview) -> int:
-    """The stored length of ``block`` (``data`` starts with it and runs to the next stored
-    block), checked stream by stream: every stream's length prefix must stay inside."""
-    position, streams = 0, header.splits(block)
+def table_end(head: bytes) -> int:
+    """Where the offset table of the chunk starting with ``head`` ends, as its header says
+    (the header's length when it is too short or damaged: :func:`chunk_table` then says why)."""
+    if len(head) < BLOSC_HEADER.size:
+        return len(head)
+    nbytes, blocksize = struct.unpack_from("<II", head, 4)
+    if head[2] & MEMCPYED or not blocksize:
+        return BLOSC_HEADER.size
+    return BLOSC_HEADER.size + 4 * -(-nbytes // blocksize)
+
+
+@lru_cache(maxsize=TABLE_CACHE_SIZE)
+def chunk_table(head: bytes, expected_nbytes: int) -> ChunkTable:
+    """The parsed and checked header and offset table ``head`` holds (its first
+    :func:`table_end` bytes; cached by content, so never stale); :class:`DamagedChunk` if bad."""
+    header = BloscHeader.parse(head, expected_nbytes)
+    if header.memcpyed:
+        return ChunkTable(header, (), ())
+    starts, ends = block_bounds(header, head)
+    return ChunkTable(header, tuple(starts.tolist()), tuple(ends.tolist()))
+
+
+def checked_block(header: BloscHeader, block: int, data, start: int, end: int) -> int:
+    """The stored length of ``block`` (at ``data[start:]``, running at most to ``end``, where the
+    next stored block starts), checked stream by stream: every stream's length prefix must stay
+    inside."""
+    position, streams = start, header.splits(block)
     raw_stream = header.block_size(block) // streams
     for _ in range(streams):
-        if position + 4 > len(data):
+        if position + 4 > end:
             raise DamagedChunk(f"block {block} is cut short")
-        length = int.from_bytes(data[position:position + 4], "little", signed=True)
-        if length <= 0 or length > raw_stream or position + 4 + length > len(data):
+        (length,) = INT32.unpack_from(data, position)
+        if length <= 0 or length > raw_stream or position + 4 + length > end:
             raise DamagedChunk(f"block {block} has a stream of {length} bytes past the block's end")
         position += 4 + length
-    return position
+    return position - start
 
 
 def check_blosc_chunk(raw: bytes, expected_nbytes: int) -> None:
@@ -126,26 +170,54 @@ def check_blosc_chunk(raw: bytes, expected_nbytes: int) -> None:
         raise DamagedChunk(f"{len(raw)} bytes, its header says {header.cbytes}")
     if header.memcpyed:
         return
-    view = memoryview(raw)
-    for block, (start, end) in enumerate(zip(*block_bounds(header, raw))):
-        checked_block(header, block, view[start:end])
+    starts, ends = block_bounds(header, raw)
+    for block, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+        checked_block(header, block, raw, start, end)
 
 
-def repack(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview]) -> bytes:
-    """A valid Blosc buffer holding just ``blocks`` (their ``stored`` bytes), in that order."""
-    count = len(blocks)
-    nbytes = sum(header.block_size(int(b)) for b in blocks)
-    table_end = BLOSC_HEADER.size + 4 * count
-    lengths = np.array([len(s) for s in stored], dtype=np.int64)
-    starts = table_end + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    cbytes = table_end + int(lengths.sum())
-    out = bytearray(cbytes)
-    BLOSC_HEADER.pack_into(out, 0, header.version, header.versionlz, header.flags, header.typesize,
-                           nbytes, header.blocksize, cbytes)
-    out[BLOSC_HEADER.size:table_end] = starts.astype("<i4").tobytes()
-    for start, data in zip(starts.tolist(), stored):
-        out[start:start + len(data)] = data
-    return bytes(out)
+@dataclass(frozen=True)
+class BlockPack:
+    """Where a few blocks of a chunk go in a re-packed Blosc buffer: a new header, a new offset
+    table, then the stored ``ranges`` (merged block ranges), back to back."""
+
+    blocks: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...]  #: stored byte ranges to read, sorted
+    offsets: tuple[int, ...]  #: where each range goes in the buffer
+    starts: tuple[int, ...]  #: each block's start in the buffer
+    nbytes: int  #: decoded bytes
+    cbytes: int  #: the buffer's length
+
+    @classmethod
+    def plan(cls, table: ChunkTable, blocks: list[int]) -> BlockPack:
+        ranges = merged_ranges([(table.starts[b], table.ends[b]) for b in blocks])
+        offsets, at = [], BLOSC_HEADER.size + 4 * len(blocks)
+        for start, end in ranges:
+            offsets.append(at)
+            at += end - start
+        firsts = [start for start, _ in ranges]
+        starts = []
+        for b in blocks:
+            r = bisect_right(firsts, table.starts[b]) - 1
+            starts.append(offsets[r] + table.starts[b] - firsts[r])
+        header = table.header
+        nbytes = len(blocks) * header.blocksize
+        if blocks and blocks[-1] == header.nblocks - 1:  # the last block may be short
+            nbytes += header.block_size(blocks[-1]) - header.blocksize
+        return cls(tuple(blocks), tuple(ranges), tuple(offsets), tuple(starts), nbytes, at)
+
+    def views(self, buffer: memoryview) -> list[memoryview]:
+        """The places in ``buffer`` the stored ranges are read into."""
+        return [buffer[at:at + end - start] for at, (start, end) in zip(self.offsets, self.ranges)]
+
+    def seal(self, table: ChunkTable, buffer: memoryview) -> None:
+        """Check every block's streams in ``buffer`` (its ranges read in), then write the new
+        header and offset table: ``buffer`` is a Blosc chunk of just these blocks."""
+        for block, start in zip(self.blocks, self.starts):
+            checked_block(table.header, block, buffer, start, start + table.ends[block] - table.starts[block])
+        header = table.header
+        BLOSC_HEADER.pack_into(buffer, 0, header.version, header.versionlz, header.flags, header.typesize,
+                               self.nbytes, header.blocksize, self.cbytes)
+        struct.pack_into(f"<{len(self.starts)}i", buffer, BLOSC_HEADER.size, *self.starts)
 
 
 def merged_ranges(ranges: list[tuple[int, int]], gap: int = MERGE_GAP_BYTES) -> list[tuple[int, int]]:
@@ -159,16 +231,10 @@ def merged_ranges(ranges: list[tuple[int, int]], gap: int = MERGE_GAP_BYTES) -> 
     return [(a, b) for a, b in merged]
 
 
-def needed_ranges(header: BloscHeader, table: bytes, wanted: np.ndarray,
-                  frame_bytes: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The blocks to decode for the ``wanted`` frames and the byte ranges that hold them (for a
-    memcpyed chunk: no blocks, the frames' own bytes)."""
-    if header.memcpyed:
-        return np.zeros(0, np.int64), [(BLOSC_HEADER.size + f * frame_bytes, BLOSC_HEADER.size + (f + 1) * frame_bytes)
-                                       for f in wanted.tolist()]
-    starts, ends = block_bounds(header, table)
-    blocks = blocks_of_frames(wanted, frame_bytes, header.blocksize)
-    if header.block_size(int(blocks[-1])) < header.blocksize and len(blocks) == 1 and blocks[0] > 0:
-        # c-blosc refuses a buffer smaller than its block size: the short last block goes with its neighbour
-        blocks = np.array([blocks[0] - 1, blocks[0]])
-    return blocks, [(int(starts[b]), int(ends[b])) for b in blocks]
+def needed_ranges(table: ChunkTable, wanted: list[int], frame_bytes: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """The blocks to decode for the ``wanted`` frames (sorted, distinct) and the stored byte
+    ranges that hold them (for a memcpyed chunk: no blocks, the frames' own bytes)."""
+    if table.header.memcpyed:
+        return [], [(BLOSC_HEADER.size + f * frame_bytes, BLOSC_HEADER.size + (f + 1) * frame_bytes) for f in wanted]
+    blocks = table.frame_blocks(wanted, frame_bytes)
+    return blocks, [(table.starts[b], table.ends[b]) for b in blocks]

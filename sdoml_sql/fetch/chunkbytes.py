@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from sdoml_sql.fetch.blosc import BloscHeader, DamagedChunk, merged_ranges
+from sdoml_sql.fetch.blosc import BloscHeader, ChunkTable, DamagedChunk, chunk_table, table_end
 
 #: Bytes of the first ranged GET of a remote chunk: header plus offset tables of up to 1020 blocks.
 HEADER_READ_BYTES = 4096
@@ -15,10 +15,35 @@ HEADER_READ_BYTES = 4096
 
 
 class LocalChunk:
-    """A chunk file on local disk (a local store, or a remote store's cached chunk)."""
+    """A chunk file on local disk (a local store, or a remote store's cached chunk), opened
+    once for all the reads of one ``with`` block (else once per read)."""
 
     def __init__(self, path: str):
         self.path = path
+        self._handle: int | None = None
+        self._entered = False
+
+    def __enter__(self) -> LocalChunk:
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._entered = False
+        self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None and self._handle >= 0:
+            os.close(self._handle)
+        self._handle = None
+
+    def _open(self) -> int | None:
+        """The file's descriptor (opened on first use; None: the chunk is absent)."""
+        if self._handle is None:
+            try:
+                self._handle = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                self._handle = -1
+        return None if self._handle < 0 else self._handle
 
     def whole(self) -> bytes | None:
         try:
@@ -29,17 +54,31 @@ class LocalChunk:
 
     def ranges(self, ranges: list[tuple[int, int]]) -> list[bytes] | None:
         try:
-            handle = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            return [os.pread(handle, end - start, start) for start, end in ranges]
+            handle = self._open()
+            return None if handle is None else [os.pread(handle, end - start, start) for start, end in ranges]
         finally:
-            os.close(handle)
+            if not self._entered:
+                self._close()
+
+    def read_into(self, ranges: list[tuple[int, int]], views: list[memoryview]) -> bool:
+        """Read each range straight into its view (as long); False if the chunk is absent; a
+        range past the file's end is a :class:`DamagedChunk`."""
+        try:
+            handle = self._open()
+            if handle is None:
+                return False
+            for (start, end), view in zip(ranges, views):
+                if os.preadv(handle, [view], start) != end - start:
+                    raise DamagedChunk(f"bytes {start}..{end} past the end of a chunk of {self.size()} bytes")
+            return True
+        finally:
+            if not self._entered:
+                self._close()
 
     def size(self) -> int | None:
         try:
-            return os.path.getsize(self.path)
+            return os.fstat(self._handle).st_size if self._handle is not None and self._handle >= 0 \
+                else os.path.getsize(self.path)
         except OSError:
             return None
 
@@ -50,6 +89,12 @@ class StoreChunk:
 
     def __init__(self, zarray, key: str):
         self.store_path = zarray.store_path / key
+
+    def __enter__(self) -> StoreChunk:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
     def whole(self) -> bytes | None:
         from zarr.core.buffer import default_buffer_prototype
@@ -76,6 +121,18 @@ class StoreChunk:
         if any(part is None for part in parts):
             return None
         return [part.to_bytes() for part in parts]
+
+    def read_into(self, ranges: list[tuple[int, int]], views: list[memoryview]) -> bool:
+        """Fetch the ranges (concurrently) and copy each into its view; False if the chunk is
+        absent; a range coming back short is a :class:`DamagedChunk`."""
+        parts = self.ranges(ranges)
+        if parts is None:
+            return False
+        for (start, end), view, part in zip(ranges, views, parts):
+            if len(part) != end - start:
+                raise DamagedChunk(f"bytes {start}..{end} past the end of a chunk of {start + len(part)} bytes")
+            view[:] = part
+        return True
 
 
 def chunk_key(zarray, chunk: int) -> str:
@@ -108,34 +165,19 @@ def store_name(zarray) -> str:
     return str(root) if root is not None else str(store)
 
 
-def read_head(source, chunk_nbytes: int) -> tuple[BloscHeader, bytes] | None:
-    """The chunk's header and the bytes holding its offset table (None: the chunk is absent)."""
+def read_table(source, chunk_nbytes: int) -> ChunkTable | None:
+    """The chunk's parsed header and block table (None: the chunk is absent)."""
     head = source.ranges([(0, HEADER_READ_BYTES)])
     if head is None:
         return None
     head = head[0]
-    header = BloscHeader.parse(head, chunk_nbytes)
+    end = table_end(head)
+    if len(head) < end:
+        header = BloscHeader.parse(head, chunk_nbytes)
+        if end <= header.cbytes:
+            head += source.ranges([(len(head), end)])[0]
+    table = chunk_table(bytes(head[:end]), chunk_nbytes)
     size = source.size()
-    if size is not None and size != header.cbytes:
-        raise DamagedChunk(f"{size} bytes, its header says {header.cbytes}")
-    if len(head) < header.table_end <= header.cbytes:
-        head += source.ranges([(len(head), header.table_end)])[0]
-    return header, head
-
-
-def read_ranges(source, ranges: list[tuple[int, int]], cbytes: int) -> list[memoryview]:
-    """The bytes of ``ranges`` (merged into fewer reads), each checked to be whole."""
-    merged = merged_ranges(ranges)
-    parts = source.ranges(merged)
-    if parts is None:
-        raise DamagedChunk("the chunk vanished while it was read")
-    out = []
-    for start, end in ranges:
-        n = next(i for i, (a, b) in enumerate(merged) if a <= start and end <= b)
-        a = merged[n][0]
-        piece = memoryview(parts[n])[start - a:end - a]
-        if len(piece) != end - start:
-            raise DamagedChunk(f"bytes {start}..{end} past the end of a chunk of {a + len(parts[n])} bytes "
-                               f"(header says {cbytes})")
-        out.append(piece)
-    return out
+    if size is not None and size != table.header.cbytes:
+        raise DamagedChunk(f"{size} bytes, its header says {table.header.cbytes}")
+    return table

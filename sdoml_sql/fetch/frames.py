@@ -26,20 +26,13 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sdoml_sql.exceptions import FetchError
-from sdoml_sql.fetch.blosc import (
-    BloscHeader,
-    DamagedChunk,
-    check_blosc_chunk,
-    checked_block,
-    merged_ranges,
-    needed_ranges,
-    repack,
-)
-from sdoml_sql.fetch.chunkbytes import StoreChunk, chunk_bytes, chunk_key, read_head, read_ranges, store_name
+from sdoml_sql.fetch.blosc import BlockPack, ChunkTable, DamagedChunk, check_blosc_chunk, merged_ranges, needed_ranges
+from sdoml_sql.fetch.chunkbytes import HEADER_READ_BYTES, StoreChunk, chunk_bytes, chunk_key, read_table, store_name
 
 #: The partial path is taken while the wanted frames are at most this share of a chunk's frames.
 PARTIAL_MAX_SHARE = 0.6
@@ -56,7 +49,7 @@ def downsample_frames(frames: np.ndarray, factor: int, method: str) -> np.ndarra
     return blocks.mean(axis=(2, 4), dtype=np.float32)
 
 
-# --- the reader --------------------------------------------------------------------------------
+# --- what the reader needs to know of an array ---------------------------------------------
 
 def _dtype(meta) -> np.dtype:
     return np.dtype(meta.dtype.to_native_dtype()) if hasattr(meta.dtype, "to_native_dtype") else np.dtype(meta.dtype)
@@ -79,11 +72,53 @@ def partial_reads(zarray) -> bool:
     return frame_layout(zarray) and getattr(zarray.metadata.compressor, "codec_id", None) == "blosc"
 
 
+class _Array(NamedTuple):
+    """What every read of an array asks of its metadata, worked out once."""
+
+    frame_layout: bool
+    partial: bool
+    dtype: np.dtype | None
+    chunk_frames: int
+    frame_shape: tuple[int, ...]
+    chunk_nbytes: int
+    fill: Any
+
+
+#: :class:`_Array` of arrays read lately, by ``id`` of the array and of its metadata (the array
+#: kept alongside, so an ``id`` is never reused while its entry lives).
+_ARRAYS: dict[tuple[int, int], tuple[Any, _Array]] = {}
+_ARRAYS_KEPT = 256
+
+
+def _array(zarray) -> _Array:
+    key = (id(zarray), id(zarray.metadata))
+    kept = _ARRAYS.get(key)
+    if kept is not None and kept[0] is zarray:
+        return kept[1]
+    meta = zarray.metadata
+    layout = frame_layout(zarray)
+    dtype = _dtype(meta) if layout else None
+    chunks = tuple(int(c) for c in zarray.chunks)
+    info = _Array(layout, layout and getattr(meta.compressor, "codec_id", None) == "blosc", dtype, chunks[0],
+                  chunks[1:], int(np.prod(chunks)) * (dtype.itemsize if dtype is not None else 0),
+                  meta.fill_value if meta.fill_value is not None else 0)
+    if len(_ARRAYS) >= _ARRAYS_KEPT:
+        _ARRAYS.clear()
+    _ARRAYS[key] = (zarray, info)
+    return info
+
+
+def _takes_partial(info: _Array, in_chunk: list[int]) -> bool:
+    return info.partial and len(set(in_chunk)) <= PARTIAL_MAX_SHARE * info.chunk_frames
+
+
 def uses_partial(zarray, offsets_in_chunk) -> bool:
     """Whether reading these frames (offsets inside one chunk) takes the partial path: a Blosc
     array, and at most :data:`PARTIAL_MAX_SHARE` of the chunk's frames wanted."""
-    return partial_reads(zarray) and len(set(offsets_in_chunk)) <= PARTIAL_MAX_SHARE * int(zarray.chunks[0])
+    return _takes_partial(_array(zarray), list(offsets_in_chunk))
 
+
+# --- the reader --------------------------------------------------------------------------------
 
 class FrameReader:
     """Reads frames of one chunk at a time (partial Blosc reads where they pay), decoding whole
@@ -110,18 +145,18 @@ class FrameReader:
 
     def _raw_frames(self, zarray, label, lo, hi, offsets) -> tuple[np.ndarray, bool]:
         """The frames as stored, and whether they are a fresh array (not a reused buffer)."""
-        if not frame_layout(zarray):
+        info = _array(zarray)
+        if not info.frame_layout:
             return self._through_zarr(zarray, label, lo, hi, offsets), True
-        t = int(zarray.chunks[0])
+        t = info.chunk_frames
         chunk = lo // t
         key = chunk_key(zarray, chunk)
-        in_chunk = np.asarray(offsets, dtype=np.int64) + (lo - chunk * t)
-        with named_errors(zarray, label, lo, hi, key):
-            source = chunk_bytes(zarray, key)
-            if uses_partial(zarray, in_chunk.tolist()):
-                return self._partial(zarray, source, in_chunk)
-            decoded = self._whole(zarray, source)
-        if len(in_chunk) == t and (in_chunk == np.arange(t)).all():
+        in_chunk = [o + lo - chunk * t for o in offsets]
+        with named_errors(zarray, label, lo, hi, key), chunk_bytes(zarray, key) as source:
+            if _takes_partial(info, in_chunk):
+                return _partial_frames(info, source, in_chunk)
+            decoded = self._whole(zarray, info, source)
+        if in_chunk == list(range(t)):
             return decoded, not self.reuse_buffers
         return decoded[in_chunk], True
 
@@ -131,13 +166,13 @@ class FrameReader:
         one frame each (a sample's place in a batch, say).  A frame that is whole Blosc blocks,
         read partially, is decoded straight into its place (no scratch buffer, no copy);
         otherwise the frames are read as :meth:`read` gives them and copied."""
-        t = int(zarray.chunks[0])
-        chunk = lo // t
-        in_chunk = np.asarray(offsets, dtype=np.int64) + (lo - chunk * t)
-        if factor == 1 and _decodes_into(zarray, in_chunk, outs):
+        info = _array(zarray)
+        if factor == 1 and _decodes_into(info, offsets, outs):
+            t = info.chunk_frames
+            chunk = lo // t
             key = chunk_key(zarray, chunk)
-            with named_errors(zarray, label, lo, hi, key):
-                if _decode_frames_into(zarray, chunk_bytes(zarray, key), in_chunk, outs):
+            with named_errors(zarray, label, lo, hi, key), chunk_bytes(zarray, key) as source:
+                if _decode_frames_into(info, source, [o + lo - chunk * t for o in offsets], outs):
                     return
         for out, frame in zip(outs, self.read(zarray, label, lo, hi, offsets, factor, method, copy=False)):
             out[...] = frame
@@ -158,45 +193,19 @@ class FrameReader:
             buffer = self._buffers[shape, dtype.str] = np.empty(shape, dtype=dtype)
         return buffer
 
-    def _whole(self, zarray, source) -> np.ndarray:
-        meta = zarray.metadata
-        shape = tuple(int(c) for c in zarray.chunks)
-        buffer = self._buffer(shape, _dtype(meta))
+    def _whole(self, zarray, info: _Array, source) -> np.ndarray:
+        buffer = self._buffer((info.chunk_frames, *info.frame_shape), info.dtype)
         raw = source.whole()
         if raw is None:  # an unwritten chunk reads as the fill value
-            buffer.fill(meta.fill_value if meta.fill_value is not None else 0)
+            buffer.fill(info.fill)
             return buffer
-        if partial_reads(zarray):
-            check_blosc_chunk(raw, _chunk_nbytes(zarray))
+        if info.partial:
+            check_blosc_chunk(raw, info.chunk_nbytes)
         try:
-            meta.compressor.decode(raw, out=buffer)
+            zarray.metadata.compressor.decode(raw, out=buffer)
         except Exception as error:  # the codec's own complaint, named
             raise DamagedChunk(f"{type(error).__name__}: {error}") from None
         return buffer
-
-    def _partial(self, zarray, source, in_chunk: np.ndarray) -> tuple[np.ndarray, bool]:
-        """The frames ``in_chunk`` of a Blosc chunk, decoding only the blocks that hold them, and
-        whether they are a fresh array (else a view of this thread's decode scratch)."""
-        meta = zarray.metadata
-        dtype = _dtype(meta)
-        frame_shape = tuple(int(s) for s in zarray.chunks[1:])
-        wanted = np.unique(in_chunk)
-        head = read_head(source, _chunk_nbytes(zarray))
-        if head is None:
-            fill = meta.fill_value if meta.fill_value is not None else 0
-            return np.full((len(in_chunk), *frame_shape), fill, dtype=dtype), True
-        header, table = head
-        frame_bytes = header.nbytes // int(zarray.chunks[0])
-        blocks, ranges = needed_ranges(header, table, wanted, frame_bytes)
-        stored = read_ranges(source, ranges, header.cbytes)
-        if header.memcpyed:
-            decoded, fresh = np.concatenate([np.frombuffer(part, np.uint8) for part in stored]), True
-        else:
-            decoded, fresh = _decode_blocks(header, blocks, stored, wanted, frame_bytes)
-        frames = decoded.view(dtype).reshape(len(wanted), *frame_shape)
-        if len(wanted) == len(in_chunk):
-            return frames, fresh
-        return frames[np.searchsorted(wanted, in_chunk)], True
 
 
 @contextmanager
@@ -215,70 +224,96 @@ def named_errors(zarray, label: str, lo: int, hi: int, key: str):
                          f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from None
 
 
-def _decodes_into(zarray, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
+# --- the partial path ------------------------------------------------------------------------
+
+def _partial_frames(info: _Array, source, in_chunk: list[int]) -> tuple[np.ndarray, bool]:
+    """The frames ``in_chunk`` of a Blosc chunk, decoding only the blocks that hold them, and
+    whether they are a fresh array (else a view of this thread's decode scratch)."""
+    wanted = sorted(set(in_chunk))
+    table = read_table(source, info.chunk_nbytes)
+    if table is None:
+        return np.full((len(in_chunk), *info.frame_shape), info.fill, dtype=info.dtype), True
+    frame_bytes = table.header.nbytes // info.chunk_frames
+    if table.header.memcpyed:
+        decoded, fresh = np.empty(len(wanted) * frame_bytes, np.uint8), True
+        _, ranges = needed_ranges(table, wanted, frame_bytes)
+        _read_into(source, ranges, [memoryview(decoded)[n * frame_bytes:(n + 1) * frame_bytes]
+                                    for n in range(len(wanted))])
+    else:
+        decoded, fresh = _decode_frames(table, source, wanted, frame_bytes)
+    frames = decoded.view(info.dtype).reshape(len(wanted), *info.frame_shape)
+    if len(wanted) == len(in_chunk):
+        return frames, fresh
+    return frames[np.searchsorted(wanted, in_chunk)], True
+
+
+def _decodes_into(info: _Array, offsets, outs: list[np.ndarray]) -> bool:
     """Whether :meth:`FrameReader.read_into` may decode these frames straight into ``outs``."""
-    frame_shape = tuple(int(s) for s in zarray.chunks[1:])
-    return (uses_partial(zarray, in_chunk.tolist()) and _dtype(zarray.metadata) == np.dtype(np.float32)
-            and all(out.dtype == np.float32 and out.flags.c_contiguous and out.shape == frame_shape for out in outs))
+    return (info.partial and info.dtype == np.float32 and len(set(offsets)) <= PARTIAL_MAX_SHARE * info.chunk_frames
+            and all(out.dtype == np.float32 and out.flags.c_contiguous and out.shape == info.frame_shape
+                    for out in outs))
 
 
-def _decode_frames_into(zarray, source, in_chunk: np.ndarray, outs: list[np.ndarray]) -> bool:
+def _decode_frames_into(info: _Array, source, in_chunk: list[int], outs: list[np.ndarray]) -> bool:
     """Decode each wanted frame's blocks straight into its ``out``; False (nothing written) when
     the chunk is absent, stored uncompressed, or its frames are not whole blocks."""
-    head = read_head(source, _chunk_nbytes(zarray))
-    if head is None:
+    table = read_table(source, info.chunk_nbytes)
+    if table is None:
         return False
-    header, table = head
-    frame_bytes = header.nbytes // int(zarray.chunks[0])
+    header = table.header
+    frame_bytes = header.nbytes // info.chunk_frames
     if header.memcpyed or frame_bytes % header.blocksize:
         return False
-    blocks, ranges = needed_ranges(header, table, np.unique(in_chunk), frame_bytes)
-    stored = dict(zip(blocks.tolist(), read_ranges(source, ranges, header.cbytes)))
     per_frame = frame_bytes // header.blocksize
-    for frame, out in zip(in_chunk.tolist(), outs):
-        mine = np.arange(frame * per_frame, (frame + 1) * per_frame)
-        _decompress_blocks(header, mine, [stored[b] for b in mine.tolist()], out.reshape(-1).view(np.uint8))
+    for frame, out in zip(in_chunk, outs):
+        _decode_blocks(table, source, list(range(frame * per_frame, (frame + 1) * per_frame)), out)
     return True
-
-
-def _chunk_nbytes(zarray) -> int:
-    return int(np.prod(zarray.chunks)) * _dtype(zarray.metadata).itemsize
 
 
 _SCRATCH = threading.local()
 
 
-def _scratch(nbytes: int) -> np.ndarray:
-    """This thread's decode buffer, ``nbytes`` long (kept between reads: pages touched once are
-    reused, where fresh memory costs a page fault per 4 KiB)."""
-    buffer = getattr(_SCRATCH, "buffer", None)
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    """This thread's buffer ``name``, ``nbytes`` long (kept between reads: pages touched once
+    are reused, where fresh memory costs a page fault per 4 KiB; replaced, never resized)."""
+    buffer = getattr(_SCRATCH, name, None)
     if buffer is None or len(buffer) < nbytes:
-        buffer = _SCRATCH.buffer = np.empty(nbytes, np.uint8)
+        buffer = np.empty(nbytes, np.uint8)
+        setattr(_SCRATCH, name, buffer)
     return buffer[:nbytes]
 
 
-def _decompress_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], out: np.ndarray) -> None:
-    """Decode the stored ``blocks`` (each checked stream by stream), re-packed as one Blosc
-    buffer, into ``out``; a block that does not decode is a :class:`DamagedChunk`."""
+def _read_into(source, ranges: list[tuple[int, int]], views: list[memoryview]) -> None:
+    if not source.read_into(ranges, views):
+        raise DamagedChunk("the chunk vanished while it was read")
+
+
+def _decode_blocks(table: ChunkTable, source, blocks: list[int], out) -> None:
+    """Read ``blocks`` straight into this thread's re-pack buffer (one read per run of
+    neighbouring blocks), check their streams, and decode them as one Blosc buffer into
+    ``out``; a block that does not decode is a :class:`DamagedChunk`."""
     import numcodecs.blosc
 
-    parts = [view[:checked_block(header, int(b), view)] for b, view in zip(blocks, stored)]
-    packed = repack(header, blocks, parts)
+    pack = BlockPack.plan(table, blocks)
+    packed = memoryview(_scratch("packed", pack.cbytes))
+    _read_into(source, list(pack.ranges), pack.views(packed))
+    pack.seal(table, packed)
     try:
         numcodecs.blosc.decompress(packed, out)
     except Exception as error:  # the codec's own complaint, named
         raise DamagedChunk(f"blocks {blocks[0]}..{blocks[-1]} do not decode: {error}") from None
 
 
-def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryview], wanted: np.ndarray,
-                   frame_bytes: int) -> tuple[np.ndarray, bool]:
-    """The wanted frames' bytes, decoding the stored ``blocks`` re-packed as one Blosc buffer
-    into this thread's scratch, and whether they are a fresh array (else a view of the scratch)."""
-    out = _scratch(sum(header.block_size(int(b)) for b in blocks))
-    _decompress_blocks(header, blocks, stored, out)
-    place = {int(b): n for n, b in enumerate(blocks)}  # a frame starts in its first block's place
+def _decode_frames(table: ChunkTable, source, wanted: list[int], frame_bytes: int) -> tuple[np.ndarray, bool]:
+    """The wanted frames' bytes, decoding their blocks into this thread's scratch, and whether
+    they are a fresh array (else a view of the scratch)."""
+    header = table.header
+    blocks = table.frame_blocks(wanted, frame_bytes)
+    out = _scratch("decoded", sum(header.block_size(b) for b in blocks))
+    _decode_blocks(table, source, blocks, out)
+    place = {b: n for n, b in enumerate(blocks)}  # a frame starts in its first block's place
     offsets = []
-    for f in wanted.tolist():
+    for f in wanted:
         first = f * frame_bytes // header.blocksize
         offsets.append(place[first] * header.blocksize + f * frame_bytes - first * header.blocksize)
     if len(out) == len(offsets) * frame_bytes and offsets == list(range(0, len(out), frame_bytes)):
@@ -289,17 +324,17 @@ def _decode_blocks(header: BloscHeader, blocks: np.ndarray, stored: list[memoryv
 def partial_read_bytes(zarray, key: str, offsets_in_chunk) -> int:
     """Bytes a partial read of these frames of chunk ``key`` takes from the store: its header
     read and the merged block ranges (reads the header; 0 for an absent chunk)."""
-    source = StoreChunk(zarray, key)
+    info = _array(zarray)
     try:
-        head = read_head(source, _chunk_nbytes(zarray))
+        table = read_table(StoreChunk(zarray, key), info.chunk_nbytes)
     except DamagedChunk:
         return 0
-    if head is None:
+    if table is None:
         return 0
-    header, table = head
-    _, ranges = needed_ranges(header, table, np.unique(np.asarray(offsets_in_chunk, np.int64)),
-                              header.nbytes // int(zarray.chunks[0]))
-    return len(table) + sum(b - a for a, b in merged_ranges(ranges))
+    _, ranges = needed_ranges(table, sorted(set(int(o) for o in offsets_in_chunk)),
+                              table.header.nbytes // info.chunk_frames)
+    head = max(min(HEADER_READ_BYTES, table.header.cbytes), table.header.table_end)
+    return head + sum(b - a for a, b in merged_ranges(ranges))
 
 
 def read_chunk_frames(array, label: str, lo: int, hi: int, offsets: tuple[int, ...],

@@ -74,22 +74,57 @@ def partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[
     header column, file order)."""
     import pyarrow.compute as pc
 
+    location, relative, version = _partition_file(catalog, instrument, year, channel)
+    wanted = sorted(set(idx))
+    if len(wanted) <= FEW_ROWS:
+        table = _rows_by_position(location, relative, wanted, version)
+    else:
+        table = location.parquet_dataset([relative]).to_table(filter=pc.field("idx").isin(wanted))
+    _check_found(instrument, year, channel, wanted, table.column("idx").to_pylist())
+    return table
+
+
+def partition_row_dicts(catalog, instrument: str, year: int, channel: str, idx: list[int]) -> dict[int, dict]:
+    """Rows ``idx`` of one partition as ``{idx: {column: value}}`` (every header column; each
+    call gives fresh dicts).  A few rows are kept once converted: a map, a thumbnail or a frame
+    page asks for the same rows again."""
+    wanted = sorted(set(idx))
+    if len(wanted) > FEW_ROWS:
+        table = partition_rows(catalog, instrument, year, channel, wanted)
+        return dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
+    location, relative, version = _partition_file(catalog, instrument, year, channel)
+    key = _file_key(location, relative, version)
+    with _row_group_lock:
+        found = {i: _row_dicts[key, i] for i in wanted if (key, i) in _row_dicts}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        table = _rows_by_position(location, relative, missing, version)
+        _check_found(instrument, year, channel, missing, table.column("idx").to_pylist())
+        converted = dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
+        with _row_group_lock:
+            for i, row in converted.items():
+                _row_dicts[key, i] = row
+            while len(_row_dicts) > ROW_DICTS_KEPT:
+                _row_dicts.popitem(last=False)
+        found.update(converted)
+    return {i: dict(found[i]) for i in wanted}
+
+
+def _partition_file(catalog, instrument: str, year: int, channel: str):
+    """A partition's catalog location, its Parquet file (relative) and its manifest identity."""
     entry = Manifest.of(catalog.manifest).partition(instrument, year, channel)
     if entry is None:
         raise FetchError(f"catalog {catalog.directory} has no rows for {instrument} {year}/{channel}")
     location = location_of(catalog)
-    dataset = location.parquet_dataset([partition_file(partition_key(instrument, year, channel), entry)])
-    wanted = sorted(set(idx))
-    if len(wanted) <= FEW_ROWS:
-        version = (location.path(), entry.get("fingerprint"), entry.get("built_at"), entry.get("schema"))
-        table = _rows_by_position(dataset, wanted, version, local=not location.remote)
-    else:
-        table = dataset.to_table(filter=pc.field("idx").isin(wanted))
-    missing = sorted(set(wanted) - set(table.column("idx").to_pylist()))
+    version = (location.path(), entry.get("fingerprint"), entry.get("built_at"), entry.get("schema"))
+    return location, partition_file(partition_key(instrument, year, channel), entry), version
+
+
+def _check_found(instrument: str, year: int, channel: str, wanted: list[int], found: list[int]) -> None:
+    missing = sorted(set(wanted) - set(found))
     if missing:
         raise FetchError(f"catalog has no row for {instrument} {year}/{channel} idx "
                          f"{', '.join(map(str, missing[:MAX_NAMED_ROWS]))}")
-    return table
 
 
 #: Up to this many rows, a partition's rows are found by their ``idx`` column first and only
@@ -104,30 +139,38 @@ FEW_ROWS = 64
 #: as ``COMMENT`` and ``CHECKSUM`` take most of it, whatever the number of rows wanted), and
 #: maps, thumbnails and frame pages mostly ask for rows near those asked for before.
 ROW_GROUP_CACHE_BYTES = 256 * 2**20
+#: Rows kept as Python dicts (:func:`partition_row_dicts`), least recently stored dropped first.
+ROW_DICTS_KEPT = 4096
 
 _row_groups: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+_row_dicts: OrderedDict[tuple, dict] = OrderedDict()
 _row_group_lock = threading.Lock()
 
 
-def _rows_by_position(dataset, wanted: list[int], version: tuple, local: bool = True):
+def _file_key(location, relative: str, version: tuple) -> tuple:
+    """The cache identity of a partition file: the manifest's, and a local file's own (a local
+    file replaced under the same manifest is read anew; a remote catalog's frame files are never
+    rewritten under one name)."""
+    if location.remote:
+        return version, relative, None
+    path = str(location.directory / relative)
+    return version, path, _file_identity(path)
+
+
+def _rows_by_position(location, relative: str, wanted: list[int], version: tuple):
     """The rows whose ``idx`` is in ``wanted`` (sorted), in file order, decoding only the row
-    groups that hold them (cached under ``version``, the partition's manifest identity, and
-    the file's own identity: a local file replaced under the same manifest is read anew; a
-    remote catalog's frame files are never rewritten under one name)."""
+    groups that hold them (cached under the file's :func:`_file_key`)."""
     import pyarrow as pa
 
+    key = _file_key(location, relative, version)
+    groups, schema, idx, starts = _cached(key + ("idx",), lambda: _file_index(location, relative))
+    positions = np.flatnonzero(np.isin(idx, wanted))
     pieces = []
-    for fragment in dataset.get_fragments():
-        key = (version, fragment.path, _file_identity(fragment.path) if local else None)
-        idx, starts = _cached(key + ("idx",), lambda fragment=fragment: _fragment_index(fragment, dataset.schema))
-        positions = np.flatnonzero(np.isin(idx, wanted))
-        for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
-            rows = positions[(positions >= starts[g]) & (positions < starts[g + 1])] - starts[g]
-            group = _cached(
-                key + (int(g),),
-                lambda fragment=fragment, g=g: fragment.split_by_row_group()[g].to_table(schema=dataset.schema))
-            pieces.append(group.take(rows))
-    return pa.concat_tables(pieces) if pieces else dataset.schema.empty_table()
+    for g in np.unique(np.searchsorted(starts, positions, side="right") - 1):
+        rows = positions[(positions >= starts[g]) & (positions < starts[g + 1])] - starts[g]
+        group = _cached(key + (int(g),), lambda g=g: groups[g].to_table(schema=schema))
+        pieces.append(group.take(rows))
+    return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
 
 def _file_identity(path: str) -> tuple[int, int, int] | None:
@@ -139,11 +182,15 @@ def _file_identity(path: str) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _fragment_index(fragment, schema):
-    """A file's ``idx`` column and the first row of each of its row groups (plus its end)."""
-    idx = fragment.to_table(columns=["idx"], schema=schema).column("idx").to_numpy(zero_copy_only=False)
-    starts = np.cumsum([0] + [group.row_groups[0].num_rows for group in fragment.split_by_row_group()])
-    return idx, starts
+def _file_index(location, relative: str):
+    """A partition file's row groups (as fragments), its schema, its ``idx`` column and the first
+    row of each row group (plus its end)."""
+    dataset = location.parquet_dataset([relative])
+    fragment = next(iter(dataset.get_fragments()))
+    groups = fragment.split_by_row_group()
+    idx = fragment.to_table(columns=["idx"], schema=dataset.schema).column("idx").to_numpy(zero_copy_only=False)
+    starts = np.cumsum([0] + [group.row_groups[0].num_rows for group in groups])
+    return groups, dataset.schema, idx, starts
 
 
 def _cached(key: tuple, make):
@@ -165,6 +212,7 @@ def clear_row_group_cache() -> None:
     """Forget every decoded row group (benchmarks time cold look-ups with it)."""
     with _row_group_lock:
         _row_groups.clear()
+        _row_dicts.clear()
 
 
 def channel_time_range(catalog, instrument: str, channel: str) -> tuple[Any, Any]:
@@ -283,9 +331,8 @@ def header_records(catalog, locators: pd.DataFrame):
             wanted.setdefault((str(instrument), int(year), str(channel)), []).append(int(idx))
     found: dict[tuple, tuple[dict, dict, dict]] = {}
     for where, idx in wanted.items():
-        table = partition_rows(catalog, *where, idx)
-        by_idx = dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
-        found[where] = (by_idx, partition_keys(catalog, *where), per_frame_array_attrs(catalog, *where))
+        found[where] = (partition_row_dicts(catalog, *where, idx), partition_keys(catalog, *where),
+                        per_frame_array_attrs(catalog, *where))
     raw, rows, keys = [], [], []
     for instrument, year, channel, idx in located:
         if pd.isna(idx):

@@ -44,7 +44,7 @@ class FetchPlan:
         return (f"{self.rows} rows ({self.missing_rows} without frame) → output "
                 f"{'×'.join(map(str, self.output_shape))} float32 {_size(self.output_bytes)}; reads "
                 f"{self.chunks} chunks: {self.whole_chunks} whole = {_size(self.whole_bytes)} decoded, "
-                f"{self.partial_frames} frames of {partial} partially = {_size(self.partial_bytes)} decoded"
+                f"{self.partial_frames} frames from {partial} chunks, partially = {_size(self.partial_bytes)} decoded"
                 f"{stored} from {arrays or 'no array'}; {self.tasks} tasks")
 
 
