@@ -19,7 +19,7 @@ each (6-minute cadence, about 2 days for 480), with 15-frame chunks (the real st
   chunk read and decoded once, two processes started before the clock), against the same
   shuffle in worker processes and against the block-shuffle loader, alternated in rounds;
   (h) on an hourly grid, uniform against the block shuffle (and the bound), on a store of its own
-  (``--hourly-frames``, 6 days: 144 samples) so that an epoch is long enough to time;
+  (``--hourly-frames``, 6 days: about 160 samples) so that an epoch is long enough to time;
 * (d) bytes the S3 emulator's proxy passes for (b) (one channel), partial against whole;
 * (e) the uniform loader against the per-sample way of the peers (``zarr_array[idx]`` per
   channel per sample, random order, two processes).
@@ -425,7 +425,7 @@ def main() -> None:
     parser.add_argument("--chunkings", default="15,120")
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--hourly-frames", type=int, default=1440,
-                        help="AIA frames per channel of the hourly-grid store of (c) (1440: 6 days, 144 samples)")
+                        help="AIA frames per channel of the hourly-grid store of (c) (1440: 6 days, about 160 hourly samples)")
     parser.add_argument("--only", default="abcdeh", help="which of the targets to run (letters; h: (c) hourly)")
     args = parser.parse_args()
 
