@@ -425,7 +425,7 @@ def main() -> None:
     parser.add_argument("--chunkings", default="15,120")
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--hourly-frames", type=int, default=1440,
-                        help="AIA frames per channel of the hourly-grid store of (c) (1440: 6 days, about 160 hourly samples)")
+                        help="AIA frames per channel of the store of (c) hourly (1440: 6 days, ~160 samples)")
     parser.add_argument("--only", default="abcdeh", help="which of the targets to run (letters; h: (c) hourly)")
     args = parser.parse_args()
 
