@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON_NEWEST ?= $(shell for p in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -1); do "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV_NEWEST ?= .venv313
 
-.PHONY: demo test test-oldest test-newest browser-tools install clean
+.PHONY: demo test test-oldest test-newest browser-tools screenshots install clean
 
 # The demo needs the package alone; the tests need the test extra (pytest, emulators, the CPU torch).
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,10 @@ test-oldest: $(VENV)/.installed-test browser-tools
 
 test-newest: $(VENV_NEWEST)/.installed-test browser-tools
 	$(VENV_NEWEST)/bin/python -m pytest -n 2 --durations=15
+
+## Renews the README's explorer screenshots (docs/images/explorer-*.png); the tests alone write them to a tmp dir.
+screenshots: $(VENV)/.installed-test browser-tools
+	SDOML_TEST_SCREENSHOTS=docs/images $(PY) -m pytest -n 0 -p no:randomly tests/test_explorer_browser.py
 
 clean:
 	rm -rf $(VENV) $(VENV_NEWEST) demo-output .pytest_cache

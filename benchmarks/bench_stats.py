@@ -4,8 +4,9 @@ its peak memory, and ``frame_quality WHERE NOT good`` on the bench_query catalog
 (1) Writes a sample with images (``--channels`` AIA channels x ``--frames`` frames of one
     year, ``--chunk-frames`` 15 (default, the real stores) or 120; cached in ``--dir``) and builds its
     catalog.  Then, each in a fresh Python (peak memory = that process's VmHWM):
-    - decode bound: every chunk read and decoded once (the fetch stage's read function), on
-      ``--workers`` threads, nothing computed;
+    - decode bound: every chunk read and decoded once (the fetch stage's frame reader, each
+      thread decoding into a buffer it keeps, as the pass does), on ``--workers`` threads,
+      nothing computed;
     - ``compute_frame_stats(full=True)`` on the same threads: every chunk read once and reduced
       to per-frame statistics, written to Parquet (the two alternate ``--pairs`` times; the
       ratio is the median of the pairs' ratios);
@@ -33,9 +34,10 @@ sys.path.insert(0, str(HERE))
 from bench_build import run  # noqa: E402  (runs code in a fresh Python, returns its VmHWM)
 
 DECODE_BOUND = """
-import concurrent.futures, sys, time
-from sdoml_sql.fetch.frames import read_chunk_frames
+import concurrent.futures, sys, threading, time
+from sdoml_sql.fetch.frames import FrameReader
 from sdoml_sql.stores.source import open_store
+readers = threading.local()  # one reader per thread, its decode buffer kept between chunks (as the pass does)
 source, workers = open_store(sys.argv[1]), int(sys.argv[2])
 jobs = []
 for year in source.children()[0]:
@@ -46,7 +48,9 @@ for year in source.children()[0]:
 started = time.perf_counter()
 def read(job):
     array, lo, hi = job
-    read_chunk_frames(array, "", lo, hi, tuple(range(hi - lo)), 1, "stride")
+    if not hasattr(readers, "reader"):
+        readers.reader = FrameReader()
+    readers.reader.read(array, "", lo, hi, tuple(range(hi - lo)), copy=False)
     return array.nbytes // array.shape[0] * array.chunks[0]  # a chunk is decoded whole
 with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # as many chunks in flight as the pass
     decoded = sum(pool.map(read, jobs))

@@ -110,6 +110,8 @@ def test_missing_channels_drop_or_fill_nan(ml):
     absent = filled.array_ids[gap] < 0
     assert np.isnan(item["image"][absent]).all() and (item["idx"][absent] == -1).all()
     assert not np.isnan(item["image"][~absent]).any()
+    with pytest.raises(FetchError, match=r"grid times have no frame .* pass missing='nan'"):
+        ml.query(sql).dataset(missing="raise")
 
 
 def test_dataset_pickles_small_and_reopens_its_stores(aia_ds):

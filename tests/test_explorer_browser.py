@@ -1,9 +1,11 @@
 """The explorer in a real browser: Debian's headless Chromium driven by Selenium through the
-system chromedriver (``make test`` installs both when missing).  Screenshots go to
-``docs/images/explorer-*.png`` (the README shows one)."""
+system chromedriver (``make test`` installs both when missing).  Screenshots go to a temporary
+directory, or to ``$SDOML_TEST_SCREENSHOTS`` when set: ``make screenshots`` sets it to
+``docs/images`` to renew the README's ``explorer-*.png``, so ``make test`` leaves the tree clean."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,8 @@ from sdoml_sql.web import Settings
 from web_helpers import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "docs" / "images"
+#: Where the screenshots go when set (``make screenshots``: docs/images); else a temporary directory.
+SCREENSHOTS_ENV = "SDOML_TEST_SCREENSHOTS"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 120
@@ -46,6 +49,16 @@ def browser(tmp_path_factory):
     driver.downloads = downloads
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    if not chosen:
+        return tmp_path_factory.mktemp("screenshots")
+    directory = Path(chosen) if Path(chosen).is_absolute() else ROOT / chosen
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +92,7 @@ def run_typed_query(driver, server: str, sql: str) -> None:
     driver.find_element("id", "run").click()
 
 
-def test_a_typed_query_shows_its_rows_and_every_thumbnail(browser, server, catalog):
+def test_a_typed_query_shows_its_rows_and_every_thumbnail(browser, server, catalog, screenshots):
     expected = catalog.query(SQL)
     run_typed_query(browser, server, SQL)
     wait_for(browser, lambda d: d.find_element("id", "status").get_attribute("data-rows") == str(len(expected)),
@@ -90,7 +103,7 @@ def test_a_typed_query_shows_its_rows_and_every_thumbnail(browser, server, catal
     wait_for(browser, all_pictures_decoded, "every thumbnail decoded")
     assert len(browser.find_elements("css selector", "img.thumb")) == len(expected)
     assert "T_OBS" in browser.page_source and not browser.find_element("id", "error").is_displayed()
-    browser.save_screenshot(str(IMAGES / "explorer-sql.png"))
+    browser.save_screenshot(str(screenshots / "explorer-sql.png"))
 
 
 def test_an_error_shows_the_line_the_cli_prints(browser, server, catalog_dir):
@@ -102,7 +115,7 @@ def test_an_error_shows_the_line_the_cli_prints(browser, server, catalog_dir):
     assert shown + "\n" == printed.stderr
 
 
-def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog):
+def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog, screenshots):
     frames = catalog.query("SELECT year, idx, T_OBS FROM hmi WHERE channel = 'Bz' "
                            "ORDER BY T_OBS, year, idx").to_pandas()
     browser.get(f"{server}/sql?q={quote(SQL)}")
@@ -112,7 +125,7 @@ def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog):
     wait_for(browser, all_pictures_decoded, "the frame and the other channels' thumbnails")
     assert browser.execute_script("return document.getElementById('image').naturalWidth") == 512
     assert len(browser.find_elements("css selector", "#header tr")) > 20
-    browser.save_screenshot(str(IMAGES / "explorer-frame.png"))
+    browser.save_screenshot(str(screenshots / "explorer-frame.png"))
     idx = int(browser.current_url.rsplit("/", 1)[1])
     at = frames.index[(frames.year == 2010) & (frames.idx == idx)][0]
     browser.find_element("id", "next").click()
@@ -122,10 +135,10 @@ def test_a_frame_page_steps_to_the_next_frame(browser, server, catalog):
     wait_for(browser, lambda d: str(following.T_OBS)[:19] in d.find_element("id", "time").text, "its time")
 
 
-def test_the_timeline_clicks_through_to_frames(browser, server, catalog):
+def test_the_timeline_clicks_through_to_frames(browser, server, catalog, screenshots):
     browser.get(f"{server}/timeline?start=2010-08-27&stop=2010-08-29&bucket=2%20hours")
     wait_for(browser, lambda d: d.find_elements("css selector", "g.bucket"), "the timeline")
-    browser.save_screenshot(str(IMAGES / "explorer-timeline.png"))
+    browser.save_screenshot(str(screenshots / "explorer-timeline.png"))
     bucket = browser.find_element("css selector", "g.bucket[data-channel='171A']:not([data-frames='0'])")
     count = int(bucket.get_attribute("data-frames"))
     bucket.click()

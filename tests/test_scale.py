@@ -40,6 +40,21 @@ def test_time_window_gives_the_same_rows_as_the_full_scan(catalog, sql):
     assert rows(windowed) == rows(full)
 
 
+def test_a_narrowed_view_has_the_full_views_columns_and_types_for_any_year(catalog):
+    """A view narrowed to some years leads with the typed empty row only when those years'
+    files lack columns or type them otherwise; either way it is typed like the full view."""
+    connection = catalog.connect()
+    for instrument in ("aia", "hmi"):
+        full = list(catalog.columns(instrument).items())
+        partitions = catalog.manifest["partitions"].values()
+        years = sorted({e["year"] for e in partitions if e.get("instrument") == instrument})
+        for chosen in [{year} for year in years] + [set(years)]:
+            scan = catalog._years_scan(instrument, chosen)
+            described = connection.execute(f"DESCRIBE {scan}").fetchall()
+            assert [(row[0], row[1]) for row in described] == full, (instrument, chosen)
+        assert "WHERE false" not in catalog._years_scan(instrument, set(years))  # all years: the full view's columns
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT * FROM aia WHERE T_OBS BETWEEN '2010-08-27' AND '2010-08-28' OR EXPTIME < 1",
     "SELECT * FROM aia WHERE T_OBS > (SELECT max(T_OBS) FROM hmi)",

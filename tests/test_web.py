@@ -270,6 +270,21 @@ def test_a_full_queue_answers_503_at_once(catalog):
         assert session.get(f"{url}/api/query", params={"sql": "SELECT 1 AS one"}, timeout=30).status_code == 200
 
 
+def test_frame_pages_answer_while_the_query_workers_are_busy(catalog):
+    """Frame pages' data has its own workers: a full query pool answers 503 to queries only."""
+    settings = Settings(query_timeout=3.0, query_workers=1, waiting=0)
+    slow = {"sql": "SELECT count(*) FROM range(100000000000) a, range(10) b"}
+    with running_server(catalog, settings) as url, requests.Session() as session:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            running = pool.submit(timed_get, session, f"{url}/api/query", **slow)
+            time.sleep(0.5)
+            refused, _ = timed_get(session, f"{url}/api/query", sql="SELECT 1")
+            page, seconds = timed_get(session, f"{url}/api/frames/aia/2010/171A/3")
+            assert refused.status_code == 503
+            assert page.status_code == 200 and page.json()["next"] is not None and seconds < 2.5
+            assert running.result()[0].status_code == 400  # stopped at its time limit
+
+
 def test_a_failing_or_slow_store_errors_only_its_frames(s3_remote, catalog_dir, tmp_path, monkeypatch, no_store_env):
     from emulators import Fault, FaultProxy
     from sdoml_sql.catalog_builder.build import build_catalog

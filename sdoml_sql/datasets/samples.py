@@ -35,7 +35,6 @@ from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.fetch.stack import (
     ArrayRef,
-    _apply_missing,
     _check_frames,
     check_downsample,
     frame_grid,
@@ -368,8 +367,8 @@ def dataset(selection, downsample: int = 1, method: str = "stride", missing: str
     from sdoml_sql.datasets.normalize import normalization  # checks the name before any read
 
     rule = normalization(normalize)
-    grid = frame_grid(selection, "nan")
-    keep = _kept_rows(grid, missing)
+    grid = frame_grid(selection, "raise" if missing == "raise" else "nan")  # "raise" names the rows without frames
+    keep = ~grid.missing.any(axis=1) if missing == "drop" else np.ones(len(grid.missing), dtype=bool)
     if not keep.any() or not grid.arrays:
         raise DatasetError(f"the selection has no frames to make samples of ({len(keep)} rows, "
                            f"{int(grid.missing.all(axis=1).sum())} without any frame)")
@@ -391,13 +390,6 @@ def dataset(selection, downsample: int = 1, method: str = "stride", missing: str
         local = None if location is not None and location.remote else Path(selection.catalog.directory)
         ds.normalizer = make_normalizer(ds, rule, local)
     return ds
-
-
-def _kept_rows(grid, missing: str) -> np.ndarray:
-    absent = grid.missing.any(axis=1)
-    if missing == "raise" and absent.any():
-        _apply_missing(grid, "raise")  # raises the fetch stage's message naming the rows
-    return ~absent if missing == "drop" else np.ones(len(absent), dtype=bool)
 
 
 def _frame_column(grid) -> list[str]:

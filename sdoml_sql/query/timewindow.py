@@ -56,17 +56,20 @@ def time_window(connection, sql: str, views: dict[str, tuple[str, ...]] = TIMED_
     bounds = [(kind, node) for term in _conjuncts(where) for kind, node in _bounds(term) if _constant(node, volatile)]
     if not bounds:
         return None
-    firsts = [_timestamp(connection, node) for kind, node in bounds if kind in ("first", "both")]
-    lasts = [_timestamp(connection, node) for kind, node in bounds if kind in ("last", "both")]
-    if None in firsts or None in lasts:
+    values = _timestamps(connection, [node for _, node in bounds])
+    if values is None or None in values:
         return None
+    firsts = [value for (kind, _), value in zip(bounds, values) if kind in ("first", "both")]
+    lasts = [value for (kind, _), value in zip(bounds, values) if kind in ("last", "both")]
     return views[view], max(firsts, default=None), min(lasts, default=None)
 
 
 def may_narrow(sql: str, views: dict[str, tuple[str, ...]] = TIMED_VIEWS) -> bool:
-    """A cheap first look: whether ``sql`` names one of ``views`` and ``T_OBS`` at all."""
+    """A cheap first look: whether ``sql`` names one of ``views``, and ``T_OBS`` after a
+    ``WHERE`` (a window's bounds are in the top-level ``WHERE``, after the first one)."""
     text = sql.lower()
-    return "t_obs" in text and any(view in text for view in views)
+    where = text.find("where")
+    return where >= 0 and "t_obs" in text[where:] and any(view in text for view in views)
 
 
 def _single_view(tree: dict[str, Any]) -> str | None:
@@ -143,13 +146,23 @@ def _volatile(connection) -> frozenset[str]:
     return _VOLATILE
 
 
-def _timestamp(connection, node: dict[str, Any]) -> dt.datetime | None:
-    """The bound expression evaluated by DuckDB and cast to TIMESTAMP (None if it is not a time)."""
-    select = orjson.loads(connection.execute("SELECT json_serialize_sql('SELECT NULL')").fetchone()[0])
-    select["statements"][0]["node"]["select_list"] = [node]
+#: ``json_serialize_sql('SELECT NULL')``: the parse tree each query's bounds are put in.
+_SELECT_TEMPLATE: str | None = None
+
+
+def _timestamps(connection, nodes: list[dict[str, Any]]) -> list[dt.datetime | None] | None:
+    """The bound expressions evaluated by DuckDB in one ``SELECT`` and cast to TIMESTAMP
+    (None for one that is not a time), or None if DuckDB cannot evaluate them."""
+    global _SELECT_TEMPLATE
+    if _SELECT_TEMPLATE is None:
+        _SELECT_TEMPLATE = connection.execute("SELECT json_serialize_sql('SELECT NULL')").fetchone()[0]
+    select = orjson.loads(_SELECT_TEMPLATE)
+    select["statements"][0]["node"]["select_list"] = nodes
+    names = ", ".join(f"b{n}" for n in range(len(nodes)))
+    casts = ", ".join(f"TRY_CAST(b{n} AS TIMESTAMP)" for n in range(len(nodes)))
     try:
         text = connection.execute("SELECT json_deserialize_sql(?)", [orjson.dumps(select).decode()]).fetchone()[0]
-        row = connection.execute(f"SELECT TRY_CAST(bound AS TIMESTAMP) FROM ({text}) AS b(bound)").fetchone()
+        row = connection.execute(f"SELECT {casts} FROM ({text}) AS b({names})").fetchone()
     except Exception:  # not a time DuckDB can evaluate: no window
         return None
-    return row[0] if row and isinstance(row[0], dt.datetime) else None
+    return [value if isinstance(value, dt.datetime) else None for value in row] if row else None

@@ -17,11 +17,13 @@ fixed list: no request path reaches the file system) that draw themselves from t
 ``/api/examples``                              the example queries (JSON)
 =============================================  ==============================================
 
-Work runs in threads, two pools: queries (DuckDB) and frames (store reads, maps, PNG and
-FITS), so a slow store delays frames only.  Each pool runs at most ``workers`` requests and
-lets at most ``waiting`` wait, for at most ``wait_s`` seconds; beyond that the answer is 503
-at once.  A frame read that takes longer than ``frame_timeout`` answers 504 (its thread
-finishes in the background).  Every error is one line: ``{"error": "…"}``.
+Work runs in threads, three pools: queries (the SQL page's DuckDB work), frame pages' data
+(their neighbours in time: DuckDB too, but a backlog of frame pages must not hold up the SQL
+page) and frames (store reads, maps, PNG and FITS), so a slow store delays frames only.  Each
+pool runs at most ``workers`` requests and lets at most ``waiting`` wait, for at most
+``wait_s`` seconds; beyond that the answer is 503 at once.  A frame read that takes longer
+than ``frame_timeout`` answers 504 (its thread finishes in the background).  Every error is
+one line: ``{"error": "…"}``.
 
 Answers are kept per catalog version (:mod:`sdoml_sql.web.cache`): a kept answer is served
 from the event loop without waiting for a worker; pictures, headers and frame data carry the
@@ -68,7 +70,8 @@ class Settings:
 
     query_timeout: float = 10.0
     frame_timeout: float = 30.0
-    query_workers: int = 2
+    query_workers: int = 4
+    page_workers: int = 2
     frame_workers: int = 4
     waiting: int = 64
     wait_s: float = 15.0
@@ -206,12 +209,16 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
 
     def pool(kind: str) -> Pool:  # made inside the server's event loop
         if kind not in pools:
-            workers = settings.query_workers if kind == "query" else settings.frame_workers
+            workers = {"query": settings.query_workers, "frame page": settings.page_workers,
+                       "frame": settings.frame_workers}[kind]
             pools[kind] = Pool(kind, workers, settings.waiting, settings.wait_s)
         return pools[kind]
 
     async def queries(function: Callable, *args):
         return await pool("query").run(function, *args)
+
+    async def page_data(function: Callable, *args):
+        return await pool("frame page").run(function, *args)
 
     async def frames(function: Callable, *args):
         return await pool("frame").run(function, *args, timeout=settings.frame_timeout)
@@ -335,7 +342,7 @@ def create_app(catalog, settings: Settings | None = None) -> Starlette:
         Route("/api/frames/{instrument}/{year}/{channel}/{idx}.fits", frame_fits),
         Route("/api/frames" + frame_path + "/thumbnail.png", picture(True)),
         Route("/api/frames" + frame_path + "/header", frame_answer("header", frames, header_json, "application/json")),
-        Route("/api/frames" + frame_path, frame_answer("info", queries, info_json, "application/json")),
+        Route("/api/frames" + frame_path, frame_answer("info", page_data, info_json, "application/json")),
     ]
 
     async def sdoml_error(request: Request, error: SdomlError) -> Response:
