@@ -35,8 +35,8 @@ from sdoml_sql.datasets.shuffle import DEFAULT_MIX, epoch_plan
 from sdoml_sql.exceptions import DatasetError
 from sdoml_sql.fetch.stack import (
     ArrayRef,
-    _check_frames,
     check_downsample,
+    check_frames,
     frame_grid,
     open_arrays,
     output_shape,
@@ -374,7 +374,7 @@ def dataset(selection, downsample: int = 1, method: str = "stride", missing: str
                            f"{int(grid.missing.all(axis=1).sum())} without any frame)")
     opener = StoreOpener(selection.catalog)
     zarrays = open_arrays(opener, grid.arrays)
-    _check_frames(grid, zarrays)
+    check_frames(grid, zarrays)
     frame_shape = tuple(int(s) for s in zarrays[0].shape[1:])
     check_downsample(frame_shape, downsample, method)
     times, rows = _times_and_rows(selection, grid)

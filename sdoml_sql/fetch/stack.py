@@ -235,7 +235,9 @@ def open_arrays(catalog, arrays: list[ArrayRef]) -> list[Any]:
     return opened
 
 
-def _check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
+def check_frames(grid: FrameGrid, zarrays: list[Any]) -> None:
+    """Raise a one-line :class:`FetchError` when the grid asks for an idx past an array's end
+    (naming the array and the idx) or its arrays' frames differ in size."""
     for n, (ref, array) in enumerate(zip(grid.arrays, zarrays)):
         sel = grid.array_ids == n
         bad = (grid.idx[sel] < 0) | (grid.idx[sel] >= array.shape[0])
@@ -262,7 +264,7 @@ def _store_frame_shape(catalog, locators: pd.DataFrame) -> tuple[int, int]:
 
 def plan_layout(grid: FrameGrid, zarrays: list[Any]) -> Layout:
     """Group the grid's frames into chunk reads and row segments."""
-    _check_frames(grid, zarrays)
+    check_frames(grid, zarrays)
     chunk_t = np.array([a.chunks[0] for a in zarrays] or [1], dtype=np.int64)
     chunk_of = np.where(grid.missing, -1, grid.idx // chunk_t[np.maximum(grid.array_ids, 0)])
     segments = _segments(grid.array_ids, chunk_of)
