@@ -130,7 +130,8 @@ def test_a_build_that_hits_a_lasting_fault_leaves_the_catalog_intact(proxied_cat
     started = time.perf_counter()
     with pytest.raises(StoreError, match=r"cannot read 2010/193A/\.zattrs after \d+ attempt"):
         rebuild_catalog(catalog, full=True, progress=False)
-    assert time.perf_counter() - started < 3 + 3
+    # bounded by the 3 s timeout, not the default 120 s; the slack is for a loaded machine
+    assert time.perf_counter() - started < 3 + 9
     assert snapshot(catalog) == before
     proxy.clear()
     assert len(rebuild_catalog(catalog, full=True, progress=False).written) == 9
