@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -232,16 +233,20 @@ print("AFTER", len(catalog.query("SELECT * FROM aia")), flush=True)
 
 
 def test_ctrl_c_interrupts_query_in_python_and_the_catalog_stays_usable(small):
+    import queue
+
     process = subprocess.Popen([PY, "-c", INTERRUPTED_SCRIPT, str(small["catalog"]), ENDLESS_SQL],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()  # read on a thread, so a script that never answers fails the test, not hangs it
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
-        assert process.stdout.readline().strip() == "RUNNING"
+        assert lines.get(timeout=60).strip() == "RUNNING"
         time.sleep(2)
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
-        interrupted = process.stdout.readline().split()
+        interrupted = lines.get(timeout=30).split()
         elapsed = time.monotonic() - sent
-        after = process.stdout.readline().split()
+        after = lines.get(timeout=60).split()
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
@@ -689,3 +694,32 @@ def test_make_test_runs_the_oldest_and_the_newest_python_and_make_demo_installs_
     assert demo_install == [".venv/bin/python -m pip install --quiet -e ."], lines
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
     assert "--index-url https://download.pytorch.org/whl/cpu" in (ROOT / "README.md").read_text()
+
+
+def test_ctrl_c_while_the_query_thread_starts_still_stops_the_query(monkeypatch):
+    """A Ctrl-C that lands while ``interruptible`` waits for its thread to begin (seen under
+    load: the query ran on, orphaned, and the next query on the cursor waited for ever)."""
+    import duckdb
+
+    from sdoml_sql.query import connection
+
+    assert threading.current_thread() is threading.main_thread()
+    cursor = duckdb.connect().cursor()
+    start = threading.Thread.start
+
+    def start_then_ctrl_c(thread):
+        start(thread)
+        raise KeyboardInterrupt  # as SIGINT does in the main thread's wait inside start()
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            connection.interruptible(cursor, lambda: cursor.execute(ENDLESS_SQL).fetchall())
+        monkeypatch.undo()
+        answer = []
+        probe = threading.Thread(target=lambda: answer.append(cursor.execute("SELECT 42").fetchall()), daemon=True)
+        probe.start()
+        probe.join(20)
+        assert answer == [[(42,)]], "the interrupted query still holds the cursor"
+    finally:
+        cursor.interrupt()

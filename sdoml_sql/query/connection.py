@@ -39,9 +39,11 @@ def interruptible(cursor: duckdb.DuckDBPyConnection, work):
     if threading.current_thread() is not threading.main_thread():
         return work()
     outcome: dict[str, Any] = {}
-    finished = threading.Event()  # waited on, not the thread: an interrupted join() marks it stopped
+    # events waited on, not the thread: an interrupted join() marks it stopped
+    began, finished = threading.Event(), threading.Event()
 
     def target():
+        began.set()
         try:
             outcome["result"] = work()
         except BaseException as error:  # handed to the waiting thread
@@ -50,16 +52,17 @@ def interruptible(cursor: duckdb.DuckDBPyConnection, work):
             finished.set()
 
     worker = threading.Thread(target=target, name="sdoml-sql-query", daemon=True)
-    worker.start()
     try:
+        worker.start()  # inside the try: a Ctrl-C while it waits for the thread to begin must stop the query too
         while not finished.wait(0.25):
             pass
         worker.join()  # finished: let it end before going on (a thread still unwinding at exit aborts)
     except KeyboardInterrupt:
         deadline = time.monotonic() + 10
-        while not finished.is_set() and time.monotonic() < deadline:
-            cursor.interrupt()  # again until it stops: the query may not have started at the first
-            finished.wait(0.05)
+        if began.wait(1):  # else the thread never began: there is no query to stop
+            while not finished.is_set() and time.monotonic() < deadline:
+                cursor.interrupt()  # again until it stops: the query may not have started at the first
+                finished.wait(0.05)
         if finished.is_set():
             worker.join(1)
         raise
