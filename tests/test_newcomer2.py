@@ -199,9 +199,18 @@ def test_small_samples_end_whatever_the_seed(tmp_path):
 
 # --- 8. Ctrl-C -----------------------------------------------------------------------------------------
 
+def as_from_a_terminal():
+    """In the child, before exec: Ctrl-C as a shell gives it (default action, not blocked),
+    whatever the test runner's process inherited or set (a child inherits SIG_IGN and the
+    signal mask; in a full run the runner's worker had SIGINT ignored, and both tests failed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_ctrl_c_stops_the_cli_query_within_a_second(small):
     process = subprocess.Popen([PY, "-m", "sdoml_sql.cli", "query", ENDLESS_SQL, "--catalog", str(small["catalog"])],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=as_from_a_terminal)
     try:
         time.sleep(6)  # imports, the catalog opened, the query running
         assert process.poll() is None, process.communicate()
@@ -236,7 +245,7 @@ def test_ctrl_c_interrupts_query_in_python_and_the_catalog_stays_usable(small):
     import queue
 
     process = subprocess.Popen([PY, "-c", INTERRUPTED_SCRIPT, str(small["catalog"]), ENDLESS_SQL],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     lines: queue.Queue = queue.Queue()  # read on a thread, so a script that never answers fails the test, not hangs it
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
