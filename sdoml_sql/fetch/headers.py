@@ -90,8 +90,7 @@ def partition_row_dicts(catalog, instrument: str, year: int, channel: str, idx: 
     page asks for the same rows again."""
     wanted = sorted(set(idx))
     if len(wanted) > FEW_ROWS:
-        table = partition_rows(catalog, instrument, year, channel, wanted)
-        return dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
+        return _dicts_by_idx(partition_rows(catalog, instrument, year, channel, wanted))
     location, relative, version = _partition_file(catalog, instrument, year, channel)
     key = _file_key(location, relative, version)
     with _row_group_lock:
@@ -100,7 +99,7 @@ def partition_row_dicts(catalog, instrument: str, year: int, channel: str, idx: 
     if missing:
         table = _rows_by_position(location, relative, missing, version)
         _check_found(instrument, year, channel, missing, table.column("idx").to_pylist())
-        converted = dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
+        converted = _dicts_by_idx(table)
         with _row_group_lock:
             for i, row in converted.items():
                 _row_dicts[key, i] = row
@@ -108,6 +107,11 @@ def partition_row_dicts(catalog, instrument: str, year: int, channel: str, idx: 
                 _row_dicts.popitem(last=False)
         found.update(converted)
     return {i: dict(found[i]) for i in wanted}
+
+
+def _dicts_by_idx(table) -> dict[int, dict]:
+    """A table of header rows as ``{idx: {column: value}}``."""
+    return dict(zip(table.column("idx").to_pylist(), table.drop_columns(["idx"]).to_pylist()))
 
 
 def _partition_file(catalog, instrument: str, year: int, channel: str):
