@@ -287,7 +287,10 @@ def epoch_rate(ds, shuffle, batch_size: int, workers: str = "auto") -> float:
 
 
 def rounds(ways: dict, repeat: int) -> dict[str, list[float]]:
-    """``repeat`` rounds of every way (samples/s), the ways alternated within each round."""
+    """``repeat`` rounds of every way (samples/s), the ways alternated within each round, after
+    one untimed run of each (opening the stores, first-touching the loaders' batch arrays)."""
+    for way in ways.values():
+        way()
     rates = {name: [] for name in ways}
     for _ in range(repeat):
         for name, way in ways.items():

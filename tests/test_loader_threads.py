@@ -5,6 +5,7 @@ never a batch overwritten while anything still holds it."""
 from __future__ import annotations
 
 import gc
+import pickle
 import shutil
 
 import numcodecs
@@ -110,6 +111,31 @@ def test_kept_batches_keep_their_pixels_and_dropped_ones_are_reused(mixed):
         np.testing.assert_array_equal(batch["image"][-1].numpy(), mixed[i]["image"])  # nothing left from before
         del batch  # dropped before the next is asked for
     assert len(addresses) <= 2 * 2 + 2 + 1  # the pool's arrays (plus the last, shorter batch)
+
+
+def batch_addresses(loader) -> set[int]:
+    seen = set()
+    for batch in loader:
+        seen.add(batch["image"].data_ptr())
+        del batch  # dropped before the next is asked for
+    return seen
+
+
+def test_the_next_epochs_loader_builds_its_batches_in_the_arrays_of_the_last(ml_dir):
+    ds = Catalog(ml_dir).query(MIXED_SQL).dataset()
+
+    def pooled() -> set[int]:
+        return {array.ctypes.data for array in ds.batch_pool._pool}
+
+    for size in (4, 8):  # 8: the free arrays too small for a batch are replaced
+        held = list(ds.loader(batch_size=size, shuffle="uniform", seed=1, epoch=0, num_workers=2))
+        assert len(held) > 2 * 2 + 2 and len(ds) % size  # every pooled array used, and a shorter last batch
+        del held
+        assert len(ds.batch_pool._pool) == 2 * 2 + 2 and all(len(array) == size for array in ds.batch_pool._pool)
+        for epoch in (1, 2):  # no fresh memory: the shorter batch too is built in a kept array
+            assert batch_addresses(ds.loader(batch_size=size, shuffle="uniform", seed=1, epoch=epoch,
+                                             num_workers=2)) <= pooled()
+    assert pickle.loads(pickle.dumps(ds)).batch_pool is None  # worker processes never get the arrays
 
 
 # --- the same epoch as worker processes -------------------------------------------------------

@@ -99,10 +99,12 @@ class FrameDataset:
     _zarrays: list | None = field(default=None, repr=False)
     _last: dict = field(default_factory=dict, repr=False)
     _readers: threading.local = field(default_factory=threading.local, repr=False)
+    #: the thread loader's batch arrays, kept from one epoch to the next (see :mod:`.loader`)
+    batch_pool: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_zarrays"], state["_last"], state["_readers"] = None, {}, None
+        state["_zarrays"], state["_last"], state["_readers"], state["batch_pool"] = None, {}, None, None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
