@@ -25,7 +25,8 @@ each (6-minute cadence, about 2 days for 480), with 15-frame chunks (the real st
   channel per sample, random order, two processes).
 
 Each ratio is measured in one run, the two sides alternated, medians of ``--repeat`` (best
-for the slow loaders: one epoch each, after one untimed epoch of each loader).  Prints ``uptime``: the machine is shared.
+for the slow loaders: one epoch each, after one untimed epoch of each loader).  Prints
+``uptime``: the machine is shared.
 """
 
 from __future__ import annotations

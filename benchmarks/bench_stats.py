@@ -48,9 +48,7 @@ for year in source.children()[0]:
 started = time.perf_counter()
 def read(job):
     array, lo, hi = job
-    if not hasattr(readers, "reader"):
-        readers.reader = FrameReader()
-    readers.reader.read(array, "", lo, hi, tuple(range(hi - lo)), copy=False)
+    FrameReader.of_thread(readers).read(array, "", lo, hi, tuple(range(hi - lo)), copy=False)
     return array.nbytes // array.shape[0] * array.chunks[0]  # a chunk is decoded whole
 with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # as many chunks in flight as the pass
     decoded = sum(pool.map(read, jobs))

@@ -113,10 +113,7 @@ class FrameDataset:
     @property
     def _reader(self) -> ChunkReader:
         """This thread's chunk reader (its whole-chunk buffers are not shared between threads)."""
-        reader = getattr(self._readers, "reader", None)
-        if reader is None:
-            reader = self._readers.reader = ChunkReader()
-        return reader
+        return ChunkReader.of_thread(self._readers)
 
     def __len__(self) -> int:
         return len(self.array_ids)

@@ -38,9 +38,7 @@ def read_frames(grid, layout, factor: int, method: str, shape: tuple[int, ...]) 
 
     def fill(job) -> None:
         read, rows, positions = job
-        reader = getattr(local, "reader", None)
-        if reader is None:
-            reader = local.reader = FrameReader()
+        reader = FrameReader.of_thread(local)
         first = dict(zip(positions[::-1], rows[::-1]))  # each frame's first cell, where it is decoded
         reader.read_into(layout.zarrays[read.array_id], str(grid.arrays[read.array_id]), read.lo, read.hi,
                          read.wanted, [cells[first[p]] for p in range(len(read.wanted))], factor, method)

@@ -129,10 +129,8 @@ def table_end(head: bytes) -> int:
     (the header's length when it is too short or damaged: :func:`chunk_table` then says why)."""
     if len(head) < BLOSC_HEADER.size:
         return len(head)
-    nbytes, blocksize = struct.unpack_from("<II", head, 4)
-    if head[2] & MEMCPYED or not blocksize:
-        return BLOSC_HEADER.size
-    return BLOSC_HEADER.size + 4 * -(-nbytes // blocksize)
+    header = BloscHeader(*BLOSC_HEADER.unpack_from(head))  # unchecked: only its table's length
+    return header.table_end if header.blocksize else BLOSC_HEADER.size
 
 
 @lru_cache(maxsize=TABLE_CACHE_SIZE)

@@ -69,7 +69,7 @@ def frame_layout(zarray) -> bool:
 
 def partial_reads(zarray) -> bool:
     """Whether frames of ``zarray`` can be read without decoding their whole chunk (Blosc)."""
-    return frame_layout(zarray) and getattr(zarray.metadata.compressor, "codec_id", None) == "blosc"
+    return _array(zarray).partial
 
 
 class _Array(NamedTuple):
@@ -130,6 +130,15 @@ class FrameReader:
 
     def __getstate__(self) -> dict:
         return {"reuse_buffers": self.reuse_buffers, "_buffers": {}}
+
+    @classmethod
+    def of_thread(cls, local: threading.local) -> FrameReader:
+        """The reader ``local`` holds for the calling thread, made on first use (a reader's
+        kept buffers are one thread's alone; they live as long as ``local`` does)."""
+        reader = getattr(local, "reader", None)
+        if reader is None:
+            reader = local.reader = cls()
+        return reader
 
     def read(self, zarray, label: str, lo: int, hi: int, offsets: tuple[int, ...], factor: int = 1,
              method: str = "stride", copy: bool = True) -> np.ndarray:
@@ -249,7 +258,7 @@ def _partial_frames(info: _Array, source, in_chunk: list[int]) -> tuple[np.ndarr
 
 def _decodes_into(info: _Array, offsets, outs: list[np.ndarray]) -> bool:
     """Whether :meth:`FrameReader.read_into` may decode these frames straight into ``outs``."""
-    return (info.partial and info.dtype == np.float32 and len(set(offsets)) <= PARTIAL_MAX_SHARE * info.chunk_frames
+    return (_takes_partial(info, offsets) and info.dtype == np.float32
             and all(out.dtype == np.float32 and out.flags.c_contiguous and out.shape == info.frame_shape
                     for out in outs))
 

@@ -77,7 +77,7 @@ def partition_rows(catalog, instrument: str, year: int, channel: str, idx: list[
     location, relative, version = _partition_file(catalog, instrument, year, channel)
     wanted = sorted(set(idx))
     if len(wanted) <= FEW_ROWS:
-        table = _rows_by_position(location, relative, wanted, version)
+        table = _rows_by_position(location, relative, _file_key(location, relative, version), wanted)
     else:
         table = location.parquet_dataset([relative]).to_table(filter=pc.field("idx").isin(wanted))
     _check_found(instrument, year, channel, wanted, table.column("idx").to_pylist())
@@ -97,7 +97,7 @@ def partition_row_dicts(catalog, instrument: str, year: int, channel: str, idx: 
         found = {i: _row_dicts[key, i] for i in wanted if (key, i) in _row_dicts}
     missing = [i for i in wanted if i not in found]
     if missing:
-        table = _rows_by_position(location, relative, missing, version)
+        table = _rows_by_position(location, relative, key, missing)
         _check_found(instrument, year, channel, missing, table.column("idx").to_pylist())
         converted = _dicts_by_idx(table)
         with _row_group_lock:
@@ -161,12 +161,11 @@ def _file_key(location, relative: str, version: tuple) -> tuple:
     return version, path, _file_identity(path)
 
 
-def _rows_by_position(location, relative: str, wanted: list[int], version: tuple):
+def _rows_by_position(location, relative: str, key: tuple, wanted: list[int]):
     """The rows whose ``idx`` is in ``wanted`` (sorted), in file order, decoding only the row
-    groups that hold them (cached under the file's :func:`_file_key`)."""
+    groups that hold them (cached under ``key``, the file's :func:`_file_key`)."""
     import pyarrow as pa
 
-    key = _file_key(location, relative, version)
     groups, schema, idx, starts = _cached(key + ("idx",), lambda: _file_index(location, relative))
     positions = np.flatnonzero(np.isin(idx, wanted))
     pieces = []
